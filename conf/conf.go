@@ -1,0 +1,322 @@
+// Package conf reads Agimo's TOML configuration: the same file the original
+// Rust Agimo read (top-level timeout and [[services]]), plus optional keys
+// that only add behaviour. Parse decodes, Validate checks and normalises;
+// every error names the file, the line and the key.
+package conf
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Defaults for keys a config may leave out.
+const (
+	DefaultTimeout         = 30 * time.Second
+	DefaultUpstreamTimeout = 60 * time.Second
+)
+
+// Config is a whole configuration file.
+type Config struct {
+	// Timeout bounds how long a request waits for its service to become
+	// ready (the original's key).
+	Timeout Duration `toml:"timeout"`
+	// UpstreamTimeout is how long an upstream may stay silent, while we
+	// wait for its response or its next body bytes, before the request
+	// fails with 504 (nginx's proxy_read_timeout).
+	UpstreamTimeout Duration `toml:"upstream_timeout"`
+	// TrustForwardedHeaders keeps clients' X-Forwarded-* headers (and
+	// appends to X-Forwarded-For) instead of replacing them. Turn it on only
+	// when every client is a trusted proxy, such as a cloud load balancer.
+	TrustForwardedHeaders bool `toml:"trust_forwarded_headers"`
+	// Services are the routes, one per host.
+	Services []Service `toml:"services"`
+
+	// File is the path the config was loaded from, for error messages.
+	File string `toml:"-"`
+	// lines maps a key path without indexes ("timeout", "services.host")
+	// to where it occurs.
+	lines map[string][]keyPos
+}
+
+// Service routes one host to one Kubernetes Service.
+type Service struct {
+	Host        string `toml:"host"`
+	Type        string `toml:"type"`
+	Namespace   string `toml:"namespace"`
+	Name        string `toml:"name"`
+	ServiceName string `toml:"service_name"`
+	ServicePort int    `toml:"service_port"`
+	// Timeout overrides Config.Timeout for this service.
+	Timeout Duration `toml:"timeout"`
+	// UpstreamTimeout overrides Config.UpstreamTimeout for this service.
+	UpstreamTimeout Duration `toml:"upstream_timeout"`
+	// Address, "host:port", overrides where requests are sent; readiness
+	// still comes from the cluster (issue 2: for running outside a cluster).
+	Address string `toml:"address"`
+	// Dial is "endpoints" (default: straight to ready pod IPs) or
+	// "service" (service_name.namespace.svc:service_port, for meshes).
+	Dial string `toml:"dial"`
+}
+
+// Workload kinds after normalisation of Service.Type.
+const (
+	KindDeployment  = "deployment"
+	KindStatefulSet = "statefulset"
+)
+
+// Dial modes.
+const (
+	DialEndpoints = "endpoints"
+	DialService   = "service"
+)
+
+// Load reads, parses and validates the config file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open config: %w", err)
+	}
+	defer f.Close()
+	c, err := Parse(f)
+	if c == nil {
+		return nil, prefixFile(path, err)
+	}
+	// Parse returns a config along with unknown-key errors: validate it
+	// anyway, so that all problems are reported in one round.
+	c.File = path
+	if err := errors.Join(prefixFile(path, err), c.Validate()); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Parse decodes a TOML config. Unknown keys are errors, so that a typo
+// (say "servcie_port") is not silently ignored. Parse does not apply
+// defaults or check values: call Validate.
+func Parse(r io.Reader) (*Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c := &Config{lines: keyLines(data)}
+	// Decode generically first and check keys and value types against the
+	// structs: BurntSushi/toml's own type errors carry no array index and
+	// the line of the key's last occurrence, not of the faulty one.
+	var raw map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
+		return nil, decodeError(err)
+	}
+	unknown, bad := c.checkKeys(raw)
+	if len(bad) > 0 {
+		return nil, joinSorted(append(unknown, bad...))
+	}
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c); err != nil {
+		return nil, decodeError(err)
+	}
+	return c, joinSorted(unknown)
+}
+
+func decodeError(err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return &Error{Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
+	}
+	return &Error{Msg: err.Error()}
+}
+
+var (
+	configFields  = tomlFields(reflect.TypeFor[Config]())
+	serviceFields = tomlFields(reflect.TypeFor[Service]())
+)
+
+// tomlFields maps the TOML keys of a struct to the types of their fields.
+func tomlFields(t reflect.Type) map[string]reflect.Type {
+	m := make(map[string]reflect.Type)
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if tag := f.Tag.Get("toml"); f.IsExported() && tag != "" && tag != "-" {
+			m[tag] = f.Type
+		}
+	}
+	return m
+}
+
+// checkKeys reports unknown keys and values of the wrong type (or bad
+// durations) in a generically decoded config, each with its line and key.
+func (c *Config) checkKeys(raw map[string]any) (unknown, bad []error) {
+	check := func(fields map[string]reflect.Type, table map[string]any, index int) {
+		for k, v := range table {
+			path := k
+			if index >= 0 {
+				path = "services." + k
+			}
+			at := func(msg string) *Error {
+				return &Error{Line: c.line(path, index), Key: displayKey(strings.Split(path, "."), index), Msg: msg}
+			}
+			t, ok := fields[k]
+			switch {
+			case !ok:
+				unknown = append(unknown, at("unknown key"))
+			case t == reflect.TypeFor[[]Service]():
+				svcs, ok := tablesOf(v)
+				if !ok {
+					bad = append(bad, at("must be [[services]] entries, not "+tomlType(v)))
+				}
+				for i, s := range svcs {
+					check(serviceFields, s, i)
+				}
+			default:
+				if msg := checkValue(t, v); msg != "" {
+					bad = append(bad, at(msg))
+				}
+			}
+		}
+	}
+	check(configFields, raw, -1)
+	return unknown, bad
+}
+
+// tablesOf returns v as a list of tables: an array of tables, or an array
+// whose elements are all inline tables.
+func tablesOf(v any) ([]map[string]any, bool) {
+	switch v := v.(type) {
+	case []map[string]any:
+		return v, true
+	case []any:
+		out := make([]map[string]any, len(v))
+		for i, e := range v {
+			m, ok := e.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			out[i] = m
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// checkValue returns why v cannot be decoded into a field of type t, or "".
+func checkValue(t reflect.Type, v any) string {
+	switch {
+	case t == reflect.TypeFor[Duration]():
+		s, ok := v.(string)
+		if n, isInt := v.(int64); isInt {
+			return fmt.Sprintf("a duration is a string with a unit, such as \"%ds\", not the number %d", n, n)
+		}
+		if !ok {
+			return "a duration is a string such as \"30s\", not " + tomlType(v)
+		}
+		if _, err := ParseDuration(s); err != nil {
+			return err.Error()
+		}
+	case t.Kind() == reflect.String:
+		if _, ok := v.(string); !ok {
+			return "want a string, not " + tomlType(v)
+		}
+	case t.Kind() == reflect.Int:
+		if _, ok := v.(int64); !ok {
+			return "want an integer, not " + tomlType(v)
+		}
+	case t.Kind() == reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			return "want true or false, not " + tomlType(v)
+		}
+	}
+	return ""
+}
+
+// tomlType names the TOML type of a generically decoded value.
+func tomlType(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("the string %q", v)
+	case int64:
+		return fmt.Sprintf("the integer %d", v)
+	case float64:
+		return fmt.Sprintf("the float %v", v)
+	case bool:
+		return fmt.Sprintf("%v", v)
+	case time.Time:
+		return "a date-time"
+	case map[string]any:
+		return "a table"
+	case []map[string]any, []any:
+		return "an array"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// joinSorted joins errs in order of line, then key.
+func joinSorted(errs []error) error {
+	slices.SortStableFunc(errs, func(a, b error) int {
+		ea, eb := a.(*Error), b.(*Error)
+		if ea.Line != eb.Line {
+			return cmp.Compare(ea.Line, eb.Line)
+		}
+		return strings.Compare(ea.Key, eb.Key)
+	})
+	return errors.Join(errs...)
+}
+
+// displayKey renders a key path for users: "services[2].hots".
+func displayKey(k []string, index int) string {
+	if len(k) > 1 && k[0] == "services" && index >= 0 {
+		return fmt.Sprintf("services[%d].%s", index, strings.Join(k[1:], "."))
+	}
+	return strings.Join(k, ".")
+}
+
+// Error is one configuration error at a position in the file.
+type Error struct {
+	File string
+	Line int    // 0 if unknown
+	Key  string // e.g. "services[1].service_port"
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteByte(':')
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "%d:", e.Line)
+	}
+	if b.Len() > 0 {
+		b.WriteByte(' ')
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+func prefixFile(path string, err error) error {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		errs := joined.Unwrap()
+		for _, e := range errs {
+			prefixFile(path, e)
+		}
+		return err
+	}
+	var ce *Error
+	if errors.As(err, &ce) && ce.File == "" {
+		ce.File = path
+	}
+	return err
+}

@@ -1,0 +1,155 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Validate checks every value, applies defaults and normalises hosts and
+// types in place. It reports all problems at once, each naming the file,
+// line and key, so a user fixes a config in one round.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key string, index int, format string, args ...any) {
+		path := key
+		if index >= 0 {
+			path = "services." + key
+		}
+		errs = append(errs, &Error{
+			File: c.File,
+			Line: c.line(path, index),
+			Key:  displayKey(strings.Split(path, "."), index),
+			Msg:  fmt.Sprintf(format, args...),
+		})
+	}
+	if !c.Timeout.Set {
+		c.Timeout.Duration = DefaultTimeout
+	} else if c.Timeout.Duration <= 0 {
+		add("timeout", -1, "must be positive")
+	}
+	if !c.UpstreamTimeout.Set {
+		c.UpstreamTimeout.Duration = DefaultUpstreamTimeout
+	} else if c.UpstreamTimeout.Duration <= 0 {
+		add("upstream_timeout", -1, "must be positive")
+	}
+	if len(c.Services) == 0 {
+		errs = append(errs, &Error{File: c.File, Key: "services", Msg: "at least one [[services]] entry is required"})
+	}
+	hosts := make(map[string]int, len(c.Services))
+	for i := range c.Services {
+		s := &c.Services[i]
+		missing := func(key, v string) bool {
+			if v == "" {
+				errs = append(errs, &Error{
+					File: c.File, Line: c.line("services", i),
+					Key: displayKey([]string{"services", key}, i), Msg: "missing (required)",
+				})
+				return true
+			}
+			return false
+		}
+
+		if !missing("host", s.Host) {
+			h, ok := NormalizeHost(s.Host)
+			switch {
+			case !ok:
+				add("host", i, "invalid host %q (want a DNS name such as \"app.example.com\", without scheme or path)", s.Host)
+			case hosts[h] > 0:
+				add("host", i, "duplicate host %q (same as services[%d] after lower-casing and removing port and trailing dot)", s.Host, hosts[h]-1)
+			default:
+				hosts[h] = i + 1
+				s.Host = h
+			}
+		}
+		if !missing("type", s.Type) {
+			switch strings.ToLower(s.Type) {
+			case "deployment", "deploy":
+				s.Type = KindDeployment
+			case "statefulset", "sts":
+				s.Type = KindStatefulSet
+			default:
+				add("type", i, "unknown type %q (want deployment, deploy, statefulset or sts)", s.Type)
+			}
+		}
+		if !missing("namespace", s.Namespace) {
+			for _, m := range validation.IsDNS1123Label(s.Namespace) {
+				add("namespace", i, "invalid namespace %q: %s", s.Namespace, m)
+			}
+		}
+		if !missing("name", s.Name) {
+			for _, m := range validation.IsDNS1123Subdomain(s.Name) {
+				add("name", i, "invalid name %q: %s", s.Name, m)
+			}
+		}
+		if !missing("service_name", s.ServiceName) {
+			for _, m := range validation.IsDNS1123Label(s.ServiceName) {
+				add("service_name", i, "invalid service_name %q: %s", s.ServiceName, m)
+			}
+		}
+		if c.line("services.service_port", i) == 0 && s.ServicePort == 0 {
+			missing("service_port", "")
+		} else if s.ServicePort < 1 || s.ServicePort > 65535 {
+			add("service_port", i, "port %d out of range 1-65535", s.ServicePort)
+		}
+		if !s.Timeout.Set {
+			s.Timeout.Duration = c.Timeout.Duration
+		} else if s.Timeout.Duration <= 0 {
+			add("timeout", i, "must be positive")
+		}
+		if !s.UpstreamTimeout.Set {
+			s.UpstreamTimeout.Duration = c.UpstreamTimeout.Duration
+		} else if s.UpstreamTimeout.Duration <= 0 {
+			add("upstream_timeout", i, "must be positive")
+		}
+		if s.Address != "" {
+			if err := checkAddress(s.Address); err != nil {
+				add("address", i, "%v", err)
+			}
+		}
+		switch s.Dial {
+		case "":
+			s.Dial = DialEndpoints
+		case DialEndpoints:
+		case DialService:
+			if s.Address != "" {
+				add("dial", i, "dial = \"service\" conflicts with address: set one of them")
+			}
+		default:
+			add("dial", i, "unknown dial %q (want \"endpoints\" or \"service\")", s.Dial)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: want host:port", addr)
+	}
+	if host == "" {
+		return fmt.Errorf("invalid address %q: empty host", addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("invalid address %q: port out of range 1-65535", addr)
+	}
+	return nil
+}
+
+// TargetAddr is where requests for s go when it is not sent to endpoints:
+// the address override, or the Service's cluster DNS name for dial =
+// "service". It is "" when requests go straight to ready endpoints.
+func (s *Service) TargetAddr() string {
+	switch {
+	case s.Address != "":
+		return s.Address
+	case s.Dial == DialService:
+		return net.JoinHostPort(s.ServiceName+"."+s.Namespace+".svc", strconv.Itoa(s.ServicePort))
+	}
+	return ""
+}

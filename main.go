@@ -1,0 +1,221 @@
+// Command agimo is a scale-to-zero front proxy for Kubernetes: it routes
+// HTTP and WebSocket requests by Host to Deployments and StatefulSets,
+// holds requests while a workload has no ready endpoint, and exports the
+// metrics that let KEDA or an HPA scale it between zero and N.
+//
+// main only wires: flags → config → logger → readiness watch (cache
+// synced) → listeners → signal → ordered shutdown.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/proxy"
+	"github.com/agimo/agimo/watch"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "agimo:", err)
+		}
+		stop()
+		os.Exit(1)
+	}
+}
+
+// flags are the command line; names and defaults match the Rust original.
+type flags struct {
+	conf, kubeconfig, address, prometheusAddress string
+	port, metricsPort                            int
+	check                                        bool
+	logLevel, logFormat                          string
+	drainDelay, shutdownTimeout                  time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("agimo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.conf, "conf", os.Getenv("AGIMO_CONF"), "config file (TOML) [$AGIMO_CONF]")
+	fs.IntVar(&f.port, "port", 8080, "proxy listener port")
+	fs.IntVar(&f.metricsPort, "prometheus-exporter-port", 9090, "metrics and health listener port")
+	fs.StringVar(&f.prometheusAddress, "prometheus-address", os.Getenv("AGIMO_PROMETHEUS_ADDRESS"),
+		"accepted for compatibility and ignored: readiness comes from the Kubernetes API [$AGIMO_PROMETHEUS_ADDRESS]")
+	fs.StringVar(&f.address, "address", "", "IP address both listeners bind to (default: all interfaces)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
+	fs.BoolVar(&f.check, "check", false, "validate the config file and exit")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or console")
+	fs.DurationVar(&f.drainDelay, "drain-delay", 5*time.Second,
+		"on SIGTERM, keep serving this long with /readyz failing, so load balancers stop sending")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 25*time.Second,
+		"after the drain delay, how long in-flight requests may take to finish")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if f.conf == "" {
+		return nil, errors.New("no config file: pass --conf FILE or set AGIMO_CONF")
+	}
+	return &f, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := conf.Load(f.conf)
+	if f.check {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: ok, %d services\n", f.conf, len(cfg.Services))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	watch.RouteKlog(log)
+	if f.prometheusAddress != "" {
+		log.Info().Str("prometheus_address", f.prometheusAddress).
+			Msg("--prometheus-address is ignored: readiness now comes from the Kubernetes API")
+	}
+	kcfg, err := kubeConfig(f.kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(kcfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+
+	set := metrics.NewSet()
+	var synced, draining atomic.Bool
+	admin := &http.Server{
+		Handler:           proxy.AdminHandler(set, func() bool { return synced.Load() && !draining.Load() }),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	adminLn, err := net.Listen("tcp", net.JoinHostPort(f.address, strconv.Itoa(f.metricsPort)))
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(f.address, strconv.Itoa(f.port)))
+	if err != nil {
+		adminLn.Close()
+		return fmt.Errorf("proxy listener: %w", err)
+	}
+	log.Info().Str("proxy", ln.Addr().String()).Str("metrics", adminLn.Addr().String()).
+		Int("services", len(cfg.Services)).Msg("agimo starting")
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := admin.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		return nil
+	})
+
+	w := watch.New(client, proxy.Keys(cfg), log, set)
+	defer w.Close()
+	px, err := proxy.New(cfg, w, proxy.Options{Log: log, Metrics: set, TrustForwarded: cfg.TrustForwardedHeaders})
+	if err != nil {
+		ln.Close()
+		admin.Close()
+		return err
+	}
+	// Requests are accepted only once readiness is known: before the first
+	// sync every service would look cold.
+	if err := w.Start(gctx); err != nil {
+		ln.Close()
+		admin.Close()
+		g.Wait()
+		if ctx.Err() != nil {
+			return nil // signalled while starting
+		}
+		return err
+	}
+	synced.Store(true)
+	g.Go(func() error { return px.Serve(ln) })
+
+	<-gctx.Done()
+	if ctx.Err() != nil {
+		log.Info().Dur("drain_delay", f.drainDelay).Msg("signal received: draining")
+		draining.Store(true)
+		time.Sleep(f.drainDelay)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	if err := px.Shutdown(sctx); err != nil {
+		log.Warn().Err(err).Msg("proxy shutdown incomplete")
+	}
+	if err := admin.Shutdown(sctx); err != nil {
+		admin.Close()
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info().Msg("agimo stopped")
+	return nil
+}
+
+func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Logger{}, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", level)
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Logger{}, fmt.Errorf("invalid --log-format %q: want json or console", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// kubeConfig finds API server credentials as kubectl does: an explicit
+// file, else in-cluster, else $KUBECONFIG, else ~/.kube/config.
+func kubeConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		if c, err := rest.InClusterConfig(); err == nil {
+			return c, nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = path
+	c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config: %w", err)
+	}
+	return c, nil
+}

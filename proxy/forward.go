@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/watch"
+)
+
+// forward sends the request to a ready endpoint of r and relays the
+// response. It reports whether the response body stream took over the
+// route's active gauge (decremented when the body has been written).
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, deadline time.Time) bool {
+	req := &ctx.Request
+	clientClose := req.Header.ConnectionClose()
+	prepareRequest(ctx, p.opts.TrustForwarded)
+
+	resp := fasthttp.AcquireResponse()
+	// Without this, reading the upstream's head would report fasthttp's
+	// default Content-Type for a response that has none.
+	resp.Header.SetNoDefaultContentType(true)
+	var err error
+	for attempt := 0; ; attempt++ {
+		addr := r.target
+		if addr == "" {
+			addr = st.Addrs[int(r.next.Add(1)-1)%len(st.Addrs)]
+		}
+		err = p.pools.get(addr, r.upstreamTimeout).Do(req, resp)
+		if err == nil || !isRefused(err) {
+			break
+		}
+		// An endpoint just announced ready may not listen yet, and an
+		// endpoint being removed may already be gone: retry (another
+		// endpoint, or this one after a short pause) until the request's
+		// deadline rather than answering 502 (issue 2).
+		r.m.errs[errRefused].Inc()
+		p.log.Debug().Str("host", r.host).Str("upstream", addr).Err(err).Msg("connection refused; retrying")
+		if st, err = p.awaitRetry(ctx, r, attempt, deadline); err != nil {
+			break
+		}
+	}
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		p.upstreamFailed(ctx, r, err)
+		return false
+	}
+
+	copyResponseHead(&ctx.Response.Header, &resp.Header)
+	if clientClose {
+		ctx.SetConnectionClose()
+	}
+	if req.Header.IsHead() || !bodyAllowed(resp.StatusCode()) {
+		// No body follows, but a HEAD's Content-Length describes the GET's.
+		if n := resp.Header.ContentLength(); n >= 0 && resp.StatusCode() != fasthttp.StatusNoContent {
+			ctx.Response.Header.SetContentLength(n)
+		}
+		ctx.Response.SkipBody = true
+		fasthttp.ReleaseResponse(resp) // closes the (empty) body stream
+		return false
+	}
+	n := resp.Header.ContentLength()
+	if n == -2 {
+		// Close-delimited upstream body: send it chunked to the client.
+		n = -1
+	}
+	// Flush the head at once so a client of a slow stream (SSE) sees the
+	// response before its first event.
+	ctx.Response.ImmediateHeaderFlush = n < 0
+	ctx.Response.SetBodyStream(&upstreamBody{resp: resp, r: r}, n)
+	return true
+}
+
+// awaitRetry pauses before the next attempt after a refused connection,
+// waking early if readiness changes. If the service is no longer ready it
+// parks again. It returns the state to use, or an error once the deadline
+// has passed, the client left or the proxy is stopping.
+func (p *Proxy) awaitRetry(ctx *fasthttp.RequestCtx, r *route, attempt int, deadline time.Time) (*watch.State, error) {
+	st := r.ready.State()
+	if !st.Ready {
+		return p.park(ctx, r, deadline)
+	}
+	if attempt < len(st.Addrs)-1 && r.target == "" {
+		return st, nil // try the next endpoint at once
+	}
+	wait := min(10*time.Millisecond<<min(attempt, 5), 250*time.Millisecond, time.Until(deadline))
+	if wait <= 0 {
+		return nil, errParkTimeout
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-st.Changed():
+	case <-p.stopping:
+		return nil, errStopping
+	}
+	if st = r.ready.State(); !st.Ready {
+		return p.park(ctx, r, deadline)
+	}
+	return st, nil
+}
+
+// upstreamFailed answers a request whose upstream exchange failed: 504 for
+// an upstream that stayed silent, 503 if the service never accepted the
+// connection before the deadline, 502 otherwise.
+func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
+	kind := errorKind(err)
+	switch {
+	case errors.Is(err, errClientGone):
+		ctx.SetConnectionClose()
+		return
+	case errors.Is(err, errStopping):
+		p.retryLater(ctx, "agimo is shutting down")
+		return
+	case errors.Is(err, errParkTimeout) || kind == errRefused:
+		r.m.timeouts.Inc()
+		p.retryLater(ctx, "service "+r.host+" did not accept connections within "+r.timeout.String())
+		return
+	}
+	r.m.errs[kind].Inc()
+	p.log.Debug().Str("host", r.host).Str("kind", kind).Err(err).Msg("upstream failed")
+	if kind == errTimeout {
+		p.reply(ctx, fasthttp.StatusGatewayTimeout, "upstream "+r.host+" timed out")
+		return
+	}
+	p.reply(ctx, fasthttp.StatusBadGateway, "upstream "+r.host+" failed: "+kind)
+}
+
+func errorKind(err error) string {
+	var ne net.Error
+	switch {
+	case isRefused(err):
+		return errRefused
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return errTimeout
+	case isDialError(err):
+		return errDial
+	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return errClosed
+	}
+	// What is left is either an I/O failure or fasthttp rejecting what
+	// the upstream sent (a malformed status line, head or chunk).
+	var errno syscall.Errno
+	if errors.As(err, &ne) || errors.As(err, &errno) {
+		return errOther
+	}
+	return errProtocol
+}
+
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// bodyAllowed reports whether a response with this status may have a body
+// (RFC 9110 §6.4.1: not 1xx, 204 or 304).
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != fasthttp.StatusNoContent && status != fasthttp.StatusNotModified
+}
+
+// copyResponseHead relays the upstream's status and end-to-end headers.
+// It copies header by header rather than with CopyTo, which would also
+// copy fasthttp's per-connection flags (connection close, default Date)
+// from the upstream's side to the client's. Framing headers are left to
+// fasthttp, which re-frames the body for the client.
+func copyResponseHead(dst, src *fasthttp.ResponseHeader) {
+	dst.SetStatusCode(src.StatusCode())
+	dst.SetNoDefaultContentType(true)
+	if m := src.StatusMessage(); len(m) > 0 {
+		dst.SetStatusMessage(m)
+	}
+	listed := src.Peek(fasthttp.HeaderConnection)
+	for k, v := range src.All() {
+		if !isFraming(k) && !isHopByHop(k, listed) {
+			dst.AddBytesKV(k, v)
+		}
+	}
+}
+
+// upstreamBody streams the upstream response to the client. Close, which
+// fasthttp calls once the body is written or the client is gone, returns
+// the upstream connection to its pool (or closes it if unfinished) and ends
+// the request's activity.
+type upstreamBody struct {
+	resp *fasthttp.Response
+	r    *route
+}
+
+func (b *upstreamBody) Read(p []byte) (int, error) { return b.resp.BodyStream().Read(p) }
+
+func (b *upstreamBody) Close() error {
+	err := b.resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(b.resp)
+	b.r.m.active.Dec()
+	return err
+}

@@ -1,0 +1,158 @@
+// Package proxy is Agimo's HTTP/1.1 front end: it routes each request by
+// its Host header to a configured service, parks it until the service has
+// a ready endpoint (or its timeout passes), then forwards it, streaming
+// both bodies. Upgraded connections are handed to package tunnel.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/watch"
+)
+
+// Readiness is what the proxy needs from package watch.
+type Readiness interface {
+	Service(watch.Key) *watch.Service
+}
+
+// Options configure a Proxy beyond its config file.
+type Options struct {
+	Log     zerolog.Logger
+	Metrics *metrics.Set
+	// RetryAfter is the Retry-After value, in seconds, of 503 answers.
+	RetryAfter int
+	// TrustForwarded keeps the client's X-Forwarded-* headers and appends
+	// to X-Forwarded-For, for when Agimo sits behind a trusted proxy. By
+	// default they are replaced, so a client cannot spoof its address.
+	TrustForwarded bool
+}
+
+// Proxy is the front end. Create it with New, run it with Serve, stop it
+// with Shutdown.
+type Proxy struct {
+	log     zerolog.Logger
+	metrics *metrics.Set
+	ready   Readiness
+	opts    Options
+
+	routes   atomic.Pointer[table]
+	hists    *histograms
+	pools    *pools
+	srv      *fasthttp.Server
+	inflight sync.WaitGroup // handlers, so Shutdown can wait for parked ones
+
+	// stopping is closed when Shutdown starts: parked requests answer 503.
+	stopping  chan struct{}
+	stopOnce  sync.Once
+	janitorWG sync.WaitGroup
+}
+
+// New builds a Proxy for cfg (already validated) with readiness from r.
+func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewSet()
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = 5
+	}
+	p := &Proxy{
+		log:      opts.Log,
+		metrics:  opts.Metrics,
+		ready:    r,
+		opts:     opts,
+		stopping: make(chan struct{}),
+	}
+	p.pools = newPools(p.log)
+	p.hists = newHistograms(opts.Metrics)
+	t, err := p.buildTable(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.routes.Store(t)
+	p.srv = &fasthttp.Server{
+		Handler: p.handle,
+		// Bodies stream both ways (issue 2: a 1 GiB upload is never held in
+		// memory); multipart bodies are forwarded verbatim, not parsed.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		// Invent no headers the upstream did not send.
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		NoDefaultDate:         true,
+		ReadBufferSize:        16 << 10, // the largest request head we accept
+		IdleTimeout:           75 * time.Second,
+		CloseOnShutdown:       true,
+		ErrorHandler:          p.errorHandler,
+		Logger:                fasthttpLogger{p.log},
+	}
+	return p, nil
+}
+
+// Serve accepts connections on ln until Shutdown. It returns nil after a
+// Shutdown.
+func (p *Proxy) Serve(ln net.Listener) error {
+	p.janitorWG.Add(1)
+	go func() {
+		defer p.janitorWG.Done()
+		p.pools.janitor(p.stopping)
+	}()
+	if err := p.srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting, answers parked requests with 503, and waits
+// until in-flight requests finish or ctx is done.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.stopOnce.Do(func() { close(p.stopping) })
+	err := p.srv.ShutdownWithContext(ctx)
+	done := make(chan struct{})
+	go func() { p.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	p.janitorWG.Wait()
+	p.pools.closeAll()
+	if err != nil {
+		return fmt.Errorf("shutdown proxy: %w", err)
+	}
+	return nil
+}
+
+func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusBadRequest
+	var tooBig *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &tooBig):
+		status = fasthttp.StatusRequestHeaderFieldsTooLarge
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status = fasthttp.StatusRequestEntityTooLarge
+	}
+	p.log.Debug().Err(err).Str("remote", ctx.RemoteAddr().String()).Int("status", status).Msg("bad request")
+	ctx.SetConnectionClose()
+	ctx.Error(fasthttp.StatusMessage(status)+"\n", status)
+}
+
+// fasthttpLogger sends fasthttp's own messages to zerolog at debug level:
+// they are per-connection events (a client sent garbage), not ours to warn on.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug().Msgf(format, args...)
+}

@@ -1,0 +1,96 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/watch"
+)
+
+// table is an immutable routing snapshot: swapped whole, never mutated, so
+// the request path reads it without a lock.
+type table struct {
+	byHost map[string]*route
+}
+
+// route is one configured service as the request path needs it.
+type route struct {
+	host            string
+	svc             conf.Service
+	ready           *watch.Service
+	timeout         time.Duration
+	upstreamTimeout time.Duration
+	// target is a fixed upstream address (address override or dial =
+	// "service"); "" sends requests to ready endpoints.
+	target string
+	m      *hostMetrics
+	next   atomic.Uint32 // round-robin cursor over ready endpoints
+}
+
+func (p *Proxy) buildTable(cfg *conf.Config) (*table, error) {
+	t := &table{byHost: make(map[string]*route, len(cfg.Services))}
+	for _, s := range cfg.Services {
+		k := watch.Key{Namespace: s.Namespace, Service: s.ServiceName, Port: int32(s.ServicePort)}
+		ws := p.ready.Service(k)
+		if ws == nil {
+			return nil, fmt.Errorf("route %s: no readiness watch for %s/%s:%d", s.Host, k.Namespace, k.Service, k.Port)
+		}
+		t.byHost[s.Host] = &route{
+			host:            s.Host,
+			svc:             s,
+			ready:           ws,
+			timeout:         s.Timeout.Duration,
+			upstreamTimeout: s.UpstreamTimeout.Duration,
+			target:          s.TargetAddr(),
+			m:               newHostMetrics(p.metrics, p.hists, s.Host),
+		}
+	}
+	return t, nil
+}
+
+// Keys lists the readiness keys cfg needs, for watch.New.
+func Keys(cfg *conf.Config) []watch.Key {
+	keys := make([]watch.Key, 0, len(cfg.Services))
+	for _, s := range cfg.Services {
+		keys = append(keys, watch.Key{Namespace: s.Namespace, Service: s.ServiceName, Port: int32(s.ServicePort)})
+	}
+	return keys
+}
+
+// lookup finds the route for a request. It returns status 400 for a
+// missing or invalid Host and 404 for a host no service claims (issue 2).
+func (p *Proxy) lookup(ctx *fasthttp.RequestCtx) (*route, int) {
+	host := ctx.Request.Header.Host()
+	if isAbsoluteForm(ctx.Request.Header.RequestURI()) {
+		// RFC 9112 §3.2.2: the authority of an absolute-form target wins
+		// over Host, and the Host sent upstream is made to agree.
+		host = ctx.Request.URI().Host()
+		ctx.Request.Header.SetHostBytes(host)
+	}
+	var buf [128]byte
+	key, ok := conf.AppendHost(buf[:0], host)
+	if !ok {
+		return nil, fasthttp.StatusBadRequest
+	}
+	// The string conversion in a map index does not allocate.
+	r := p.routes.Load().byHost[string(key)]
+	if r == nil {
+		return nil, fasthttp.StatusNotFound
+	}
+	return r, 0
+}
+
+// isAbsoluteForm reports whether a request target is "http://..." or
+// "https://...", compared without regard to case.
+func isAbsoluteForm(uri []byte) bool {
+	if len(uri) < 8 || uri[0] == '/' {
+		return false
+	}
+	scheme, _, ok := bytes.Cut(uri, []byte("://"))
+	return ok && (bytes.EqualFold(scheme, []byte("http")) || bytes.EqualFold(scheme, []byte("https")))
+}

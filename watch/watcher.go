@@ -1,0 +1,294 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// serviceIndex indexes EndpointSlices by "namespace/service-name".
+const serviceIndex = "service"
+
+// Watcher keeps the readiness of the configured services up to date from
+// one informer factory per configured namespace, each scoped to the
+// configured Services, so memory does not grow with the cluster (issue 2).
+type Watcher struct {
+	client kubernetes.Interface
+	log    zerolog.Logger
+
+	services map[Key]*Service
+	// byName maps "namespace/service" to the configured ports of it.
+	byName map[string][]*Service
+
+	// mu serialises recompute: the Service and EndpointSlice informers
+	// deliver events on different goroutines, and a State must be built
+	// from one consistent read of both caches.
+	mu sync.Mutex
+	// factories and the listers below are set once by Start, read after.
+	factories []informers.SharedInformerFactory
+	svcIdx    map[string]cache.Indexer // namespace → Services
+	sliceIdx  map[string]cache.Indexer // namespace → EndpointSlices
+
+	stop      chan struct{} // closed by Close to stop the informers
+	synced    atomic.Bool
+	lastEvent atomic.Int64 // unix nanoseconds of the last informer event
+	watchErrs *metrics.Set
+}
+
+// New returns a Watcher for keys. set receives the watcher's own metrics
+// (event age, watch errors); it may be nil.
+func New(client kubernetes.Interface, keys []Key, log zerolog.Logger, set *metrics.Set) *Watcher {
+	w := &Watcher{
+		client:   client,
+		log:      log,
+		services: make(map[Key]*Service, len(keys)),
+		byName:   make(map[string][]*Service),
+		svcIdx:   make(map[string]cache.Indexer),
+		sliceIdx: make(map[string]cache.Indexer),
+		stop:     make(chan struct{}),
+	}
+	for _, k := range keys {
+		if _, ok := w.services[k]; ok {
+			continue
+		}
+		s := newService(k)
+		w.services[k] = s
+		n := k.Namespace + "/" + k.Service
+		w.byName[n] = append(w.byName[n], s)
+	}
+	if set != nil {
+		w.watchErrs = set
+		set.NewGauge("agimo_watch_last_event_age_seconds", func() float64 {
+			t := w.lastEvent.Load()
+			if t == 0 {
+				return -1
+			}
+			return time.Since(time.Unix(0, t)).Seconds()
+		})
+		set.NewGauge("agimo_watch_synced", func() float64 {
+			if w.synced.Load() {
+				return 1
+			}
+			return 0
+		})
+	}
+	return w
+}
+
+// Service returns the live readiness of k, or nil if k was not given to New.
+func (w *Watcher) Service(k Key) *Service { return w.services[k] }
+
+// Synced reports whether every informer has completed its first list.
+func (w *Watcher) Synced() bool { return w.synced.Load() }
+
+// Start starts the informers and blocks until their caches have synced or
+// ctx is done. The informers run until Close.
+func (w *Watcher) Start(ctx context.Context) error {
+	names := make(map[string][]string) // namespace → service names
+	for k := range w.services {
+		if !slices.Contains(names[k.Namespace], k.Service) {
+			names[k.Namespace] = append(names[k.Namespace], k.Service)
+		}
+	}
+	var syncs []cache.InformerSynced
+	for ns, svcs := range names {
+		slices.Sort(svcs)
+		// EndpointSlices carry their Service's name as a label, so the
+		// API server filters them for us.
+		sel := discoveryv1.LabelServiceName + " in (" + strings.Join(svcs, ",") + ")"
+		f := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
+			informers.WithNamespace(ns),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
+		sliceInf := f.Discovery().V1().EndpointSlices().Informer()
+		// Services have no label naming themselves: a single configured
+		// Service is watched by name; several share one watch of the
+		// namespace, stripped to name and ports so each costs ~100 bytes.
+		svcInf := f.InformerFor(&corev1.Service{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+			return coreinformers.NewFilteredServiceInformer(c, ns, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
+				if len(svcs) == 1 {
+					o.FieldSelector = fields.OneTermEqualSelector("metadata.name", svcs[0]).String()
+				}
+			})
+		})
+		if err := errors.Join(
+			sliceInf.AddIndexers(cache.Indexers{serviceIndex: sliceServiceIndex}),
+			sliceInf.SetTransform(stripSlice),
+			svcInf.SetTransform(stripService),
+			sliceInf.SetWatchErrorHandler(w.watchErrorHandler("endpointslices", "discovery.k8s.io", ns)),
+			svcInf.SetWatchErrorHandler(w.watchErrorHandler("services", "", ns)),
+		); err != nil {
+			return fmt.Errorf("set up informers for namespace %s: %w", ns, err)
+		}
+		for _, inf := range []cache.SharedIndexInformer{sliceInf, svcInf} {
+			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				AddFunc:    w.onEvent,
+				UpdateFunc: func(_, obj any) { w.onEvent(obj) },
+				DeleteFunc: w.onEvent,
+			}); err != nil {
+				return fmt.Errorf("add event handler in namespace %s: %w", ns, err)
+			}
+			syncs = append(syncs, inf.HasSynced)
+		}
+		w.sliceIdx[ns] = sliceInf.GetIndexer()
+		w.svcIdx[ns] = svcInf.GetIndexer()
+		w.factories = append(w.factories, f)
+	}
+	for _, f := range w.factories {
+		// The informers outlive Start's ctx: they stop at Close, which
+		// waits for them (Shutdown).
+		f.Start(w.stop)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
+		return fmt.Errorf("wait for informer caches: %w", context.Cause(ctx))
+	}
+	// Events delivered during the sync already computed every service that
+	// has objects; services with none stay not ready, which is right.
+	for name := range w.byName {
+		ns, svc, _ := strings.Cut(name, "/")
+		w.recompute(ns, svc)
+	}
+	w.synced.Store(true)
+	w.log.Info().Int("services", len(w.services)).Int("namespaces", len(names)).Msg("informer caches synced")
+	return nil
+}
+
+// Close stops the informers and waits for their goroutines.
+func (w *Watcher) Close() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	for _, f := range w.factories {
+		f.Shutdown()
+	}
+}
+
+func (w *Watcher) onEvent(obj any) {
+	w.lastEvent.Store(time.Now().UnixNano())
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	switch o := obj.(type) {
+	case *discoveryv1.EndpointSlice:
+		w.recompute(o.Namespace, o.Labels[discoveryv1.LabelServiceName])
+	case *corev1.Service:
+		w.recompute(o.Namespace, o.Name)
+	}
+}
+
+// recompute rebuilds the State of every configured port of one Service
+// from the informer caches.
+func (w *Watcher) recompute(ns, name string) {
+	svcs := w.byName[ns+"/"+name]
+	if len(svcs) == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var svc *corev1.Service
+	if obj, ok, _ := w.svcIdx[ns].GetByKey(ns + "/" + name); ok {
+		svc = obj.(*corev1.Service)
+	}
+	objs, _ := w.sliceIdx[ns].ByIndex(serviceIndex, ns+"/"+name)
+	eps := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		eps = append(eps, o.(*discoveryv1.EndpointSlice))
+	}
+	for _, s := range svcs {
+		var addrs []string
+		reason := ""
+		if svc == nil {
+			reason = "service not found"
+		} else if pn, ok := portName(svc, s.key.Port); !ok {
+			reason = fmt.Sprintf("service has no TCP port %d", s.key.Port)
+		} else {
+			addrs = readyAddrs(eps, pn)
+		}
+		ready := len(addrs) > 0
+		if s.set(ready, addrs) {
+			ev := w.log.Info()
+			if reason != "" {
+				ev = w.log.Warn().Str("reason", reason)
+			}
+			ev.Str("namespace", ns).Str("service", name).Int32("port", s.key.Port).
+				Bool("ready", ready).Int("endpoints", len(addrs)).Msg("service readiness changed")
+		}
+	}
+}
+
+func sliceServiceIndex(obj any) ([]string, error) {
+	es, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	return []string{es.Namespace + "/" + es.Labels[discoveryv1.LabelServiceName]}, nil
+}
+
+// stripSlice drops what readiness does not read, to keep the cache small.
+func stripSlice(obj any) (any, error) {
+	if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
+		es.ManagedFields = nil
+		es.Annotations = nil
+		for i := range es.Endpoints {
+			es.Endpoints[i].TargetRef = nil
+			es.Endpoints[i].Hints = nil
+			es.Endpoints[i].DeprecatedTopology = nil
+		}
+	}
+	return obj, nil
+}
+
+// stripService keeps only identity and ports.
+func stripService(obj any) (any, error) {
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: svc.Name, Namespace: svc.Namespace, ResourceVersion: svc.ResourceVersion, UID: svc.UID},
+		Spec:       corev1.ServiceSpec{Ports: svc.Spec.Ports},
+	}, nil
+}
+
+// watchErrorHandler logs a failed list or watch. The informer retries with
+// backoff and the proxy keeps serving from the last known state; a
+// Forbidden is spelled out as the missing RBAC rule (issue 2).
+func (w *Watcher) watchErrorHandler(resource, group, ns string) cache.WatchErrorHandler {
+	var counter *metrics.Counter
+	if w.watchErrs != nil {
+		counter = w.watchErrs.GetOrCreateCounter(fmt.Sprintf(`agimo_watch_errors_total{resource=%q}`, resource))
+	}
+	return func(_ *cache.Reflector, err error) {
+		if counter != nil {
+			counter.Inc()
+		}
+		switch {
+		case apierrors.IsForbidden(err):
+			w.log.Error().Err(err).Str("namespace", ns).
+				Str("missing_permission", fmt.Sprintf("list and watch %s (apiGroup %q) in namespace %s", resource, group, ns)).
+				Msg("forbidden by RBAC: grant the missing permission to Agimo's service account")
+		case errors.Is(err, context.Canceled):
+		default:
+			w.log.Warn().Err(err).Str("namespace", ns).Str("resource", resource).
+				Msg("watch failed; serving from last known state and retrying")
+		}
+	}
+}
