@@ -28,7 +28,7 @@ import (
 // Proxy on 127.0.0.1:0 (issue 2: integration tests drive the real informer
 // code; only the API server is fake).
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	cfg   *conf.Config
 	kube  *fake.Clientset
 	set   *metrics.Set
@@ -38,7 +38,7 @@ type harness struct {
 
 // startHarness parses cfgTOML, creates each configured Service (port
 // service_port named "http"), and starts watcher and proxy.
-func startHarness(t *testing.T, cfgTOML string, opts ...func(*proxy.Options)) *harness {
+func startHarness(t testing.TB, cfgTOML string, opts ...func(*proxy.Options)) *harness {
 	t.Helper()
 	cfg, err := conf.Parse(strings.NewReader(cfgTOML))
 	if err != nil {

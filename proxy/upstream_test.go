@@ -22,7 +22,7 @@ type upstream struct {
 	last atomic.Pointer[http.Request]
 }
 
-func newUpstream(t *testing.T, h http.HandlerFunc) *upstream {
+func newUpstream(t testing.TB, h http.HandlerFunc) *upstream {
 	t.Helper()
 	u := &upstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +48,7 @@ type rawUpstream struct {
 	wg       sync.WaitGroup
 }
 
-func newRawUpstream(t *testing.T, response string) *rawUpstream {
+func newRawUpstream(t testing.TB, response string) *rawUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

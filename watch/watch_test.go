@@ -1,0 +1,213 @@
+package watch
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func service(ns, name string, ports ...corev1.ServicePort) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.ServiceSpec{Ports: ports}}
+}
+
+func slice(ns, name, svc string, portName *string, port int32, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: portName, Port: ptr(port)}},
+		Endpoints:   eps,
+	}
+}
+
+func ep(ip string, ready, terminating *bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ready, Terminating: terminating}}
+}
+
+// readyAddrs follows discovery.k8s.io/v1: nil Ready means ready, a
+// terminating endpoint is never used, only the named port counts, and an
+// endpoint listed in two slices appears once.
+func TestReadyAddrs(t *testing.T) {
+	http := ptr("http")
+	for _, tc := range []struct {
+		name string
+		eps  []*discoveryv1.EndpointSlice
+		port string
+		want []string
+	}{
+		{"ready", []*discoveryv1.EndpointSlice{slice("n", "s1", "a", http, 8080, ep("10.0.0.1", ptr(true), nil))}, "http", []string{"10.0.0.1:8080"}},
+		{"nil-ready-means-ready", []*discoveryv1.EndpointSlice{slice("n", "s1", "a", http, 8080, ep("10.0.0.1", nil, nil))}, "http", []string{"10.0.0.1:8080"}},
+		{"not-ready", []*discoveryv1.EndpointSlice{slice("n", "s1", "a", http, 8080, ep("10.0.0.1", ptr(false), nil))}, "http", nil},
+		{"terminating", []*discoveryv1.EndpointSlice{slice("n", "s1", "a", http, 8080, ep("10.0.0.1", ptr(true), ptr(true)))}, "http", nil},
+		{"other-port-name", []*discoveryv1.EndpointSlice{slice("n", "s1", "a", ptr("metrics"), 9090, ep("10.0.0.1", ptr(true), nil))}, "http", nil},
+		{"unnamed-port", []*discoveryv1.EndpointSlice{slice("n", "s1", "a", nil, 3000, ep("10.0.0.1", ptr(true), nil))}, "", []string{"10.0.0.1:3000"}},
+		{"dedupe-and-sort", []*discoveryv1.EndpointSlice{
+			slice("n", "s1", "a", http, 80, ep("10.0.0.2", nil, nil), ep("10.0.0.1", nil, nil)),
+			slice("n", "s2", "a", http, 80, ep("10.0.0.1", nil, nil)),
+		}, "http", []string{"10.0.0.1:80", "10.0.0.2:80"}},
+		{"ipv6", []*discoveryv1.EndpointSlice{slice("n", "s1", "a", http, 80, ep("fd00::1", nil, nil))}, "http", []string{"[fd00::1]:80"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := readyAddrs(tc.eps, tc.port); !slices.Equal(got, tc.want) {
+				t.Errorf("got %v; want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPortName(t *testing.T) {
+	svc := service("n", "a",
+		corev1.ServicePort{Name: "web", Port: 80, TargetPort: intstr.FromInt(8080)},
+		corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP})
+	if got, ok := portName(svc, 80); !ok || got != "web" {
+		t.Errorf("port 80: got %q %v; want web true", got, ok)
+	}
+	if _, ok := portName(svc, 53); ok {
+		t.Errorf("port 53/UDP matched; want only TCP ports")
+	}
+	if _, ok := portName(svc, 81); ok {
+		t.Errorf("port 81 matched; want no match")
+	}
+}
+
+// startWatcher runs a Watcher on a fake clientset holding objs.
+func startWatcher(t *testing.T, keys []Key, objs ...any) (*Watcher, *fake.Clientset) {
+	t.Helper()
+	cs := fake.NewClientset()
+	ctx := context.Background()
+	for _, o := range objs {
+		var err error
+		switch o := o.(type) {
+		case *corev1.Service:
+			_, err = cs.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *discoveryv1.EndpointSlice:
+			_, err = cs.DiscoveryV1().EndpointSlices(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := New(cs, keys, zerolog.New(zerolog.NewTestWriter(t)), metrics.NewSet())
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := w.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w, cs
+}
+
+// waitState waits for s to reach ready, by its broadcast channel only:
+// a Changed that never fires fails the test by timeout.
+func waitState(t *testing.T, s *Service, ready bool) *State {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		st := s.State()
+		if st.Ready == ready {
+			return st
+		}
+		select {
+		case <-st.Changed():
+		case <-timeout:
+			t.Fatalf("service %v ready = %v; want %v", s.Key(), st.Ready, ready)
+		}
+	}
+}
+
+// The watcher follows Service and EndpointSlice changes: ready after sync,
+// unready when the endpoint stops being ready, ready again, unready when
+// the Service loses the port, and unready when the Service is deleted.
+func TestWatcherFollowsChanges(t *testing.T) {
+	key := Key{Namespace: "apps", Service: "web", Port: 80}
+	svc := service("apps", "web", corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt(8080)})
+	es := slice("apps", "web-1", "web", ptr("http"), 8080, ep("10.1.0.1", ptr(true), nil))
+	w, cs := startWatcher(t, []Key{key}, svc, es)
+	s := w.Service(key)
+	if !w.Synced() {
+		t.Fatal("not synced after Start")
+	}
+	st := waitState(t, s, true)
+	if !slices.Equal(st.Addrs, []string{"10.1.0.1:8080"}) {
+		t.Fatalf("addrs = %v; want [10.1.0.1:8080]", st.Addrs)
+	}
+	ctx := context.Background()
+	update := func(ready bool) {
+		t.Helper()
+		es.Endpoints[0].Conditions.Ready = ptr(ready)
+		if _, err := cs.DiscoveryV1().EndpointSlices("apps").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update(false)
+	waitState(t, s, false)
+	update(true)
+	waitState(t, s, true)
+
+	svc.Spec.Ports[0].Port = 81
+	if _, err := cs.CoreV1().Services("apps").Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, s, false)
+	svc.Spec.Ports[0].Port = 80
+	if _, err := cs.CoreV1().Services("apps").Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, s, true)
+	if err := cs.CoreV1().Services("apps").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, s, false)
+}
+
+// A change that does not alter readiness or addresses publishes nothing:
+// parked requests are not woken for nothing.
+func TestNoSpuriousBroadcast(t *testing.T) {
+	key := Key{Namespace: "apps", Service: "web", Port: 80}
+	svc := service("apps", "web", corev1.ServicePort{Name: "http", Port: 80})
+	es := slice("apps", "web-1", "web", ptr("http"), 8080, ep("10.1.0.1", ptr(true), nil))
+	w, cs := startWatcher(t, []Key{key}, svc, es)
+	st := waitState(t, w.Service(key), true)
+	es.Labels["unrelated"] = "change"
+	if _, err := cs.DiscoveryV1().EndpointSlices("apps").Update(context.Background(), es, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Let the event arrive; readiness must still be the same snapshot.
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-st.Changed():
+		t.Fatal("snapshot replaced by an event that changed nothing")
+	default:
+	}
+}
+
+// Two ports of one Service and two Services in two namespaces are kept
+// apart: each key sees only its own endpoints.
+func TestWatcherKeysAreIndependent(t *testing.T) {
+	k1 := Key{Namespace: "a", Service: "web", Port: 80}
+	k2 := Key{Namespace: "a", Service: "web", Port: 9000}
+	k3 := Key{Namespace: "b", Service: "web", Port: 80}
+	objs := []any{
+		service("a", "web", corev1.ServicePort{Name: "http", Port: 80}, corev1.ServicePort{Name: "admin", Port: 9000}),
+		service("b", "web", corev1.ServicePort{Name: "http", Port: 80}),
+		slice("a", "web-x", "web", ptr("http"), 8080, ep("10.0.0.1", nil, nil)),
+		slice("a", "web-y", "web", ptr("admin"), 9001, ep("10.0.0.2", nil, nil)),
+		slice("b", "web-z", "web", ptr("http"), 8080, ep("10.0.0.3", ptr(false), nil)),
+	}
+	w, _ := startWatcher(t, []Key{k1, k2, k3}, objs...)
+	for k, want := range map[Key][]string{k1: {"10.0.0.1:8080"}, k2: {"10.0.0.2:9001"}, k3: nil} {
+		if got := w.Service(k).State().Addrs; !slices.Equal(got, want) {
+			t.Errorf("%v: addrs = %v; want %v", k, got, want)
+		}
+	}
+}
