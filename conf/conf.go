@@ -114,22 +114,29 @@ func Parse(r io.Reader) (*Config, error) {
 	// the line of the key's last occurrence, not of the faulty one.
 	var raw map[string]any
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
-		return nil, decodeError(err)
+		return nil, c.decodeError(err)
 	}
 	unknown, bad := c.checkKeys(raw)
 	if len(bad) > 0 {
 		return nil, joinSorted(append(unknown, bad...))
 	}
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c); err != nil {
-		return nil, decodeError(err)
+		return nil, c.decodeError(err)
 	}
 	return c, joinSorted(unknown)
 }
 
-func decodeError(err error) error {
+func (c *Config) decodeError(err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		return &Error{Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
+		// Name the [[services]] entry the key is in, found by its line.
+		key := pe.LastKey
+		for _, o := range c.lines[key] {
+			if o.line == pe.Position.Line && o.index >= 0 {
+				key = displayKey(strings.Split(key, "."), o.index)
+			}
+		}
+		return &Error{Line: pe.Position.Line, Key: key, Msg: pe.Message}
 	}
 	return &Error{Msg: err.Error()}
 }
@@ -154,7 +161,8 @@ func tomlFields(t reflect.Type) map[string]reflect.Type {
 // checkKeys reports unknown keys and values of the wrong type (or bad
 // durations) in a generically decoded config, each with its line and key.
 func (c *Config) checkKeys(raw map[string]any) (unknown, bad []error) {
-	check := func(fields map[string]reflect.Type, table map[string]any, index int) {
+	var check func(fields map[string]reflect.Type, table map[string]any, index int)
+	check = func(fields map[string]reflect.Type, table map[string]any, index int) {
 		for k, v := range table {
 			path := k
 			if index >= 0 {

@@ -76,7 +76,7 @@ func ParseDuration(s string) (time.Duration, error) {
 		if !ok {
 			return 0, fmt.Errorf("invalid duration %q: unknown unit %q (want e.g. \"30s\", \"1m30s\", \"5 min\")", s, rest[:j])
 		}
-		if n > int64(1<<62)/int64(unit) {
+		if n > int64(1<<62)/int64(unit) || time.Duration(n)*unit > 1<<62-total {
 			return 0, fmt.Errorf("invalid duration %q: too long", s)
 		}
 		total += time.Duration(n) * unit

@@ -40,10 +40,11 @@ func AppendHost(dst, host []byte) ([]byte, bool) {
 				break
 			}
 		}
-		if n := len(name); n > 1 && name[n-1] == '.' {
+		if n := len(name); n > 0 && name[n-1] == '.' {
 			name = name[:n-1]
 		}
-		if len(name) == 0 || len(name) > 253 {
+		// Only one trailing dot goes: "." and "a.." are not hosts.
+		if n := len(name); n == 0 || n > 253 || name[n-1] == '.' {
 			return dst, false
 		}
 		for _, c := range name {

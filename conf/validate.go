@@ -45,8 +45,13 @@ func (c *Config) Validate() error {
 		s := &c.Services[i]
 		missing := func(key, v string) bool {
 			if v == "" {
+				// The line of an empty value, else of the [[services]] header.
+				line := c.line("services."+key, i)
+				if line == 0 {
+					line = c.line("services", i)
+				}
 				errs = append(errs, &Error{
-					File: c.File, Line: c.line("services", i),
+					File: c.File, Line: line,
 					Key: displayKey([]string{"services", key}, i), Msg: "missing (required)",
 				})
 				return true

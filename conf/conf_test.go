@@ -1,0 +1,516 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeConfig writes src to a fresh file and returns its path.
+func writeConfig(t *testing.T, src string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agimo.toml")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// leaves flattens errors.Join trees into their leaf errors.
+func leaves(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leaves(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func TestLoadRustOriginalConfigs(t *testing.T) {
+	tests := []struct {
+		file      string
+		timeout   time.Duration
+		namespace string
+	}{
+		{"testdata/rust-example.toml", 5 * time.Second, "default"},
+		{"testdata/rust-example2.toml", 30 * time.Second, "example"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			c, err := Load(tt.file)
+			if err != nil {
+				t.Fatalf("Load(%q) = %v; want no error", tt.file, err)
+			}
+			if c.File != tt.file {
+				t.Errorf("File = %q; want %q", c.File, tt.file)
+			}
+			if c.Timeout.Duration != tt.timeout {
+				t.Errorf("Timeout = %v; want %v", c.Timeout.Duration, tt.timeout)
+			}
+			want := Service{
+				Host: "example.com", Type: KindDeployment, Namespace: tt.namespace,
+				Name: "example", ServiceName: "example", ServicePort: 80,
+				Timeout:         Duration{Duration: tt.timeout},
+				UpstreamTimeout: Duration{Duration: DefaultUpstreamTimeout},
+				Dial:            DialEndpoints,
+			}
+			if len(c.Services) != 1 {
+				t.Fatalf("got %d services; want 1", len(c.Services))
+			}
+			if got := c.Services[0]; got != want {
+				t.Errorf("service = %+v; want %+v", got, want)
+			}
+			if got := c.Services[0].TargetAddr(); got != "" {
+				t.Errorf("TargetAddr() = %q; want \"\" (straight to endpoints)", got)
+			}
+		})
+	}
+}
+
+// TestValidateDefaults checks what Validate fills in and normalises.
+func TestValidateDefaults(t *testing.T) {
+	const src = `
+[[services]]
+host = "App.Example.COM.:8443"
+type = "sts"
+namespace = "ns"
+name = "a"
+service_name = "a"
+service_port = 8080
+
+[[services]]
+host = "b.example.com"
+type = "Deploy"
+namespace = "ns"
+name = "b"
+service_name = "b"
+service_port = 80
+timeout = "1 min"
+upstream_timeout = "5s"
+dial = "service"
+
+[[services]]
+host = "[2001:DB8::1]:80"
+type = "StatefulSet"
+namespace = "ns"
+name = "c"
+service_name = "c"
+service_port = 80
+address = "127.0.0.1:9000"
+`
+	c, err := Parse(strings.NewReader(src))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if got, want := c.Timeout.Duration, DefaultTimeout; got != want {
+		t.Errorf("Timeout = %v; want %v", got, want)
+	}
+	if got, want := c.UpstreamTimeout.Duration, DefaultUpstreamTimeout; got != want {
+		t.Errorf("UpstreamTimeout = %v; want %v", got, want)
+	}
+	if c.Timeout.Set {
+		t.Errorf("Timeout.Set = true; want false for an absent key")
+	}
+	tests := []struct {
+		host, typ, dial, target string
+		timeout, upstream       time.Duration
+	}{
+		{"app.example.com", KindStatefulSet, DialEndpoints, "", DefaultTimeout, DefaultUpstreamTimeout},
+		{"b.example.com", KindDeployment, DialService, "b.ns.svc:80", time.Minute, 5 * time.Second},
+		{"[2001:db8::1]", KindStatefulSet, DialEndpoints, "127.0.0.1:9000", DefaultTimeout, DefaultUpstreamTimeout},
+	}
+	if len(c.Services) != len(tests) {
+		t.Fatalf("got %d services; want %d", len(c.Services), len(tests))
+	}
+	for i, tt := range tests {
+		s := c.Services[i]
+		if s.Host != tt.host {
+			t.Errorf("services[%d].Host = %q; want %q", i, s.Host, tt.host)
+		}
+		if s.Type != tt.typ {
+			t.Errorf("services[%d].Type = %q; want %q", i, s.Type, tt.typ)
+		}
+		if s.Dial != tt.dial {
+			t.Errorf("services[%d].Dial = %q; want %q", i, s.Dial, tt.dial)
+		}
+		if got := s.TargetAddr(); got != tt.target {
+			t.Errorf("services[%d].TargetAddr() = %q; want %q", i, got, tt.target)
+		}
+		if s.Timeout.Duration != tt.timeout {
+			t.Errorf("services[%d].Timeout = %v; want %v", i, s.Timeout.Duration, tt.timeout)
+		}
+		if s.UpstreamTimeout.Duration != tt.upstream {
+			t.Errorf("services[%d].UpstreamTimeout = %v; want %v", i, s.UpstreamTimeout.Duration, tt.upstream)
+		}
+	}
+
+	// Validate is idempotent: a second run changes nothing.
+	before := slices.Clone(c.Services)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("second Validate: %v", err)
+	}
+	if !slices.Equal(before, c.Services) {
+		t.Errorf("second Validate changed services: got %+v; want %+v", c.Services, before)
+	}
+}
+
+func TestServiceTimeoutInheritsTopLevel(t *testing.T) {
+	tests := []struct {
+		name, top, svc string
+		want           time.Duration
+	}{
+		{"both absent", "", "", DefaultTimeout},
+		{"top only", `timeout = "7s"`, "", 7 * time.Second},
+		{"service overrides", `timeout = "7s"`, `timeout = "2m"`, 2 * time.Minute},
+		{"service only", "", `timeout = "1h 30m"`, 90 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := tt.top + "\n[[services]]\nhost='a'\ntype='deploy'\nnamespace='n'\nname='a'\nservice_name='a'\nservice_port=1\n" + tt.svc + "\n"
+			c, err := Load(writeConfig(t, src))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if got := c.Services[0].Timeout.Duration; got != tt.want {
+				t.Errorf("services[0].Timeout = %v; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// base is a valid one-service config; its line numbers are used below.
+const base = `timeout = "5s"
+[[services]]
+host = "a.example.com"
+type = "deploy"
+namespace = "default"
+name = "a"
+service_name = "a"
+service_port = 80
+`
+
+// second is a valid second service, on lines 9 (header) to 15.
+const second = `[[services]]
+host = "b.example.com"
+type = "deploy"
+namespace = "default"
+name = "b"
+service_name = "b"
+service_port = 80
+`
+
+// replaceLine replaces line n (1-based) of src; an empty repl deletes it.
+func replaceLine(src string, n int, repl string) string {
+	lines := strings.Split(src, "\n")
+	if repl == "" {
+		lines = slices.Delete(lines, n-1, n)
+	} else {
+		lines[n-1] = repl
+	}
+	return strings.Join(lines, "\n")
+}
+
+type wantErr struct {
+	line int
+	key  string
+	msg  string // substring of Error.Msg
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []wantErr
+	}{
+		{"unknown key at top level", "timeot = \"5s\"\n" + base[len("timeout = \"5s\"\n"):],
+			[]wantErr{{1, "timeot", "unknown key"}}},
+		{"unknown key in second service", base + replaceLine(second, 6, `servcie_name = "b"`),
+			[]wantErr{{14, "services[1].servcie_name", "unknown key"}, {9, "services[1].service_name", "missing"}}},
+		{"same unknown key in two services, each once", replaceLine(base, 8, "service_port = 80\nport = 1") + replaceLine(second, 7, "service_port = 80\nport = 2"),
+			[]wantErr{{9, "services[0].port", "unknown key"}, {17, "services[1].port", "unknown key"}}},
+		{"unknown table", base + "[metrics]\nport = 9\n",
+			[]wantErr{{9, "metrics", "unknown key"}}},
+		{"bad type value", replaceLine(base, 4, `type = "cronjob"`),
+			[]wantErr{{4, "services[0].type", `unknown type "cronjob"`}}},
+		{"port 0", replaceLine(base, 8, "service_port = 0"),
+			[]wantErr{{8, "services[0].service_port", "port 0 out of range 1-65535"}}},
+		{"port 70000", replaceLine(base, 8, "service_port = 70000"),
+			[]wantErr{{8, "services[0].service_port", "port 70000 out of range"}}},
+		{"port -1", replaceLine(base, 8, "service_port = -1"),
+			[]wantErr{{8, "services[0].service_port", "port -1 out of range"}}},
+		{"port given as string", replaceLine(base, 8, `service_port = "80"`),
+			[]wantErr{{8, "services[0].service_port", `want an integer, not the string "80"`}}},
+		{"bad duration unit", replaceLine(base, 1, `timeout = "5 parsecs"`),
+			[]wantErr{{1, "timeout", `unknown unit "parsecs"`}}},
+		{"empty duration", replaceLine(base, 1, `timeout = ""`),
+			[]wantErr{{1, "timeout", "empty duration"}}},
+		{"negative duration", replaceLine(base, 1, `timeout = "-5s"`),
+			[]wantErr{{1, "timeout", "negative"}}},
+		{"zero duration", replaceLine(base, 1, `timeout = "0s"`),
+			[]wantErr{{1, "timeout", "must be positive"}}},
+		{"integer for a duration", replaceLine(base, 1, "timeout = 5"),
+			[]wantErr{{1, "timeout", `a duration is a string with a unit, such as "5s", not the number 5`}}},
+		{"float for a duration", replaceLine(base, 1, "timeout = 1.5"),
+			[]wantErr{{1, "timeout", "not the float 1.5"}}},
+		{"integer for a duration in first of two services", base + "timeout = 10\n" + second + "timeout = \"10s\"\n",
+			[]wantErr{{9, "services[0].timeout", "not the number 10"}}},
+		{"bad duration in second service", base + "timeout = \"10s\"\n" + second + "upstream_timeout = \"10 fortnights\"\n",
+			[]wantErr{{17, "services[1].upstream_timeout", `unknown unit "fortnights"`}}},
+		{"zero service timeout", base + "timeout = \"0ms\"\n",
+			[]wantErr{{9, "services[0].timeout", "must be positive"}}},
+		{"duplicate host after normalisation", replaceLine(base, 3, `host = "App.Example.com:8080"`) + replaceLine(second, 2, `host = "app.example.com."`),
+			[]wantErr{{10, "services[1].host", `duplicate host "app.example.com." (same as services[0]`}}},
+		{"host with scheme", replaceLine(base, 3, `host = "http://x"`),
+			[]wantErr{{3, "services[0].host", `invalid host "http://x"`}}},
+		{"host with space", replaceLine(base, 3, `host = "a b"`),
+			[]wantErr{{3, "services[0].host", `invalid host "a b"`}}},
+		{"empty host", replaceLine(base, 3, `host = ""`),
+			[]wantErr{{3, "services[0].host", "missing (required)"}}},
+		{"host given as integer", replaceLine(base, 3, "host = 5"),
+			[]wantErr{{3, "services[0].host", "want a string, not the integer 5"}}},
+		{"invalid namespace", replaceLine(base, 5, `namespace = "Default"`),
+			[]wantErr{{5, "services[0].namespace", `invalid namespace "Default"`}}},
+		{"invalid name", replaceLine(base, 6, `name = "a_b"`),
+			[]wantErr{{6, "services[0].name", `invalid name "a_b"`}}},
+		{"invalid service_name", replaceLine(base, 7, `service_name = "a.b"`),
+			[]wantErr{{7, "services[0].service_name", `invalid service_name "a.b"`}}},
+		{"address without port", base + `address = "localhost"` + "\n",
+			[]wantErr{{9, "services[0].address", `invalid address "localhost": want host:port`}}},
+		{"address without host", base + `address = ":80"` + "\n",
+			[]wantErr{{9, "services[0].address", "empty host"}}},
+		{"address port 0", base + `address = "localhost:0"` + "\n",
+			[]wantErr{{9, "services[0].address", "port out of range"}}},
+		{"address port not a number", base + `address = "localhost:http"` + "\n",
+			[]wantErr{{9, "services[0].address", "port out of range"}}},
+		{"bad dial", base + `dial = "mesh"` + "\n",
+			[]wantErr{{9, "services[0].dial", `unknown dial "mesh"`}}},
+		{"dial service with address", base + `address = "127.0.0.1:80"` + "\n" + `dial = "service"` + "\n",
+			[]wantErr{{10, "services[0].dial", "conflicts with address"}}},
+		{"bool given as string", "trust_forwarded_headers = \"yes\"\n" + base,
+			[]wantErr{{1, "trust_forwarded_headers", `want true or false, not the string "yes"`}}},
+		{"services as a plain table", "[services]\nhost = 'a'\n",
+			[]wantErr{{1, "services", "must be [[services]] entries, not a table"}}},
+		{"no services", `timeout = "5s"` + "\n",
+			[]wantErr{{0, "services", "at least one [[services]] entry is required"}}},
+		{"TOML syntax error", base + "host = \n",
+			[]wantErr{{9, "services[0].host", "expected value"}}},
+		{"duplicate key", base + "host = 'b'\n",
+			[]wantErr{{9, "services[0].host", "has already been defined"}}},
+		{"TOML syntax error at top level", "timeout = '5s\n" + base[len("timeout = \"5s\"\n"):],
+			[]wantErr{{1, "timeout", "strings cannot contain newlines"}}},
+		{"several errors at once", `timeout = "5 parsecs"
+bogus = true
+[[services]]
+host = "http://a"
+type = "job"
+namespace = "default"
+name = "a"
+service_port = 70000
+[[services]]
+host = "b"
+type = "sts"
+namespace = "default"
+name = "b"
+service_name = "b"
+service_port = 80
+dial = "mesh"
+`, []wantErr{
+			{1, "timeout", "unknown unit"},
+			{2, "bogus", "unknown key"},
+		}},
+		{"several validation errors at once", `timeout = "0s"
+bogus = true
+[[services]]
+host = "http://a"
+type = "job"
+namespace = "default"
+name = "a"
+service_port = 70000
+[[services]]
+host = "b"
+type = "sts"
+namespace = "default"
+name = "b"
+service_name = "b"
+service_port = 80
+dial = "mesh"
+`, []wantErr{
+			{1, "timeout", "must be positive"},
+			{2, "bogus", "unknown key"},
+			{3, "services[0].service_name", "missing"},
+			{4, "services[0].host", "invalid host"},
+			{5, "services[0].type", "unknown type"},
+			{8, "services[0].service_port", "out of range"},
+			{16, "services[1].dial", "unknown dial"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, tt.src)
+			c, err := Load(path)
+			if err == nil {
+				t.Fatalf("Load = %+v, nil; want errors %v", c, tt.want)
+			}
+			if c != nil {
+				t.Errorf("Load returned a config along with error %v", err)
+			}
+			checkErrors(t, path, err, tt.want)
+		})
+	}
+}
+
+// checkErrors asserts that err is exactly the errors in want, in any order,
+// each an *Error naming file, line and key.
+func checkErrors(t *testing.T, file string, err error, want []wantErr) {
+	t.Helper()
+	var got []*Error
+	for _, e := range leaves(err) {
+		var ce *Error
+		if !errors.As(e, &ce) {
+			t.Errorf("error %q (%T) is not a *conf.Error", e, e)
+			continue
+		}
+		got = append(got, ce)
+	}
+	for _, w := range want {
+		i := slices.IndexFunc(got, func(e *Error) bool {
+			return e.Line == w.line && e.Key == w.key && strings.Contains(e.Msg, w.msg)
+		})
+		if i < 0 {
+			t.Errorf("missing error at line %d, key %q, containing %q; got:\n%v", w.line, w.key, w.msg, err)
+			continue
+		}
+		e := got[i]
+		got = slices.Delete(got, i, i+1)
+		if e.File != file {
+			t.Errorf("error %q: File = %q; want %q", e, e.File, file)
+		}
+		prefix := file + ":"
+		if w.line > 0 {
+			prefix += fmt.Sprint(w.line) + ":"
+		}
+		prefix += " "
+		if w.key != "" {
+			prefix += w.key + ": "
+		}
+		if s := e.Error(); !strings.HasPrefix(s, prefix) {
+			t.Errorf("error text = %q; want prefix %q", s, prefix)
+		}
+		if !strings.Contains(err.Error(), e.Error()) {
+			t.Errorf("joined error text %q does not contain %q", err, e)
+		}
+	}
+	for _, e := range got {
+		t.Errorf("unexpected error: %v", e)
+	}
+}
+
+// TestMissingFields drops each required key from base in turn.
+func TestMissingFields(t *testing.T) {
+	for line, key := range map[int]string{3: "host", 4: "type", 5: "namespace", 6: "name", 7: "service_name", 8: "service_port"} {
+		t.Run(key, func(t *testing.T) {
+			path := writeConfig(t, replaceLine(base, line, ""))
+			_, err := Load(path)
+			// The error points at the [[services]] header, line 2.
+			checkErrors(t, path, err, []wantErr{{2, "services[0]." + key, "missing (required)"}})
+		})
+		t.Run(key+" in second service", func(t *testing.T) {
+			path := writeConfig(t, base+replaceLine(second, line-1, ""))
+			_, err := Load(path)
+			checkErrors(t, path, err, []wantErr{{9, "services[1]." + key, "missing (required)"}})
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.toml")
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("Load(%q) = %v; want an error naming the file", path, err)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(%q) = %v; want errors.Is(err, os.ErrNotExist)", path, err)
+	}
+}
+
+// TestParseUnknownKeysKeepsConfig: Parse reports unknown keys but still
+// returns the decoded config, so that Load can validate it too.
+func TestParseUnknownKeysKeepsConfig(t *testing.T) {
+	c, err := Parse(strings.NewReader(base + "hots = 'x'\n"))
+	if err == nil {
+		t.Fatal("Parse: got no error; want unknown key")
+	}
+	if c == nil || len(c.Services) != 1 || c.Services[0].Host != "a.example.com" {
+		t.Fatalf("Parse = %+v; want the decoded config", c)
+	}
+	if got, want := err.Error(), "9: services[0].hots: unknown key"; got != want {
+		t.Errorf("err = %q; want %q", got, want)
+	}
+}
+
+func TestErrorString(t *testing.T) {
+	tests := []struct {
+		e    Error
+		want string
+	}{
+		{Error{File: "a.toml", Line: 3, Key: "services[0].host", Msg: "bad"}, "a.toml:3: services[0].host: bad"},
+		{Error{File: "a.toml", Key: "services", Msg: "bad"}, "a.toml: services: bad"},
+		{Error{Line: 3, Msg: "bad"}, "3: bad"},
+		{Error{Key: "timeout", Msg: "bad"}, "timeout: bad"},
+		{Error{Msg: "bad"}, "bad"},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("%+v.Error() = %q; want %q", tt.e, got, tt.want)
+		}
+	}
+}
+
+// TestKeyLines checks the line finder against TOML it must not be fooled by.
+func TestKeyLines(t *testing.T) {
+	const src = `# comment = 1
+timeout = "5s" # trailing = comment
+note = """
+host = "not a key"
+"""
+[[services]] # first
+"host" = 'a'
+
+[[ services ]]
+  host = 'b'
+`
+	c := &Config{lines: keyLines([]byte(src))}
+	tests := []struct {
+		key   string
+		index int
+		want  int
+	}{
+		{"timeout", -1, 2},
+		{"note", -1, 3},
+		{"host", -1, 0},
+		{"comment", -1, 0},
+		{"services", 0, 6},
+		{"services.host", 0, 7},
+		{"services", 1, 9},
+		{"services.host", 1, 10},
+		{"services.host", 2, 0},
+	}
+	for _, tt := range tests {
+		if got := c.line(tt.key, tt.index); got != tt.want {
+			t.Errorf("line(%q, %d) = %d; want %d", tt.key, tt.index, got, tt.want)
+		}
+	}
+}
