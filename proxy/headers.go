@@ -120,3 +120,12 @@ func appendRemoteIP(dst []byte, a net.Addr) []byte {
 	}
 	return append(dst, host...)
 }
+
+// stripResponse drops hop-by-hop headers from a response head in place
+// (the upgrade path relays a refused upgrade's head this way).
+func stripResponse(h *fasthttp.ResponseHeader) {
+	stripConnectionListed(h.Peek(fasthttp.HeaderConnection), h.DelBytes)
+	for _, k := range hopByHop {
+		h.DelBytes(k)
+	}
+}

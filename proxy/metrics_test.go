@@ -1,0 +1,83 @@
+package proxy_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/agimo/agimo/proxy"
+)
+
+// The metrics listener's output parses with Prometheus's own text parser,
+// with the types Prometheus and KEDA expect, on both /metrics and / (the
+// original chart scrapes /), and the park histogram is one that
+// histogram_quantile can read: cumulative "le" buckets ending in +Inf,
+// whose last bucket equals the count.
+func TestMetricsExposition(t *testing.T) {
+	h := startHarness(t, oneService)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	done := make(chan error, 1)
+	go func() { _, _, err := h.get("app.test", "/"); done <- err }()
+	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
+	h.setEndpoints("apps", "app", true, up.addr())
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	h.get("app.test", "/")
+
+	admin := httptest.NewServer(proxy.AdminHandler(h.set, func() bool { return true }))
+	defer admin.Close()
+	for _, path := range []string{"/metrics", "/"} {
+		resp, err := http.Get(admin.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		p := expfmt.NewTextParser(model.LegacyValidation)
+		fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatalf("%s: Prometheus text parser: %v\n%s", path, err, body)
+		}
+		for name, want := range map[string]dto.MetricType{
+			"agimo_requests_total":        dto.MetricType_COUNTER,
+			"agimo_active_requests":       dto.MetricType_GAUGE,
+			"agimo_parked_requests":       dto.MetricType_GAUGE,
+			"agimo_park_duration_seconds": dto.MetricType_HISTOGRAM,
+			"agimo_upstream_errors_total": dto.MetricType_COUNTER,
+		} {
+			f, ok := fams[name]
+			if !ok {
+				t.Errorf("%s: no family %s", path, name)
+				continue
+			}
+			if f.GetType() != want {
+				t.Errorf("%s: %s type = %v; want %v", path, name, f.GetType(), want)
+			}
+		}
+		req := fams["agimo_requests_total"].GetMetric()
+		if len(req) != 1 || req[0].GetCounter().GetValue() != 2 || req[0].GetLabel()[0].GetValue() != "app.test" {
+			t.Errorf("agimo_requests_total = %v; want one series host=app.test value 2", req)
+		}
+		hist := fams["agimo_park_duration_seconds"].GetMetric()[0].GetHistogram()
+		if hist.GetSampleCount() != 1 {
+			t.Errorf("park histogram count = %d; want 1", hist.GetSampleCount())
+		}
+		var prev uint64
+		for _, b := range hist.GetBucket() {
+			if b.GetCumulativeCount() < prev {
+				t.Errorf("bucket le=%v count %d < previous %d: not cumulative", b.GetUpperBound(), b.GetCumulativeCount(), prev)
+			}
+			prev = b.GetCumulativeCount()
+		}
+		if prev != 1 {
+			t.Errorf("last finite bucket = %d; want 1 (a sub-minute park)", prev)
+		}
+	}
+}
