@@ -21,8 +21,12 @@ import (
 
 // Defaults for keys a config may leave out.
 const (
-	DefaultTimeout         = 30 * time.Second
-	DefaultUpstreamTimeout = 60 * time.Second
+	DefaultTimeout             = 30 * time.Second
+	DefaultUpstreamTimeout     = 60 * time.Second
+	DefaultClientHeaderTimeout = 10 * time.Second
+	DefaultMaxHeaderSize       = 16 << 10
+	DefaultMaxConnections      = 100_000
+	DefaultMaxParked           = 100_000
 )
 
 // Config is a whole configuration file.
@@ -38,6 +42,21 @@ type Config struct {
 	// appends to X-Forwarded-For) instead of replacing them. Turn it on only
 	// when every client is a trusted proxy, such as a cloud load balancer.
 	TrustForwardedHeaders bool `toml:"trust_forwarded_headers"`
+	// ClientHeaderTimeout bounds the time a client may take to send a
+	// request head (slowloris protection; nginx's client_header_timeout).
+	ClientHeaderTimeout Duration `toml:"client_header_timeout"`
+	// MaxHeaderSize bounds a request's head (request line and headers);
+	// larger heads get 431.
+	MaxHeaderSize Size `toml:"max_header_size"`
+	// MaxRequestBody bounds request bodies (413); 0, the default, means no
+	// limit, as bodies are streamed, never held in memory.
+	MaxRequestBody Size `toml:"max_request_body"`
+	// MaxConnections caps open client connections; past it new ones get
+	// 503 at once.
+	MaxConnections int `toml:"max_connections"`
+	// MaxParked caps the requests parked on one service; past it new ones
+	// get 503 with Retry-After at once. A service may override it.
+	MaxParked int `toml:"max_parked"`
 	// Services are the routes, one per host.
 	Services []Service `toml:"services"`
 
@@ -66,6 +85,8 @@ type Service struct {
 	// Dial is "endpoints" (default: straight to ready pod IPs) or
 	// "service" (service_name.namespace.svc:service_port, for meshes).
 	Dial string `toml:"dial"`
+	// MaxParked overrides Config.MaxParked for this service.
+	MaxParked int `toml:"max_parked"`
 }
 
 // Workload kinds after normalisation of Service.Type.
@@ -217,6 +238,11 @@ func tablesOf(v any) ([]map[string]any, bool) {
 // checkValue returns why v cannot be decoded into a field of type t, or "".
 func checkValue(t reflect.Type, v any) string {
 	switch {
+	case t == reflect.TypeFor[Size]():
+		var sz Size
+		if err := sz.UnmarshalTOML(v); err != nil {
+			return err.Error()
+		}
 	case t == reflect.TypeFor[Duration]():
 		s, ok := v.(string)
 		if n, isInt := v.(int64); isInt {

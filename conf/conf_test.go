@@ -63,6 +63,7 @@ func TestLoadRustOriginalConfigs(t *testing.T) {
 				Timeout:         Duration{Duration: tt.timeout},
 				UpstreamTimeout: Duration{Duration: DefaultUpstreamTimeout},
 				Dial:            DialEndpoints,
+				MaxParked:       DefaultMaxParked,
 			}
 			if len(c.Services) != 1 {
 				t.Fatalf("got %d services; want 1", len(c.Services))
@@ -511,6 +512,72 @@ host = "not a key"
 	for _, tt := range tests {
 		if got := c.line(tt.key, tt.index); got != tt.want {
 			t.Errorf("line(%q, %d) = %d; want %d", tt.key, tt.index, got, tt.want)
+		}
+	}
+}
+
+// The limits have sane defaults, accept sizes as integers or with units,
+// and reject nonsense with the key's line.
+func TestLimits(t *testing.T) {
+	c, err := Parse(strings.NewReader(`
+max_header_size = "32KiB"
+max_request_body = 1048576
+client_header_timeout = "5s"
+max_connections = 10
+max_parked = 50
+[[services]]
+host = "a.test"
+type = "sts"
+namespace = "n"
+name = "a"
+service_name = "a"
+service_port = 80
+max_parked = 7
+[[services]]
+host = "b.test"
+type = "sts"
+namespace = "n"
+name = "b"
+service_name = "b"
+service_port = 80
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxHeaderSize.Bytes != 32<<10 || c.MaxRequestBody.Bytes != 1<<20 || c.ClientHeaderTimeout.Duration != 5*time.Second || c.MaxConnections != 10 {
+		t.Errorf("limits = %+v %+v %v %d; want 32KiB 1MiB 5s 10", c.MaxHeaderSize, c.MaxRequestBody, c.ClientHeaderTimeout.Duration, c.MaxConnections)
+	}
+	if a, b := c.Services[0].MaxParked, c.Services[1].MaxParked; a != 7 || b != 50 {
+		t.Errorf("max_parked = %d, %d; want 7 (own), 50 (inherited)", a, b)
+	}
+
+	d, err := Parse(strings.NewReader("[[services]]\nhost = \"a.test\"\ntype = \"sts\"\nnamespace = \"n\"\nname = \"a\"\nservice_name = \"a\"\nservice_port = 80\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if d.MaxHeaderSize.Bytes != DefaultMaxHeaderSize || d.MaxRequestBody.Bytes != 0 || d.MaxConnections != DefaultMaxConnections || d.Services[0].MaxParked != DefaultMaxParked || d.ClientHeaderTimeout.Duration != DefaultClientHeaderTimeout {
+		t.Errorf("defaults = %+v; want documented defaults", d)
+	}
+
+	for _, tc := range []struct{ line, want string }{
+		{`max_header_size = "12 parsecs"`, `1: max_header_size: invalid size "12 parsecs"`},
+		{`max_header_size = 10`, `max_header_size: must be between 1KiB and 1MiB`},
+		{`max_request_body = -1`, `1: max_request_body: size -1 is negative`},
+		{`max_connections = 0`, `max_connections: must be at least 1`},
+		{`max_parked = -3`, `max_parked: must be at least 1`},
+	} {
+		c, err := Parse(strings.NewReader(tc.line + "\n[[services]]\nhost = \"a.test\"\ntype = \"sts\"\nnamespace = \"n\"\nname = \"a\"\nservice_name = \"a\"\nservice_port = 80\n"))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v; want it to contain %q", tc.line, err, tc.want)
 		}
 	}
 }

@@ -37,6 +37,26 @@ func (c *Config) Validate() error {
 	} else if c.UpstreamTimeout.Duration <= 0 {
 		add("upstream_timeout", -1, "must be positive")
 	}
+	if !c.ClientHeaderTimeout.Set {
+		c.ClientHeaderTimeout.Duration = DefaultClientHeaderTimeout
+	} else if c.ClientHeaderTimeout.Duration <= 0 {
+		add("client_header_timeout", -1, "must be positive")
+	}
+	if !c.MaxHeaderSize.Set {
+		c.MaxHeaderSize.Bytes = DefaultMaxHeaderSize
+	} else if c.MaxHeaderSize.Bytes < 1<<10 || c.MaxHeaderSize.Bytes > 1<<20 {
+		add("max_header_size", -1, "must be between 1KiB and 1MiB, got %d bytes", c.MaxHeaderSize.Bytes)
+	}
+	if c.line("max_connections", -1) == 0 && c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	} else if c.MaxConnections < 1 {
+		add("max_connections", -1, "must be at least 1")
+	}
+	if c.line("max_parked", -1) == 0 && c.MaxParked == 0 {
+		c.MaxParked = DefaultMaxParked
+	} else if c.MaxParked < 1 {
+		add("max_parked", -1, "must be at least 1")
+	}
 	if len(c.Services) == 0 {
 		errs = append(errs, &Error{File: c.File, Key: "services", Msg: "at least one [[services]] entry is required"})
 	}
@@ -115,6 +135,11 @@ func (c *Config) Validate() error {
 			if err := checkAddress(s.Address); err != nil {
 				add("address", i, "%v", err)
 			}
+		}
+		if c.line("services.max_parked", i) == 0 && s.MaxParked == 0 {
+			s.MaxParked = c.MaxParked
+		} else if s.MaxParked < 1 {
+			add("max_parked", i, "must be at least 1")
 		}
 		switch s.Dial {
 		case "":

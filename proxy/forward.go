@@ -115,6 +115,13 @@ func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
 	case errors.Is(err, errClientGone):
 		ctx.SetConnectionClose()
 		return
+	case errors.Is(err, errBodyTooLarge):
+		p.reply(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
+		return
+	case errors.Is(err, errParkFull):
+		r.m.rejected.Inc()
+		p.retryLater(ctx, "too many requests waiting for service "+r.host)
+		return
 	case errors.Is(err, errStopping):
 		p.retryLater(ctx, "agimo is shutting down")
 		return

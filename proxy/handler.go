@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"strconv"
 	"time"
 
@@ -30,6 +31,22 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 
+	if n := int64(ctx.Request.Header.ContentLength()); n != 0 {
+		if p.maxBody > 0 && n > p.maxBody {
+			p.log.Debug().Str("host", r.host).Int64("length", n).Msg("request body over max_request_body")
+			p.reply(ctx, fasthttp.StatusRequestEntityTooLarge, "request body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
+			return
+		}
+		if p.maxBody > 0 && n < 0 {
+			// Chunked: the size is known only at the end, so count as it
+			// streams and fail the request past the limit.
+			ctx.Request.SetBodyStream(&limitedBody{r: ctx.RequestBodyStream(), left: p.maxBody}, -1)
+		}
+		// The header timeout's deadline is still armed: lift it, so a
+		// large body may stream for as long as it takes.
+		_ = ctx.Conn().SetReadDeadline(time.Time{})
+	}
+
 	deadline := time.Now().Add(r.timeout)
 	st := r.ready.State()
 	if !st.Ready {
@@ -56,6 +73,10 @@ func (p *Proxy) parkFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
 		ctx.SetConnectionClose()
 	case errors.Is(err, errStopping):
 		p.retryLater(ctx, "agimo is shutting down")
+	case errors.Is(err, errParkFull):
+		r.m.rejected.Inc()
+		p.log.Debug().Str("host", r.host).Int64("max_parked", r.maxParked).Msg("park rejected")
+		p.retryLater(ctx, "too many requests waiting for service "+r.host)
 	default:
 		r.m.timeouts.Inc()
 		p.log.Debug().Str("host", r.host).Dur("timeout", r.timeout).Msg("park timed out")
@@ -85,4 +106,30 @@ func (p *Proxy) reply(ctx *fasthttp.RequestCtx, status int, msg string) {
 // bodyConsumed reports whether the request has no body left to read.
 func bodyConsumed(ctx *fasthttp.RequestCtx) bool {
 	return ctx.Request.Header.ContentLength() == 0
+}
+
+// errBodyTooLarge fails a chunked request body past max_request_body.
+var errBodyTooLarge = errors.New("request body too large")
+
+// limitedBody reads at most left bytes of a request body, then fails.
+type limitedBody struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// Is there more? A body of exactly the limit is fine.
+		var one [1]byte
+		if n, _ := b.r.Read(one[:]); n > 0 {
+			return 0, errBodyTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
 }

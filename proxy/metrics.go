@@ -29,6 +29,7 @@ type hostMetrics struct {
 	active   *metrics.Gauge   // agimo_active_requests: parked + in flight + open tunnels
 	parked   *metrics.Gauge   // agimo_parked_requests: waiting for readiness
 	timeouts *metrics.Counter // agimo_park_timeouts_total: 503 after the park timeout
+	rejected *metrics.Counter // agimo_park_rejected_total: 503 at once, max_parked reached
 	errs     map[string]*metrics.Counter
 	parkTime *promHistogram // agimo_park_duration_seconds: park to release
 }
@@ -40,6 +41,7 @@ func newHostMetrics(set *metrics.Set, hists *histograms, host string) *hostMetri
 		active:   set.GetOrCreateGauge("agimo_active_requests{"+l+"}", nil),
 		parked:   set.GetOrCreateGauge("agimo_parked_requests{"+l+"}", nil),
 		timeouts: set.GetOrCreateCounter("agimo_park_timeouts_total{" + l + "}"),
+		rejected: set.GetOrCreateCounter("agimo_park_rejected_total{" + l + "}"),
 		errs:     make(map[string]*metrics.Counter, len(errKinds)),
 		parkTime: hists.get(l),
 	}

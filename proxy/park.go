@@ -16,6 +16,7 @@ var (
 	errParkTimeout = errors.New("service not ready before timeout")
 	errClientGone  = errors.New("client closed the connection")
 	errStopping    = errors.New("proxy is shutting down")
+	errParkFull    = errors.New("too many parked requests")
 )
 
 // park waits until r's service is ready, the deadline passes, the client
@@ -23,6 +24,11 @@ var (
 // channel, so every parked request is released by the same event that
 // flipped readiness, with no polling (issue 2).
 func (p *Proxy) park(ctx *fasthttp.RequestCtx, r *route, deadline time.Time) (*watch.State, error) {
+	if r.parked.Add(1) > r.maxParked {
+		r.parked.Add(-1)
+		return nil, errParkFull
+	}
+	defer r.parked.Add(-1)
 	start := time.Now()
 	r.m.parked.Inc()
 	defer r.m.parked.Dec()

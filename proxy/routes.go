@@ -30,6 +30,9 @@ type route struct {
 	target string
 	m      *hostMetrics
 	next   atomic.Uint32 // round-robin cursor over ready endpoints
+	// parked counts parked requests against maxParked.
+	parked    atomic.Int64
+	maxParked int64
 }
 
 func (p *Proxy) buildTable(cfg *conf.Config) (*table, error) {
@@ -47,6 +50,7 @@ func (p *Proxy) buildTable(cfg *conf.Config) (*table, error) {
 			timeout:         s.Timeout.Duration,
 			upstreamTimeout: s.UpstreamTimeout.Duration,
 			target:          s.TargetAddr(),
+			maxParked:       int64(s.MaxParked),
 			m:               newHostMetrics(p.metrics, p.hists, s.Host),
 		}
 	}
