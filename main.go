@@ -147,7 +147,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	w := watch.New(client, proxy.Keys(cfg), log, set)
 	defer w.Close()
-	px, err := proxy.New(cfg, w, proxy.Options{Log: log, Metrics: set, TrustForwarded: cfg.TrustForwardedHeaders})
+	px, err := proxy.New(cfg, w, proxy.Options{
+		Log: log, Metrics: set, TrustForwarded: cfg.TrustForwardedHeaders,
+		Scaler: watch.NewScaler(client, log),
+	})
 	if err != nil {
 		ln.Close()
 		admin.Close()
@@ -166,6 +169,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	synced.Store(true)
 	g.Go(func() error { return px.Serve(ln) })
+
+	// Hot reload (issue 7): on SIGHUP and whenever the file changes. An
+	// invalid config is logged and counted while the running one serves on.
+	reloads := make(chan struct{}, 1)
+	trigger := func() {
+		select {
+		case reloads <- struct{}{}:
+		default:
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error {
+		conf.WatchFile(gctx, f.conf, 2*time.Second, trigger)
+		return nil
+	})
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				trigger()
+			case <-reloads:
+				reload(gctx, f.conf, px, w, log, set)
+			}
+		}
+	})
 
 	<-gctx.Done()
 	if ctx.Err() != nil {
@@ -186,6 +218,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info().Msg("agimo stopped")
 	return nil
+}
+
+// reload loads the config file again and switches to it if it is valid.
+func reload(ctx context.Context, path string, px *proxy.Proxy, w *watch.Watcher, log zerolog.Logger, set *metrics.Set) {
+	cfg, err := conf.Load(path)
+	if err == nil {
+		err = px.Reload(ctx, cfg, w)
+	}
+	if err != nil {
+		set.GetOrCreateCounter(`agimo_config_reloads_total{result="error"}`).Inc()
+		set.GetOrCreateGauge("agimo_config_last_reload_successful", nil).Set(0)
+		log.Error().Err(err).Str("conf", path).Msg("config reload rejected; still serving the previous config")
+		return
+	}
+	set.GetOrCreateCounter(`agimo_config_reloads_total{result="ok"}`).Inc()
+	set.GetOrCreateGauge("agimo_config_last_reload_successful", nil).Set(1)
 }
 
 func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {

@@ -87,6 +87,27 @@ type Service struct {
 	Dial string `toml:"dial"`
 	// MaxParked overrides Config.MaxParked for this service.
 	MaxParked int `toml:"max_parked"`
+
+	// Wake scales the workload up through its scale subresource when a
+	// request parks while it has 0 replicas, instead of waiting for
+	// Prometheus and KEDA to notice (issue 7).
+	Wake bool `toml:"wake"`
+	// MinReplicas is what Wake scales a workload at zero to. Default 1.
+	MinReplicas int `toml:"min_replicas"`
+	// IdleAfter, if set, scales the workload to zero after this long with
+	// no active request through any Agimo replica.
+	IdleAfter Duration `toml:"idle_after"`
+	// WaitingPage answers a browser's GET for a cold service at once with
+	// a small self-refreshing page, while other clients are held.
+	WaitingPage bool `toml:"waiting_page"`
+	// WaitingPageTemplate overrides the page: Go html/template text with
+	// {{.Host}}, {{.Service}} and {{.RefreshSeconds}}.
+	WaitingPageTemplate string `toml:"waiting_page_template"`
+	// ProbePaths and ProbeUserAgents identify health checkers: their
+	// requests are answered without waking the service or counting as
+	// activity. A user agent matches if it contains the string.
+	ProbePaths      []string `toml:"probe_paths"`
+	ProbeUserAgents []string `toml:"probe_user_agents"`
 }
 
 // Workload kinds after normalisation of Service.Type.
@@ -265,6 +286,16 @@ func checkValue(t reflect.Type, v any) string {
 	case t.Kind() == reflect.Bool:
 		if _, ok := v.(bool); !ok {
 			return "want true or false, not " + tomlType(v)
+		}
+	case t == reflect.TypeFor[[]string]():
+		list, ok := v.([]any)
+		if !ok {
+			return "want a list of strings, not " + tomlType(v)
+		}
+		for _, e := range list {
+			if _, ok := e.(string); !ok {
+				return "want a list of strings, but an element is " + tomlType(e)
+			}
 		}
 	}
 	return ""

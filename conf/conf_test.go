@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -64,11 +65,12 @@ func TestLoadRustOriginalConfigs(t *testing.T) {
 				UpstreamTimeout: Duration{Duration: DefaultUpstreamTimeout},
 				Dial:            DialEndpoints,
 				MaxParked:       DefaultMaxParked,
+				MinReplicas:     1,
 			}
 			if len(c.Services) != 1 {
 				t.Fatalf("got %d services; want 1", len(c.Services))
 			}
-			if got := c.Services[0]; got != want {
+			if got := c.Services[0]; !reflect.DeepEqual(got, want) {
 				t.Errorf("service = %+v; want %+v", got, want)
 			}
 			if got := c.Services[0].TargetAddr(); got != "" {
@@ -163,7 +165,7 @@ address = "127.0.0.1:9000"
 	if err := c.Validate(); err != nil {
 		t.Fatalf("second Validate: %v", err)
 	}
-	if !slices.Equal(before, c.Services) {
+	if !reflect.DeepEqual(before, c.Services) {
 		t.Errorf("second Validate changed services: got %+v; want %+v", c.Services, before)
 	}
 }

@@ -3,6 +3,7 @@ package conf
 import (
 	"errors"
 	"fmt"
+	"html/template"
 	"net"
 	"strconv"
 	"strings"
@@ -80,7 +81,13 @@ func (c *Config) Validate() error {
 		}
 
 		if !missing("host", s.Host) {
-			h, ok := NormalizeHost(s.Host)
+			// "*.example.com" matches any one label before example.com,
+			// as a Kubernetes Ingress wildcard does; exact hosts win.
+			rest, wildcard := strings.CutPrefix(s.Host, "*.")
+			h, ok := NormalizeHost(rest)
+			if wildcard {
+				h, ok = "*."+h, ok && strings.Contains(h, ".")
+			}
 			switch {
 			case !ok:
 				add("host", i, "invalid host %q (want a DNS name such as \"app.example.com\", without scheme or path)", s.Host)
@@ -140,6 +147,24 @@ func (c *Config) Validate() error {
 			s.MaxParked = c.MaxParked
 		} else if s.MaxParked < 1 {
 			add("max_parked", i, "must be at least 1")
+		}
+		if c.line("services.min_replicas", i) == 0 && s.MinReplicas == 0 {
+			s.MinReplicas = 1
+		} else if s.MinReplicas < 1 {
+			add("min_replicas", i, "must be at least 1")
+		}
+		if s.IdleAfter.Set && s.IdleAfter.Duration <= 0 {
+			add("idle_after", i, "must be positive")
+		}
+		if s.WaitingPageTemplate != "" {
+			if _, err := template.New("waiting").Parse(s.WaitingPageTemplate); err != nil {
+				add("waiting_page_template", i, "invalid template: %v", err)
+			}
+		}
+		for _, p := range s.ProbePaths {
+			if !strings.HasPrefix(p, "/") {
+				add("probe_paths", i, "path %q must start with /", p)
+			}
 		}
 		switch s.Dial {
 		case "":

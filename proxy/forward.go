@@ -8,15 +8,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
 	"github.com/agimo/agimo/watch"
 )
 
 // forward sends the request to a ready endpoint of r and relays the
-// response. It reports whether the response body stream took over the
-// route's active gauge (decremented when the body has been written).
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, deadline time.Time) bool {
+// response. If counted, the request is in the route's active gauge, and
+// forward reports whether the response body stream took the gauge over
+// (to decrement it when the body has been written).
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, deadline time.Time, counted bool) bool {
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	prepareRequest(ctx, p.opts.TrustForwarded)
@@ -51,6 +53,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 		return false
 	}
 
+	r.readyCold() // a cold start may end without a parked request (waiting page)
+	r.firstByteCold()
 	copyResponseHead(&ctx.Response.Header, &resp.Header)
 	if clientClose {
 		ctx.SetConnectionClose()
@@ -72,8 +76,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 	// Flush the head at once so a client of a slow stream (SSE) sees the
 	// response before its first event.
 	ctx.Response.ImmediateHeaderFlush = n < 0
-	ctx.Response.SetBodyStream(&upstreamBody{resp: resp, r: r}, n)
-	return true
+	b := &upstreamBody{resp: resp}
+	if counted {
+		b.active = r.m.active
+	}
+	ctx.Response.SetBodyStream(b, n)
+	return counted
 }
 
 // awaitRetry pauses before the next attempt after a refused connection,
@@ -120,14 +128,14 @@ func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
 		return
 	case errors.Is(err, errParkFull):
 		r.m.rejected.Inc()
-		p.retryLater(ctx, "too many requests waiting for service "+r.host)
+		p.coldRetry(ctx, r, "too many requests waiting for service "+r.host)
 		return
 	case errors.Is(err, errStopping):
 		p.retryLater(ctx, "agimo is shutting down")
 		return
 	case errors.Is(err, errParkTimeout) || kind == errRefused:
 		r.m.timeouts.Inc()
-		p.retryLater(ctx, "service "+r.host+" did not accept connections within "+r.timeout.String())
+		p.coldRetry(ctx, r, "service "+r.host+" did not accept connections within "+r.timeout.String())
 		return
 	}
 	r.m.errs[kind].Inc()
@@ -199,8 +207,8 @@ func copyResponseHead(dst, src *fasthttp.ResponseHeader) {
 // the upstream connection to its pool (or closes it if unfinished) and ends
 // the request's activity.
 type upstreamBody struct {
-	resp *fasthttp.Response
-	r    *route
+	resp   *fasthttp.Response
+	active *metrics.Gauge // nil for requests not counted (probes)
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) { return b.resp.BodyStream().Read(p) }
@@ -208,6 +216,8 @@ func (b *upstreamBody) Read(p []byte) (int, error) { return b.resp.BodyStream().
 func (b *upstreamBody) Close() error {
 	err := b.resp.CloseBodyStream()
 	fasthttp.ReleaseResponse(b.resp)
-	b.r.m.active.Dec()
+	if b.active != nil {
+		b.active.Dec()
+	}
 	return err
 }

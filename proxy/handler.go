@@ -18,8 +18,10 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		p.reply(ctx, status, fasthttp.StatusMessage(status))
 		return
 	}
-	p.inflight.Add(1)
-	defer p.inflight.Done()
+	if r.isProbe(ctx) {
+		p.serveProbe(ctx, r)
+		return
+	}
 	r.m.requests.Inc()
 	r.m.active.Inc()
 	// A streamed response stays active until its body is written; then the
@@ -49,6 +51,11 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 
 	deadline := time.Now().Add(r.timeout)
 	st := r.ready.State()
+	if !st.Ready && r.wantsWaitingPage(ctx) {
+		p.beginCold(r)
+		p.serveWaitingPage(ctx, r)
+		return
+	}
 	if !st.Ready {
 		var err error
 		if st, err = p.park(ctx, r, deadline); err != nil {
@@ -61,7 +68,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		handedOff = p.upgrade(ctx, r, st, deadline)
 		return
 	}
-	handedOff = p.forward(ctx, r, st, deadline)
+	handedOff = p.forward(ctx, r, st, deadline, true)
 }
 
 // parkFailed answers a request whose park ended without readiness.
@@ -76,18 +83,22 @@ func (p *Proxy) parkFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
 	case errors.Is(err, errParkFull):
 		r.m.rejected.Inc()
 		p.log.Debug().Str("host", r.host).Int64("max_parked", r.maxParked).Msg("park rejected")
-		p.retryLater(ctx, "too many requests waiting for service "+r.host)
+		p.coldRetry(ctx, r, "too many requests waiting for service "+r.host)
 	default:
 		r.m.timeouts.Inc()
 		p.log.Debug().Str("host", r.host).Dur("timeout", r.timeout).Msg("park timed out")
-		p.retryLater(ctx, "service "+r.host+" did not become ready within "+r.timeout.String())
+		p.coldRetry(ctx, r, "service "+r.host+" did not become ready within "+r.timeout.String())
 	}
 }
 
 // retryLater answers 503 with Retry-After. Nothing was sent upstream.
 func (p *Proxy) retryLater(ctx *fasthttp.RequestCtx, msg string) {
+	p.answer503(ctx, p.opts.RetryAfter, msg)
+}
+
+func (p *Proxy) answer503(ctx *fasthttp.RequestCtx, retryAfter int, msg string) {
 	var b [20]byte
-	ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, strconv.AppendInt(b[:0], int64(p.opts.RetryAfter), 10))
+	ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, strconv.AppendInt(b[:0], int64(retryAfter), 10))
 	p.reply(ctx, fasthttp.StatusServiceUnavailable, msg)
 }
 

@@ -29,6 +29,7 @@ func (p *Proxy) park(ctx *fasthttp.RequestCtx, r *route, deadline time.Time) (*w
 		return nil, errParkFull
 	}
 	defer r.parked.Add(-1)
+	p.beginCold(r)
 	start := time.Now()
 	r.m.parked.Inc()
 	defer r.m.parked.Dec()
@@ -50,7 +51,10 @@ func (p *Proxy) park(ctx *fasthttp.RequestCtx, r *route, deadline time.Time) (*w
 			return nil, errStopping
 		}
 	}
-	r.m.parkTime.Observe(time.Since(start).Seconds())
+	waited := time.Since(start)
+	r.m.parkTime.Observe(waited.Seconds())
+	r.cold.observe(waited)
+	r.readyCold()
 	return st, nil
 }
 

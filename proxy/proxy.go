@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/tunnel"
 	"github.com/agimo/agimo/watch"
 )
 
@@ -36,6 +37,8 @@ type Options struct {
 	// to X-Forwarded-For, for when Agimo sits behind a trusted proxy. By
 	// default they are replaced, so a client cannot spoof its address.
 	TrustForwarded bool
+	// Scaler wakes and idles workloads (wake, idle_after); nil disables both.
+	Scaler Scaler
 }
 
 // Proxy is the front end. Create it with New, run it with Serve, stop it
@@ -46,16 +49,20 @@ type Proxy struct {
 	ready   Readiness
 	opts    Options
 
-	routes   atomic.Pointer[table]
-	hists    *histograms
-	pools    *pools
-	srv      *fasthttp.Server
-	inflight sync.WaitGroup // handlers, so Shutdown can wait for parked ones
+	maxBody int64 // max_request_body; 0 means no limit
+	routes  atomic.Pointer[table]
+	hists   *histograms
+	pools   *pools
+	srv     *fasthttp.Server
+	// tunnels are the open WebSocket tunnels, which fasthttp's Shutdown
+	// neither waits for nor closes (issue 3).
+	tunnels *tunnel.Registry
 
 	// stopping is closed when Shutdown starts: parked requests answer 503.
 	stopping  chan struct{}
 	stopOnce  sync.Once
 	janitorWG sync.WaitGroup
+	bg        sync.WaitGroup // wake-up calls in flight
 }
 
 // New builds a Proxy for cfg (already validated) with readiness from r.
@@ -67,11 +74,13 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		opts.RetryAfter = 5
 	}
 	p := &Proxy{
+		maxBody:  cfg.MaxRequestBody.Bytes,
 		log:      opts.Log,
 		metrics:  opts.Metrics,
 		ready:    r,
 		opts:     opts,
 		stopping: make(chan struct{}),
+		tunnels:  tunnel.NewRegistry(),
 	}
 	p.pools = newPools(p.log)
 	p.hists = newHistograms(opts.Metrics)
@@ -90,11 +99,16 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		NoDefaultDate:         true,
-		ReadBufferSize:        16 << 10, // the largest request head we accept
-		IdleTimeout:           75 * time.Second,
-		CloseOnShutdown:       true,
-		ErrorHandler:          p.errorHandler,
-		Logger:                fasthttpLogger{p.log},
+		// The largest request head we accept (431 past it), the time a
+		// client has to send it (slowloris; the handler lifts the deadline
+		// before streaming a body), and the cap on connections.
+		ReadBufferSize:  int(cfg.MaxHeaderSize.Bytes),
+		ReadTimeout:     cfg.ClientHeaderTimeout.Duration,
+		Concurrency:     cfg.MaxConnections,
+		IdleTimeout:     75 * time.Second,
+		CloseOnShutdown: true,
+		ErrorHandler:    p.errorHandler,
+		Logger:          fasthttpLogger{p.log},
 	}
 	return p, nil
 }
@@ -107,6 +121,11 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		defer p.janitorWG.Done()
 		p.pools.janitor(p.stopping)
 	}()
+	p.janitorWG.Add(1)
+	go func() {
+		defer p.janitorWG.Done()
+		p.idler(p.stopping)
+	}()
 	if err := p.srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -117,17 +136,17 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // until in-flight requests finish or ctx is done.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.stopOnce.Do(func() { close(p.stopping) })
+	// main has already given open tunnels the drain delay; a tunnel has no
+	// end of its own to wait for, so close them now (issue 3).
+	p.log.Info().Int("tunnels", p.tunnels.Close()).Msg("closed open tunnels")
+	// fasthttp waits for every handler, parked ones included (they answer
+	// 503 now that stopping is closed), but not for hijacked connections.
 	err := p.srv.ShutdownWithContext(ctx)
-	done := make(chan struct{})
-	go func() { p.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		if err == nil {
-			err = ctx.Err()
-		}
+	if werr := p.tunnels.Wait(ctx); err == nil {
+		err = werr
 	}
 	p.janitorWG.Wait()
+	p.bg.Wait()
 	p.pools.closeAll()
 	if err != nil {
 		return fmt.Errorf("shutdown proxy: %w", err)

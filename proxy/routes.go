@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"html/template"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,10 @@ type route struct {
 	// parked counts parked requests against maxParked.
 	parked    atomic.Int64
 	maxParked int64
+	// waiting is the waiting page, nil if the service has none.
+	waiting *template.Template
+	cold    coldStarts
+	cs      atomic.Pointer[coldStart] // the cold start under way, if any
 }
 
 func (p *Proxy) buildTable(cfg *conf.Config) (*table, error) {
@@ -43,7 +48,15 @@ func (p *Proxy) buildTable(cfg *conf.Config) (*table, error) {
 		if ws == nil {
 			return nil, fmt.Errorf("route %s: no readiness watch for %s/%s:%d", s.Host, k.Namespace, k.Service, k.Port)
 		}
+		var waiting *template.Template
+		if s.WaitingPage {
+			var err error
+			if waiting, err = parseWaitingPage(s.WaitingPageTemplate); err != nil {
+				return nil, fmt.Errorf("route %s: waiting page: %w", s.Host, err)
+			}
+		}
 		t.byHost[s.Host] = &route{
+			waiting:         waiting,
 			host:            s.Host,
 			svc:             s,
 			ready:           ws,
@@ -81,12 +94,19 @@ func (p *Proxy) lookup(ctx *fasthttp.RequestCtx) (*route, int) {
 	if !ok {
 		return nil, fasthttp.StatusBadRequest
 	}
-	// The string conversion in a map index does not allocate.
-	r := p.routes.Load().byHost[string(key)]
-	if r == nil {
-		return nil, fasthttp.StatusNotFound
+	// The string conversions in map indexes do not allocate.
+	t := p.routes.Load()
+	if r := t.byHost[string(key)]; r != nil {
+		return r, 0
 	}
-	return r, 0
+	// Then a wildcard: "*.example.com" for "app.example.com".
+	if i := bytes.IndexByte(key, '.'); i > 0 {
+		key[i-1] = '*'
+		if r := t.byHost[string(key[i-1:])]; r != nil {
+			return r, 0
+		}
+	}
+	return nil, fasthttp.StatusNotFound
 }
 
 // isAbsoluteForm reports whether a request target is "http://..." or

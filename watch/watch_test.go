@@ -211,3 +211,56 @@ func TestWatcherKeysAreIndependent(t *testing.T) {
 		}
 	}
 }
+
+// Update (config reload) adds keys in a new and in an existing namespace
+// without interrupting the readiness of a key that stays: its Service is
+// the same object, its State is not replaced, and it still follows events.
+func TestUpdateKeys(t *testing.T) {
+	a := Key{Namespace: "apps", Service: "a", Port: 80}
+	b := Key{Namespace: "apps", Service: "b", Port: 80}
+	c := Key{Namespace: "other", Service: "c", Port: 80}
+	objs := []any{
+		service("apps", "a", corev1.ServicePort{Name: "http", Port: 80}),
+		service("apps", "b", corev1.ServicePort{Name: "http", Port: 80}),
+		service("other", "c", corev1.ServicePort{Name: "http", Port: 80}),
+		slice("apps", "a-1", "a", ptr("http"), 8080, ep("10.0.0.1", nil, nil)),
+		slice("apps", "b-1", "b", ptr("http"), 8080, ep("10.0.0.2", nil, nil)),
+		slice("other", "c-1", "c", ptr("http"), 8080, ep("10.0.0.3", nil, nil)),
+	}
+	w, cs := startWatcher(t, []Key{a}, objs...)
+	sa := w.Service(a)
+	before := waitState(t, sa, true)
+	if w.Service(b) != nil {
+		t.Fatal("b watched before Update")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Update(ctx, []Key{a, b, c}); err != nil {
+		t.Fatal(err)
+	}
+	if w.Service(a) != sa {
+		t.Error("a's Service replaced by Update; parked requests would be orphaned")
+	}
+	if sa.State() != before {
+		t.Error("a's State replaced by an Update that changed nothing for it")
+	}
+	for _, k := range []Key{b, c} {
+		if st := waitState(t, w.Service(k), true); len(st.Addrs) != 1 {
+			t.Errorf("%v: addrs = %v; want one", k, st.Addrs)
+		}
+	}
+	// a still follows events after its namespace's informers were replaced.
+	es := objs[3].(*discoveryv1.EndpointSlice)
+	es.Endpoints[0].Conditions.Ready = ptr(false)
+	if _, err := cs.DiscoveryV1().EndpointSlices("apps").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, sa, false)
+	// Dropping c stops its namespace's informers; c keeps its last State.
+	if err := w.Update(ctx, []Key{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if !w.Service(c).State().Ready {
+		t.Error("dropped key lost its last state")
+	}
+}

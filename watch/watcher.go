@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -33,23 +34,27 @@ type Watcher struct {
 	client kubernetes.Interface
 	log    zerolog.Logger
 
+	// mu guards services, byName and ns, and serialises recompute: the
+	// Service and EndpointSlice informers deliver events on different
+	// goroutines, and a State must be built from one consistent read of
+	// both caches.
+	mu       sync.Mutex
 	services map[Key]*Service
-	// byName maps "namespace/service" to the configured ports of it.
-	byName map[string][]*Service
+	byName   map[string][]*Service // "namespace/service" → its configured ports
+	ns       map[string]*nsWatch   // namespace → its informers
 
-	// mu serialises recompute: the Service and EndpointSlice informers
-	// deliver events on different goroutines, and a State must be built
-	// from one consistent read of both caches.
-	mu sync.Mutex
-	// factories and the listers below are set once by Start, read after.
-	factories []informers.SharedInformerFactory
-	svcIdx    map[string]cache.Indexer // namespace → Services
-	sliceIdx  map[string]cache.Indexer // namespace → EndpointSlices
-
-	stop      chan struct{} // closed by Close to stop the informers
 	synced    atomic.Bool
 	lastEvent atomic.Int64 // unix nanoseconds of the last informer event
-	watchErrs *metrics.Set
+	errSet    *metrics.Set
+}
+
+// nsWatch is the informers of one namespace, for a set of Service names.
+type nsWatch struct {
+	names    []string // sorted
+	factory  informers.SharedInformerFactory
+	svcIdx   cache.Indexer
+	sliceIdx cache.Indexer
+	stop     chan struct{}
 }
 
 // New returns a Watcher for keys. set receives the watcher's own metrics
@@ -58,23 +63,13 @@ func New(client kubernetes.Interface, keys []Key, log zerolog.Logger, set *metri
 	w := &Watcher{
 		client:   client,
 		log:      log,
-		services: make(map[Key]*Service, len(keys)),
+		services: make(map[Key]*Service),
 		byName:   make(map[string][]*Service),
-		svcIdx:   make(map[string]cache.Indexer),
-		sliceIdx: make(map[string]cache.Indexer),
-		stop:     make(chan struct{}),
+		ns:       make(map[string]*nsWatch),
+		errSet:   set,
 	}
-	for _, k := range keys {
-		if _, ok := w.services[k]; ok {
-			continue
-		}
-		s := newService(k)
-		w.services[k] = s
-		n := k.Namespace + "/" + k.Service
-		w.byName[n] = append(w.byName[n], s)
-	}
+	w.addKeys(keys)
 	if set != nil {
-		w.watchErrs = set
 		set.NewGauge("agimo_watch_last_event_age_seconds", func() float64 {
 			t := w.lastEvent.Load()
 			if t == 0 {
@@ -92,8 +87,26 @@ func New(client kubernetes.Interface, keys []Key, log zerolog.Logger, set *metri
 	return w
 }
 
-// Service returns the live readiness of k, or nil if k was not given to New.
-func (w *Watcher) Service(k Key) *Service { return w.services[k] }
+// addKeys adds Services for keys not yet known. w.mu must be held, or w
+// not yet shared.
+func (w *Watcher) addKeys(keys []Key) {
+	for _, k := range keys {
+		if _, ok := w.services[k]; ok {
+			continue
+		}
+		s := newService(k)
+		w.services[k] = s
+		n := k.Namespace + "/" + k.Service
+		w.byName[n] = append(w.byName[n], s)
+	}
+}
+
+// Service returns the live readiness of k, or nil if k is not watched.
+func (w *Watcher) Service(k Key) *Service {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.services[k]
+}
 
 // Synced reports whether every informer has completed its first list.
 func (w *Watcher) Synced() bool { return w.synced.Load() }
@@ -101,84 +114,151 @@ func (w *Watcher) Synced() bool { return w.synced.Load() }
 // Start starts the informers and blocks until their caches have synced or
 // ctx is done. The informers run until Close.
 func (w *Watcher) Start(ctx context.Context) error {
-	names := make(map[string][]string) // namespace → service names
-	for k := range w.services {
-		if !slices.Contains(names[k.Namespace], k.Service) {
-			names[k.Namespace] = append(names[k.Namespace], k.Service)
-		}
-	}
-	var syncs []cache.InformerSynced
-	for ns, svcs := range names {
-		slices.Sort(svcs)
-		// EndpointSlices carry their Service's name as a label, so the
-		// API server filters them for us.
-		sel := discoveryv1.LabelServiceName + " in (" + strings.Join(svcs, ",") + ")"
-		f := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
-			informers.WithNamespace(ns),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
-		sliceInf := f.Discovery().V1().EndpointSlices().Informer()
-		// Services have no label naming themselves: a single configured
-		// Service is watched by name; several share one watch of the
-		// namespace, stripped to name and ports so each costs ~100 bytes.
-		svcInf := f.InformerFor(&corev1.Service{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-			return coreinformers.NewFilteredServiceInformer(c, ns, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
-				if len(svcs) == 1 {
-					o.FieldSelector = fields.OneTermEqualSelector("metadata.name", svcs[0]).String()
-				}
-			})
-		})
-		if err := errors.Join(
-			sliceInf.AddIndexers(cache.Indexers{serviceIndex: sliceServiceIndex}),
-			sliceInf.SetTransform(stripSlice),
-			svcInf.SetTransform(stripService),
-			sliceInf.SetWatchErrorHandler(w.watchErrorHandler("endpointslices", "discovery.k8s.io", ns)),
-			svcInf.SetWatchErrorHandler(w.watchErrorHandler("services", "", ns)),
-		); err != nil {
-			return fmt.Errorf("set up informers for namespace %s: %w", ns, err)
-		}
-		for _, inf := range []cache.SharedIndexInformer{sliceInf, svcInf} {
-			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-				AddFunc:    w.onEvent,
-				UpdateFunc: func(_, obj any) { w.onEvent(obj) },
-				DeleteFunc: w.onEvent,
-			}); err != nil {
-				return fmt.Errorf("add event handler in namespace %s: %w", ns, err)
-			}
-			syncs = append(syncs, inf.HasSynced)
-		}
-		w.sliceIdx[ns] = sliceInf.GetIndexer()
-		w.svcIdx[ns] = svcInf.GetIndexer()
-		w.factories = append(w.factories, f)
-	}
-	for _, f := range w.factories {
-		// The informers outlive Start's ctx: they stop at Close, which
-		// waits for them (Shutdown).
-		f.Start(w.stop)
-	}
-	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
-		return fmt.Errorf("wait for informer caches: %w", context.Cause(ctx))
-	}
-	// Events delivered during the sync already computed every service that
-	// has objects; services with none stay not ready, which is right.
-	for name := range w.byName {
-		ns, svc, _ := strings.Cut(name, "/")
-		w.recompute(ns, svc)
+	w.mu.Lock()
+	keys := slices.Collect(maps.Keys(w.services))
+	w.mu.Unlock()
+	if err := w.Update(ctx, keys); err != nil {
+		return err
 	}
 	w.synced.Store(true)
-	w.log.Info().Int("services", len(w.services)).Int("namespaces", len(names)).Msg("informer caches synced")
+	w.mu.Lock()
+	n, nns := len(w.services), len(w.ns)
+	w.mu.Unlock()
+	w.log.Info().Int("services", n).Int("namespaces", nns).Msg("informer caches synced")
 	return nil
+}
+
+// Update makes the watcher follow keys (a reloaded config, issue 7): it
+// starts informers for namespaces and Services that are new, waits for
+// them to sync, then stops those no longer needed. Readiness of keys that
+// stay is never interrupted: their Service objects, and so the requests
+// parked on them, carry over. Keys dropped keep their last State.
+func (w *Watcher) Update(ctx context.Context, keys []Key) error {
+	want := make(map[string][]string) // namespace → service names
+	for _, k := range keys {
+		if !slices.Contains(want[k.Namespace], k.Service) {
+			want[k.Namespace] = append(want[k.Namespace], k.Service)
+		}
+	}
+	w.mu.Lock()
+	w.addKeys(keys)
+	fresh := make(map[string]*nsWatch)
+	for ns, names := range want {
+		slices.Sort(names)
+		if cur := w.ns[ns]; cur == nil || !slices.Equal(cur.names, names) {
+			fresh[ns] = &nsWatch{names: names}
+		}
+	}
+	w.mu.Unlock()
+
+	var syncs []cache.InformerSynced
+	for ns, nw := range fresh {
+		s, err := w.newNSWatch(ns, nw)
+		if err != nil {
+			stopAll(fresh)
+			return err
+		}
+		syncs = append(syncs, s...)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
+		stopAll(fresh)
+		return fmt.Errorf("wait for informer caches: %w", context.Cause(ctx))
+	}
+
+	w.mu.Lock()
+	var old []*nsWatch
+	for ns, nw := range fresh {
+		if cur := w.ns[ns]; cur != nil {
+			old = append(old, cur)
+		}
+		w.ns[ns] = nw
+	}
+	for ns, cur := range w.ns {
+		if _, ok := want[ns]; !ok {
+			old = append(old, cur)
+			delete(w.ns, ns)
+		}
+	}
+	w.mu.Unlock()
+	// Events delivered during the sync already computed every service that
+	// has objects; services with none stay not ready, which is right.
+	// Recompute all the same, now that the new caches are in place.
+	for ns, nw := range fresh {
+		for _, name := range nw.names {
+			w.recompute(ns, name)
+		}
+	}
+	for _, nw := range old {
+		close(nw.stop)
+		nw.factory.Shutdown()
+	}
+	return nil
+}
+
+func stopAll(ws map[string]*nsWatch) {
+	for _, nw := range ws {
+		if nw.stop != nil {
+			close(nw.stop)
+			nw.factory.Shutdown()
+		}
+	}
+}
+
+// newNSWatch creates and starts the informers of one namespace.
+func (w *Watcher) newNSWatch(ns string, nw *nsWatch) ([]cache.InformerSynced, error) {
+	svcs := nw.names
+	// EndpointSlices carry their Service's name as a label, so the API
+	// server filters them for us.
+	sel := discoveryv1.LabelServiceName + " in (" + strings.Join(svcs, ",") + ")"
+	f := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
+		informers.WithNamespace(ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
+	sliceInf := f.Discovery().V1().EndpointSlices().Informer()
+	// Services have no label naming themselves: a single configured
+	// Service is watched by name; several share one watch of the
+	// namespace, stripped to name and ports so each costs ~100 bytes.
+	svcInf := f.InformerFor(&corev1.Service{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return coreinformers.NewFilteredServiceInformer(c, ns, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
+			if len(svcs) == 1 {
+				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", svcs[0]).String()
+			}
+		})
+	})
+	if err := errors.Join(
+		sliceInf.AddIndexers(cache.Indexers{serviceIndex: sliceServiceIndex}),
+		sliceInf.SetTransform(stripSlice),
+		svcInf.SetTransform(stripService),
+		sliceInf.SetWatchErrorHandler(w.watchErrorHandler("endpointslices", "discovery.k8s.io", ns)),
+		svcInf.SetWatchErrorHandler(w.watchErrorHandler("services", "", ns)),
+	); err != nil {
+		return nil, fmt.Errorf("set up informers for namespace %s: %w", ns, err)
+	}
+	var syncs []cache.InformerSynced
+	for _, inf := range []cache.SharedIndexInformer{sliceInf, svcInf} {
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    w.onEvent,
+			UpdateFunc: func(_, obj any) { w.onEvent(obj) },
+			DeleteFunc: w.onEvent,
+		}); err != nil {
+			return nil, fmt.Errorf("add event handler in namespace %s: %w", ns, err)
+		}
+		syncs = append(syncs, inf.HasSynced)
+	}
+	nw.factory, nw.sliceIdx, nw.svcIdx = f, sliceInf.GetIndexer(), svcInf.GetIndexer()
+	// The informers stop when nw.stop is closed: at Close, or when an
+	// Update replaces them; factory.Shutdown then waits for them.
+	nw.stop = make(chan struct{})
+	f.Start(nw.stop)
+	return syncs, nil
 }
 
 // Close stops the informers and waits for their goroutines.
 func (w *Watcher) Close() {
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	for _, f := range w.factories {
-		f.Shutdown()
-	}
+	w.mu.Lock()
+	all := w.ns
+	w.ns = make(map[string]*nsWatch)
+	w.mu.Unlock()
+	stopAll(all)
 }
 
 func (w *Watcher) onEvent(obj any) {
@@ -197,17 +277,18 @@ func (w *Watcher) onEvent(obj any) {
 // recompute rebuilds the State of every configured port of one Service
 // from the informer caches.
 func (w *Watcher) recompute(ns, name string) {
-	svcs := w.byName[ns+"/"+name]
-	if len(svcs) == 0 {
-		return
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	svcs := w.byName[ns+"/"+name]
+	nw := w.ns[ns]
+	if len(svcs) == 0 || nw == nil || !slices.Contains(nw.names, name) {
+		return // not (or no longer, or not yet) watched
+	}
 	var svc *corev1.Service
-	if obj, ok, _ := w.svcIdx[ns].GetByKey(ns + "/" + name); ok {
+	if obj, ok, _ := nw.svcIdx.GetByKey(ns + "/" + name); ok {
 		svc = obj.(*corev1.Service)
 	}
-	objs, _ := w.sliceIdx[ns].ByIndex(serviceIndex, ns+"/"+name)
+	objs, _ := nw.sliceIdx.ByIndex(serviceIndex, ns+"/"+name)
 	eps := make([]*discoveryv1.EndpointSlice, 0, len(objs))
 	for _, o := range objs {
 		eps = append(eps, o.(*discoveryv1.EndpointSlice))
@@ -273,8 +354,8 @@ func stripService(obj any) (any, error) {
 // Forbidden is spelled out as the missing RBAC rule (issue 2).
 func (w *Watcher) watchErrorHandler(resource, group, ns string) cache.WatchErrorHandler {
 	var counter *metrics.Counter
-	if w.watchErrs != nil {
-		counter = w.watchErrs.GetOrCreateCounter(fmt.Sprintf(`agimo_watch_errors_total{resource=%q}`, resource))
+	if w.errSet != nil {
+		counter = w.errSet.GetOrCreateCounter(fmt.Sprintf(`agimo_watch_errors_total{resource=%q}`, resource))
 	}
 	return func(_ *cache.Reflector, err error) {
 		if counter != nil {

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Check the Helm chart: lint, render with default / original / full values, assert a few
+# properties of the rendering, and apply each rendering to a real API server with a
+# server-side dry run (kinds whose CRDs are absent are skipped, and said so).
+#
+# Usage: hack/chart-check.sh
+#   With KUBECONFIG set: uses that API server. Without: starts the local control plane
+#   (hack/controlplane/up.sh, in its own state dir) and stops it at the end.
+# helm comes from hack/controlplane/build.sh (built once, cached).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[chart-check] %s\n' "$*" >&2; }
+
+HELM=$(hack/controlplane/build.sh helm | sed -n 's/^helm=//p')
+# The machine's kubectl, else one built once by build.sh.
+KUBECTL=${KUBECTL:-$(command -v kubectl || hack/controlplane/build.sh kubectl | sed -n 's/^kubectl=//p')}
+CHART=charts/agimo
+RELEASE_NS=agimo-chart-check
+OUT=$(mktemp -d)
+own_cp=0
+cleanup() {
+  rm -rf "$OUT"
+  if [[ $own_cp == 1 ]]; then hack/controlplane/down.sh || true; fi
+}
+trap cleanup EXIT
+
+if [[ -z ${KUBECONFIG:-} ]]; then
+  log "KUBECONFIG not set: starting a local control plane"
+  export AGIMO_CP_DIR=${AGIMO_CP_DIR:-/tmp/agimo-cp-chart-check}
+  own_cp=1
+  eval "$(AGIMO_CP_NO_KCM=1 hack/controlplane/up.sh)"
+fi
+
+# helm built with `go install` assumes Kubernetes v1.20 when not talking to a cluster,
+# which the chart's kubeVersion constraint rejects: render for the real server's version.
+KUBE_VERSION=$("$KUBECTL" get --raw /version | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')
+log "API server version: $KUBE_VERSION"
+HELM_T=(template agimo "$CHART" --namespace "$RELEASE_NS" --kube-version "$KUBE_VERSION")
+
+# name:values-file ("" = chart defaults)
+variants=("default:" "original:$CHART/ci/original-values.yaml" "full:$CHART/ci/full-values.yaml")
+
+for v in "${variants[@]}"; do
+  name=${v%%:*} file=${v#*:}
+  args=()
+  [[ -n $file ]] && args=(-f "$file")
+  log "helm lint ($name values)"
+  "$HELM" lint --strict --kube-version "$KUBE_VERSION" "$CHART" "${args[@]}" >&2
+  log "helm template ($name values)"
+  "$HELM" "${HELM_T[@]}" "${args[@]}" >"$OUT/$name.yaml"
+done
+
+# --- properties of the rendering ---------------------------------------------------
+fail() { log "FAIL: $*"; exit 1; }
+grep -q -- '--conf=/etc/agimo/config.toml' "$OUT/default.yaml" || fail "missing --conf"
+grep -q -- '--prometheus-address' "$OUT/default.yaml" && fail "--prometheus-address without prometheus.address"
+grep -q -- '--prometheus-address=http://prometheus-server' "$OUT/original.yaml" || fail "original values: no --prometheus-address"
+grep -q 'prometheus.io/scrape: "true"' "$OUT/original.yaml" || fail "original values: podAnnotations lost"
+grep -q 'terminationGracePeriodSeconds: 40$' "$OUT/default.yaml" || fail "grace period != 5+25+10"
+grep -q 'kind: ClusterRole$' "$OUT/default.yaml" || fail "default RBAC is not a ClusterRole"
+grep -q 'kind: ClusterRole$' "$OUT/full.yaml" && fail "rbac.namespaces still renders a ClusterRole"
+[[ $(grep -c '^kind: ScaledObject$' "$OUT/full.yaml") == 2 ]] || fail "want one ScaledObject per service"
+grep -q 'kind: StatefulSet' "$OUT/full.yaml" || fail "sts service did not target a StatefulSet"
+grep -qF 'sum by (host) ((rate(agimo_requests_total{host=\"example.com\"}[1m])) + (agimo_active_requests{host=\"example.com\"}))' "$OUT/full.yaml" ||
+  fail "ScaledObject query differs from the original's"
+# A config change must change the pod template (checksum annotation), so pods roll.
+sum() { grep 'checksum/config' "$1"; }
+"$HELM" "${HELM_T[@]}" --set-string config="timeout = '31s'" >"$OUT/changed.yaml"
+[[ $(sum "$OUT/default.yaml") != "$(sum "$OUT/changed.yaml")" ]] || fail "config change did not change checksum/config"
+"$HELM" "${HELM_T[@]}" --set-string config="timeout = " >/dev/null 2>&1 && fail "invalid TOML accepted"
+log "rendering properties: ok"
+
+# --- server-side dry run ---------------------------------------------------------------
+# Namespaces must exist for a dry run of namespaced objects; create ours for real.
+created_ns=()
+for ns in "$RELEASE_NS" example; do
+  if ! "$KUBECTL" get namespace "$ns" >/dev/null 2>&1; then
+    "$KUBECTL" create namespace "$ns" >/dev/null
+    created_ns+=("$ns")
+  fi
+done
+skip_kinds=()
+for kind in ScaledObject:keda.sh ServiceMonitor:monitoring.coreos.com; do
+  if ! "$KUBECTL" api-resources --api-group "${kind#*:}" -o name 2>/dev/null | grep -q .; then
+    log "skipping ${kind%%:*}: CRD ${kind#*:} not installed on this API server"
+    skip_kinds+=("${kind%%:*}")
+  fi
+done
+for v in "${variants[@]}"; do
+  name=${v%%:*}
+  # Drop the documents of skipped kinds (helm separates documents with ---).
+  awk -v skip="$(IFS='|'; echo "${skip_kinds[*]:-}")" '
+    function flush() { if (doc != "" && !(skip != "" && doc ~ ("\nkind: (" skip ")\n"))) printf "%s", doc; doc = "" }
+    /^---$/ { flush(); doc = "---\n"; next }
+    { doc = doc $0 "\n" }
+    END { flush() }' "$OUT/$name.yaml" >"$OUT/$name.apply.yaml"
+  log "kubectl apply --server-side --dry-run=server ($name values)"
+  "$KUBECTL" apply --server-side --dry-run=server --field-manager=agimo-chart-check \
+    -f "$OUT/$name.apply.yaml" >&2
+done
+# Remove only the namespaces this script created.
+if [[ ${#created_ns[@]} -gt 0 ]]; then
+  "$KUBECTL" delete namespace "${created_ns[@]}" --wait=false >/dev/null 2>&1 || true
+fi
+log "chart checks passed"

@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/watch"
+)
+
+// Scaler changes workloads' replicas (watch.Scaler), for wake = true and
+// idle_after (issue 7).
+type Scaler interface {
+	WakeUp(ctx context.Context, w watch.Workload, replicas int32) (bool, error)
+	RecordActivity(ctx context.Context, w watch.Workload, at time.Time) error
+	ScaleDownIfIdle(ctx context.Context, w watch.Workload, idle time.Duration, now time.Time) (bool, error)
+}
+
+// coldStart follows one cold start of a route, from the first request
+// parked to the first response byte forwarded, to time its phases.
+type coldStart struct {
+	start     time.Time
+	waking    atomic.Bool // a scale-up was started for this cold start
+	readyDone atomic.Bool
+}
+
+// beginCold notes a request parking on r: the first one starts a cold
+// start, and with wake = true, raises the workload from zero once.
+func (p *Proxy) beginCold(r *route) {
+	cs := r.cs.Load()
+	if cs == nil {
+		fresh := &coldStart{start: time.Now()}
+		if r.cs.CompareAndSwap(nil, fresh) {
+			cs = fresh
+		} else {
+			cs = r.cs.Load()
+		}
+	}
+	if !r.svc.Wake || p.opts.Scaler == nil || !cs.waking.CompareAndSwap(false, true) {
+		return
+	}
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		go func() {
+			select {
+			case <-p.stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		w := workloadOf(r.svc)
+		scaled, err := p.opts.Scaler.WakeUp(ctx, w, int32(r.svc.MinReplicas))
+		switch {
+		case err != nil:
+			p.log.Warn().Err(err).Str("host", r.host).Msg("wake up failed; waiting for another scaler")
+			r.m.wakeErrors.Inc()
+			cs.waking.Store(false) // let the next parked request try again
+		case scaled:
+			r.m.wakes.Inc()
+			r.m.phase("scale").Observe(time.Since(cs.start).Seconds())
+		}
+	}()
+}
+
+// readyCold notes a parked request released: the first ends the cold
+// start's "ready" phase.
+func (r *route) readyCold() {
+	if cs := r.cs.Load(); cs != nil && cs.readyDone.CompareAndSwap(false, true) {
+		r.m.phase("ready").Observe(time.Since(cs.start).Seconds())
+	}
+}
+
+// firstByteCold notes a response head received from upstream: the first
+// after readiness ends the cold start.
+func (r *route) firstByteCold() {
+	if cs := r.cs.Load(); cs != nil && cs.readyDone.Load() && r.cs.CompareAndSwap(cs, nil) {
+		r.m.phase("first_byte").Observe(time.Since(cs.start).Seconds())
+	}
+}
+
+func workloadOf(s conf.Service) watch.Workload {
+	return watch.Workload{Kind: s.Type, Namespace: s.Namespace, Name: s.Name}
+}
+
+// idler records activity and scales idle workloads to zero for every
+// route with idle_after, until stop is closed.
+func (p *Proxy) idler(stop <-chan struct{}) {
+	const tick = 5 * time.Second
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	lastSeen := make(map[*route]uint64) // requests_total at the last tick
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			for _, r := range p.routes.Load().byHost {
+				if !r.svc.IdleAfter.Set || p.opts.Scaler == nil {
+					continue
+				}
+				p.idleCheck(r, now, lastSeen)
+			}
+		}
+	}
+}
+
+func (p *Proxy) idleCheck(r *route, now time.Time, lastSeen map[*route]uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	w := workloadOf(r.svc)
+	n := r.m.requests.Get()
+	if r.m.active.Get() > 0 || n != lastSeen[r] {
+		lastSeen[r] = n
+		if err := p.opts.Scaler.RecordActivity(ctx, w, now); err != nil {
+			p.log.Warn().Err(err).Str("host", r.host).Msg("record activity failed")
+		}
+		return
+	}
+	if _, err := p.opts.Scaler.ScaleDownIfIdle(ctx, w, r.svc.IdleAfter.Duration, now); err != nil {
+		p.log.Warn().Err(err).Str("host", r.host).Msg("idle scale-down failed")
+	}
+}
