@@ -165,15 +165,15 @@ timeout = "50ms"
 		}
 	}
 	for name, want := range map[string]float64{
-		`agimo_requests_total{host="app.test"}`:                           2,
-		`agimo_requests_total{host="cold.test"}`:                          1,
-		`agimo_active_requests{host="app.test"}`:                          0,
-		`agimo_active_requests{host="cold.test"}`:                         0,
-		`agimo_park_timeouts_total{host="cold.test"}`:                     1,
-		`agimo_park_duration_seconds_count{host="cold.test"}`:             0,
-		`agimo_upstream_errors_total{host="app.test",kind="refused"}`:     0,
-		`agimo_requests_total{host="unknown.test"}`:                       -1,
-		`agimo_park_duration_seconds_bucket{host="app.test",le="+Inf"}`:   0,
+		`agimo_requests_total{host="app.test"}`:                         2,
+		`agimo_requests_total{host="cold.test"}`:                        1,
+		`agimo_active_requests{host="app.test"}`:                        0,
+		`agimo_active_requests{host="cold.test"}`:                       0,
+		`agimo_park_timeouts_total{host="cold.test"}`:                   1,
+		`agimo_park_duration_seconds_count{host="cold.test"}`:           0,
+		`agimo_upstream_errors_total{host="app.test",kind="refused"}`:   0,
+		`agimo_requests_total{host="unknown.test"}`:                     -1,
+		`agimo_park_duration_seconds_bucket{host="app.test",le="+Inf"}`: 0,
 	} {
 		h.waitMetric(name, want)
 	}

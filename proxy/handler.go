@@ -11,19 +11,27 @@ import (
 
 // handle is the fasthttp handler for every request.
 func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
-	r, status := p.lookup(ctx)
-	if status != 0 {
-		p.log.Debug().Bytes("host", ctx.Request.Header.Host()).Int("status", status).
-			Str("remote", ctx.RemoteAddr().String()).Msg("no route")
-		p.reply(ctx, status, fasthttp.StatusMessage(status))
-		return
+	var r *route
+	if rc, ok := ctx.Conn().(*replayConn); ok && rc.pending {
+		// A request released from the lot: routed and counted when it
+		// parked, and still active.
+		rc.pending = false
+		r = rc.route
+	} else {
+		var status int
+		if r, status = p.lookup(ctx); status != 0 {
+			p.log.Debug().Bytes("host", ctx.Request.Header.Host()).Int("status", status).
+				Str("remote", ctx.RemoteAddr().String()).Msg("no route")
+			p.reply(ctx, status, fasthttp.StatusMessage(status))
+			return
+		}
+		if r.isProbe(ctx) {
+			p.serveProbe(ctx, r)
+			return
+		}
+		r.m.requests.Inc()
+		r.m.active.Inc()
 	}
-	if r.isProbe(ctx) {
-		p.serveProbe(ctx, r)
-		return
-	}
-	r.m.requests.Inc()
-	r.m.active.Inc()
 	// A streamed response stays active until its body is written; then the
 	// body's Close decrements (issue 3: an SSE request is active for life).
 	handedOff := false
@@ -33,9 +41,9 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 
-	if n := int64(ctx.Request.Header.ContentLength()); n != 0 {
-		if p.maxBody > 0 && n > p.maxBody {
-			p.log.Debug().Str("host", r.host).Int64("length", n).Msg("request body over max_request_body")
+	if n, hasBody := requestBody(ctx); hasBody {
+		if p.maxBody > 0 && int64(n) > p.maxBody {
+			p.log.Debug().Str("host", r.host).Int("length", n).Msg("request body over max_request_body")
 			p.reply(ctx, fasthttp.StatusRequestEntityTooLarge, "request body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
 			return
 		}
@@ -54,6 +62,12 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	if !st.Ready && r.wantsWaitingPage(ctx) {
 		p.beginCold(r)
 		p.serveWaitingPage(ctx, r)
+		return
+	}
+	if !st.Ready && p.lot != nil && canPark(ctx) {
+		if handedOff = p.lot.park(ctx, r, deadline); !handedOff {
+			p.parkFailed(ctx, r, errParkFull)
+		}
 		return
 	}
 	if !st.Ready {
@@ -106,7 +120,8 @@ func (p *Proxy) answer503(ctx *fasthttp.RequestCtx, retryAfter int, msg string) 
 // client may still be sending is not read, so the connection must close:
 // otherwise the body's bytes would be parsed as the next request (issue 2).
 func (p *Proxy) reply(ctx *fasthttp.RequestCtx, status int, msg string) {
-	if !bodyConsumed(ctx) {
+	// After a malformed request the stream may be out of step too.
+	if !bodyConsumed(ctx) || status == fasthttp.StatusBadRequest {
 		ctx.SetConnectionClose()
 	}
 	ctx.SetStatusCode(status)
@@ -116,7 +131,17 @@ func (p *Proxy) reply(ctx *fasthttp.RequestCtx, status int, msg string) {
 
 // bodyConsumed reports whether the request has no body left to read.
 func bodyConsumed(ctx *fasthttp.RequestCtx) bool {
-	return ctx.Request.Header.ContentLength() == 0
+	_, has := requestBody(ctx)
+	return !has
+}
+
+// requestBody returns the declared length of the request body (-1 for
+// chunked) and whether there is one. fasthttp reports -2 ("identity") for
+// a request with neither Content-Length nor Transfer-Encoding, which has
+// no body (RFC 9112 §6.3).
+func requestBody(ctx *fasthttp.RequestCtx) (int, bool) {
+	n := ctx.Request.Header.ContentLength()
+	return n, n > 0 || n == -1
 }
 
 // errBodyTooLarge fails a chunked request body past max_request_body.

@@ -44,7 +44,7 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 	for _, k := range hopByHop {
 		h.DelBytes(k)
 	}
-	if ctx.Request.Header.ContentLength() == 0 {
+	if _, hasBody := requestBody(ctx); !hasBody {
 		// No body: drop the empty stream, so that fasthttp may resend a
 		// bodiless GET on a keep-alive connection the upstream just closed.
 		ctx.Request.ResetBody()

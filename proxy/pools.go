@@ -84,11 +84,14 @@ func newHostClient(addr string, timeout time.Duration) *fasthttp.HostClient {
 	}
 }
 
-// retryIfErr lets fasthttp resend only bodiless idempotent requests, and
-// never after a dial error (the handler moves on to another endpoint).
-// A request with a body is never sent twice (issue 6).
-func retryIfErr(req *fasthttp.Request, _ int, err error) (resetTimeout, retry bool) {
-	if isDialError(err) || req.IsBodyStream() {
+// retryIfErr lets fasthttp resend a bodiless idempotent request once a
+// keep-alive connection turns out closed by the upstream before any
+// response (the race RFC 9112 §9.3.1 allows to retry). Not after a dial
+// error (the handler moves on to another endpoint), not after a timeout
+// (the upstream got the request and is slow: 504), and a request with a
+// body is never sent twice (issue 6).
+func retryIfErr(req *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
+	if attempts > 1 || req.IsBodyStream() || errorKind(err) != errClosed {
 		return false, false
 	}
 	h := &req.Header

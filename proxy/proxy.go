@@ -57,6 +57,8 @@ type Proxy struct {
 	// tunnels are the open WebSocket tunnels, which fasthttp's Shutdown
 	// neither waits for nor closes (issue 3).
 	tunnels *tunnel.Registry
+	// lot parks bodiless requests without a goroutine each (lot.go).
+	lot *lot
 
 	// stopping is closed when Shutdown starts: parked requests answer 503.
 	stopping  chan struct{}
@@ -89,6 +91,9 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	p.routes.Store(t)
+	if p.lot, err = newLot(p); err != nil {
+		return nil, fmt.Errorf("parking lot: %w", err)
+	}
 	p.srv = &fasthttp.Server{
 		Handler: p.handle,
 		// Bodies stream both ways (issue 2: a 1 GiB upload is never held in
@@ -107,8 +112,12 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		Concurrency:     cfg.MaxConnections,
 		IdleTimeout:     75 * time.Second,
 		CloseOnShutdown: true,
-		ErrorHandler:    p.errorHandler,
-		Logger:          fasthttpLogger{p.log},
+		// Hijacked connections are closed by their owner: the parking lot
+		// keeps them open after its hijack handler returns, and the
+		// tunnel closes its own.
+		KeepHijackedConns: true,
+		ErrorHandler:      p.errorHandler,
+		Logger:            fasthttpLogger{p.log},
 	}
 	return p, nil
 }
@@ -147,6 +156,15 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.janitorWG.Wait()
 	p.bg.Wait()
+	lotDone := make(chan struct{})
+	go func() { p.lot.close(); close(lotDone) }()
+	select {
+	case <-lotDone:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
 	p.pools.closeAll()
 	if err != nil {
 		return fmt.Errorf("shutdown proxy: %w", err)

@@ -1,19 +1,404 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httputil"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/agimo/agimo/tunnel"
 	"github.com/agimo/agimo/watch"
 )
 
-// isUpgrade reports whether the request asks for a WebSocket upgrade.
-// Placeholder until issue 3 lands: nothing is tunnelled yet, and upgrade
-// headers are stripped as hop-by-hop, so the request is forwarded plainly.
-func isUpgrade(h *fasthttp.RequestHeader) bool { return false }
+// isUpgrade reports whether the request asks to switch to WebSocket (RFC
+// 6455 §4.1: an HTTP/1.1 GET whose Connection has the token "upgrade" and
+// whose Upgrade has "websocket"; tokens are case-insensitive and may come
+// in comma lists, over several lines). A request with a body is not
+// tunnelled: its body bytes would otherwise reach the upstream as tunnel
+// data. Other upgrades (h2c) are forwarded as plain requests, their
+// Upgrade header stripped as hop-by-hop (issue 3).
+func isUpgrade(h *fasthttp.RequestHeader) bool {
+	if !h.IsGet() || !h.IsHTTP11() {
+		return false
+	}
+	// fasthttp reports -2 for a request with neither Content-Length nor
+	// Transfer-Encoding, which has no body (RFC 9112 §6.3).
+	if n := h.ContentLength(); n > 0 || n == -1 {
+		return false
+	}
+	// PeekAll reuses one buffer: finish with the first before the second.
+	return hasToken(h.PeekAll(fasthttp.HeaderConnection), "upgrade") &&
+		hasToken(h.PeekAll(fasthttp.HeaderUpgrade), "websocket")
+}
 
-// upgrade tunnels a WebSocket connection (issue 3).
+// hasToken reports whether any comma-separated element of lines is tok,
+// ignoring case and surrounding space. A protocol version ("websocket/13")
+// is not the bare token.
+func hasToken(lines [][]byte, tok string) bool {
+	for _, v := range lines {
+		for len(v) > 0 {
+			var el []byte
+			el, v, _ = bytes.Cut(v, []byte{','})
+			if bytes.EqualFold(bytes.TrimSpace(el), []byte(tok)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// upgrade takes the client connection over for a WebSocket tunnel (issue
+// 3). The request head for the upstream is built now, while ctx is the
+// handler's; everything else starts in the hijack handler, which fasthttp
+// calls on its own goroutine once this handler has returned, with no
+// response of its own. It returns true: the tunnel decrements r's active
+// gauge when it ends, so an open WebSocket keeps KEDA from scaling its
+// app to zero.
 func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route, st *watch.State, deadline time.Time) bool {
-	return p.forward(ctx, r, st, deadline)
+	h := &ctx.Request.Header
+	// prepareRequest drops Connection and Upgrade as hop-by-hop; they are
+	// put back below, Upgrade with exactly the client's tokens.
+	proto := bytes.Join(h.PeekAll(fasthttp.HeaderUpgrade), []byte(", "))
+	prepareRequest(ctx, p.opts.TrustForwarded)
+	head := h.AppendBytes(make([]byte, 0, 1024))
+	head = head[:len(head)-2] // reopen the head after its final CRLF
+	head = append(head, "Connection: Upgrade\r\nUpgrade: "...)
+	head = append(head, proto...)
+	head = append(head, "\r\n\r\n"...)
+
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) { p.startTunnel(ctx, c, r, st, deadline, head) })
+	return true
+}
+
+// startTunnel runs on fasthttp's hijack goroutine: it dials the upstream
+// and relays the handshake, then, if the upstream switched to WebSocket,
+// starts the relay on a goroutine of its own and returns. ctx is valid
+// until then (fasthttp releases a hijacked ctx after the hijack handler),
+// which lets the retry path park on it and the error path reuse the usual
+// answers. Returning lets fasthttp drop its read buffer (max_header_size)
+// and recycle ctx instead of holding them for the tunnel's life: with
+// KeepHijackedConns the connection is ours to close, and the tunnel does.
+func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route, st *watch.State, deadline time.Time, head []byte) {
+	client, early := takeOver(hj)
+	t, err := p.tunnels.Open(client)
+	if err != nil {
+		p.retryLater(ctx, "agimo is shutting down")
+		writeAnswer(client, &ctx.Response, r.upstreamTimeout)
+		client.Close()
+		r.m.active.Dec()
+		return
+	}
+	up, err := p.dialUpstream(ctx, t, r, st, deadline)
+	if err == nil {
+		err = t.SetUpstream(up)
+	}
+	var late []byte
+	if err == nil {
+		late, err = p.handshake(client, up, r, head)
+	}
+	if err != nil {
+		// A tunnel closed meanwhile (shutdown) has no client left to tell.
+		if !errors.Is(err, errAnswered) && t.Context().Err() == nil {
+			p.handshakeFailed(ctx, client, r, err)
+		}
+		t.End()
+		r.m.active.Dec()
+		return
+	}
+	// Owned by the tunnel: the registry's Wait waits for its End.
+	go func() {
+		defer t.End() // last, so that Wait covers this whole goroutine
+		defer r.m.active.Dec()
+		m := p.tunnelMetrics(r.host)
+		m.open.Inc()
+		defer m.open.Dec()
+		start := time.Now()
+		err := t.Relay(early, late, tunnel.Options{Up: m.up.AddInt64, Down: m.down.AddInt64})
+		p.log.Debug().Str("host", r.host).Dur("duration", time.Since(start)).AnErr("reason", err).Msg("tunnel ended")
+	}()
+}
+
+var (
+	errNotWebSocket = errors.New("upstream switched to another protocol")
+	// errAnswered: the handshake has already answered the client, or
+	// found it gone.
+	errAnswered = errors.New("upgrade answered")
+)
+
+// handshake sends the request head upstream and reads the answer. On a
+// 101 to WebSocket it relays the 101 to the client and returns the bytes
+// the upstream sent right behind it (its first frame may share the 101's
+// segment), which must reach the client before anything spliced.
+func (p *Proxy) handshake(client, up net.Conn, r *route, head []byte) ([]byte, error) {
+	// Bound each read and write like a forwarded request's
+	// (upstream_timeout, as an idle timeout).
+	uc := &idleConn{Conn: up, timeout: r.upstreamTimeout}
+	if _, err := uc.Write(head); err != nil {
+		return nil, fmt.Errorf("write request head: %w", err)
+	}
+	br := acquireHeadReader(uc)
+	defer releaseHeadReader(br)
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	resp.StreamBody = true
+	// Read skips interim 1xx answers other than 101.
+	if err := resp.Read(br); err != nil {
+		return nil, fmt.Errorf("read response head: %w", err)
+	}
+	if resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
+		// Not switched: relay the answer as a plain response and close
+		// both connections. Tunnelling on the client's word alone would
+		// let it smuggle requests past the proxy (issue 3); only the 101
+		// switches protocols (RFC 9110 §7.8).
+		err := p.relayRefusal(client, r, resp)
+		up.Close() // done with: it need not wait for the client's linger
+		if err == nil {
+			linger(client)
+		}
+		return nil, errAnswered
+	}
+	proto := bytes.Join(resp.Header.PeekAll(fasthttp.HeaderUpgrade), []byte(", "))
+	if !hasToken([][]byte{proto}, "websocket") {
+		return nil, fmt.Errorf("101 to %q: %w", proto, errNotWebSocket)
+	}
+	late := bytes.Clone(peekBuffered(br))
+	if err := up.SetDeadline(time.Time{}); err != nil {
+		return nil, fmt.Errorf("clear upstream deadline: %w", err)
+	}
+	if err := writeWithin(client, appendSwitchHead(nil, &resp.Header, proto), r.upstreamTimeout); err != nil {
+		p.log.Debug().Str("host", r.host).Err(err).Msg("tunnel: write 101 to client")
+		return nil, errAnswered
+	}
+	return late, nil
+}
+
+// takeOver returns the raw connection under fasthttp's hijacked one and
+// the bytes already read past the request head. fasthttp's hijacked conn
+// reads its bufio.Reader first (and a connection replayed from the
+// parking lot its kept head), while splice needs the *net.TCPConn at the
+// bottom. So the layers are drained first: with a read deadline in the
+// past, each yields what it buffers and then fails at once instead of
+// touching the socket. Then they are peeled off (UnsafeConn).
+func takeOver(c net.Conn) (net.Conn, []byte) {
+	u, ok := c.(interface{ UnsafeConn() net.Conn })
+	if !ok || c.SetReadDeadline(time.Unix(1, 0)) != nil {
+		return c, nil
+	}
+	var early []byte
+	var buf [4096]byte
+	for {
+		n, err := c.Read(buf[:])
+		early = append(early, buf[:n]...)
+		if err != nil {
+			// A timeout means every buffer is empty. EOF or a reset a
+			// reader had stored will be read again from the socket.
+			break
+		}
+	}
+	if c.SetReadDeadline(time.Time{}) != nil {
+		return c, early
+	}
+	for ok {
+		c = u.UnsafeConn()
+		u, ok = c.(interface{ UnsafeConn() net.Conn })
+	}
+	return c, early
+}
+
+// dialUpstream connects to a ready endpoint of r, round robin as forward
+// does, retrying a refused connection until deadline (issue 2: an
+// endpoint just announced ready may not listen yet).
+func (p *Proxy) dialUpstream(ctx *fasthttp.RequestCtx, t *tunnel.Tunnel, r *route, st *watch.State, deadline time.Time) (net.Conn, error) {
+	d := net.Dialer{Timeout: dialTimeout}
+	for attempt := 0; ; attempt++ {
+		addr := r.target
+		if addr == "" {
+			addr = st.Addrs[int(r.next.Add(1)-1)%len(st.Addrs)]
+		}
+		c, err := d.DialContext(t.Context(), "tcp", addr)
+		if err == nil {
+			return c, nil
+		}
+		if !isRefused(err) {
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
+		}
+		r.m.errs[errRefused].Inc()
+		p.log.Debug().Str("host", r.host).Str("upstream", addr).Err(err).Msg("tunnel: connection refused; retrying")
+		if st, err = p.awaitRetry(ctx, r, attempt, deadline); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// handshakeFailed answers the client as forward would (502, 503 or 504)
+// unless it has left, and closes the connection.
+func (p *Proxy) handshakeFailed(ctx *fasthttp.RequestCtx, client net.Conn, r *route, err error) {
+	if errors.Is(err, errClientGone) {
+		return
+	}
+	if errors.Is(err, errNotWebSocket) {
+		r.m.errs[errProtocol].Inc()
+		p.log.Debug().Str("host", r.host).Err(err).Msg("upstream failed")
+		p.reply(ctx, fasthttp.StatusBadGateway, "upstream "+r.host+" failed: "+errProtocol)
+	} else {
+		p.upstreamFailed(ctx, r, err)
+	}
+	writeAnswer(client, &ctx.Response, r.upstreamTimeout)
+}
+
+// writeAnswer writes one of Agimo's own responses to a hijacked client,
+// then lingers so that it is read (see linger).
+func writeAnswer(client net.Conn, resp *fasthttp.Response, timeout time.Duration) {
+	resp.SetConnectionClose()
+	bw := bufio.NewWriterSize(&idleConn{Conn: client, timeout: timeout}, 1024)
+	if resp.Write(bw) == nil && bw.Flush() == nil {
+		linger(client)
+	}
+}
+
+// relayRefusal relays an upstream's answer other than 101 to the client as
+// a plain response with Connection: close, its body streamed with the
+// same rules as forward (hop-by-hop headers dropped, a body of unknown
+// length chunked).
+func (p *Proxy) relayRefusal(client net.Conn, r *route, resp *fasthttp.Response) error {
+	h := &resp.Header
+	head := appendStatusAndHeaders(make([]byte, 0, 512), h)
+	n := h.ContentLength()
+	switch {
+	case !bodyAllowed(h.StatusCode()):
+		n = 0
+	case n >= 0:
+		head = append(head, "Content-Length: "...)
+		head = strconv.AppendInt(head, int64(n), 10)
+		head = append(head, "\r\n"...)
+	default:
+		head = append(head, "Transfer-Encoding: chunked\r\n"...)
+	}
+	head = append(head, "Connection: close\r\n\r\n"...)
+
+	bw := bufio.NewWriterSize(&idleConn{Conn: client, timeout: r.upstreamTimeout}, 4096)
+	bw.Write(head)
+	var err error
+	switch {
+	case n > 0:
+		_, err = io.CopyN(bw, resp.BodyStream(), int64(n))
+	case n < 0:
+		cw := httputil.NewChunkedWriter(bw)
+		if _, err = io.Copy(cw, resp.BodyStream()); err == nil {
+			err = cw.Close() // the last chunk; no trailers
+			bw.WriteString("\r\n")
+		}
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	p.log.Debug().Str("host", r.host).Int("status", h.StatusCode()).AnErr("error", err).Msg("upgrade refused by upstream")
+	return err
+}
+
+// appendSwitchHead serialises the upstream's 101 for the client: its own
+// headers minus hop-by-hop ones, then Connection and Upgrade put back,
+// Upgrade with the upstream's tokens.
+func appendSwitchHead(dst []byte, h *fasthttp.ResponseHeader, proto []byte) []byte {
+	dst = appendStatusAndHeaders(dst, h)
+	dst = append(dst, "Connection: Upgrade\r\nUpgrade: "...)
+	dst = append(dst, proto...)
+	return append(dst, "\r\n\r\n"...)
+}
+
+// appendStatusAndHeaders appends the status line and the end-to-end
+// headers of h: not hop-by-hop ones (RFC 9110 §7.6.1) nor the framing
+// ones, which the caller writes. Like copyResponseHead, it copies header
+// by header: fasthttp's serialiser would add a Date the upstream did not
+// send.
+func appendStatusAndHeaders(dst []byte, h *fasthttp.ResponseHeader) []byte {
+	code := h.StatusCode()
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(code), 10)
+	dst = append(dst, ' ')
+	if msg := h.StatusMessage(); len(msg) > 0 {
+		dst = append(dst, msg...)
+	} else {
+		dst = append(dst, fasthttp.StatusMessage(code)...)
+	}
+	dst = append(dst, "\r\n"...)
+	listed := h.Peek(fasthttp.HeaderConnection)
+	for k, v := range h.All() {
+		if isFraming(k) || isHopByHop(k, listed) {
+			continue
+		}
+		dst = append(dst, k...)
+		dst = append(dst, ": "...)
+		dst = append(dst, v...)
+		dst = append(dst, "\r\n"...)
+	}
+	return dst
+}
+
+// Lingering close, as nginx's lingering_close: after Agimo's last
+// response on a connection it half-closes and reads the client's further
+// bytes, discarding them, until the client closes or a limit is hit.
+// Closing with unread bytes would send a reset that can destroy the
+// response before the client has read it.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 256 << 10
+)
+
+func linger(c net.Conn) {
+	if closeWrite(c) != nil || c.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
+		return
+	}
+	io.CopyN(io.Discard, c, lingerBytes)
+}
+
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// writeWithin writes b to c, failing if c takes longer than timeout.
+func writeWithin(c net.Conn, b []byte, timeout time.Duration) error {
+	if err := c.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	if _, err := c.Write(b); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(time.Time{})
+}
+
+// headReaders recycles the readers of upstream response heads, which are
+// needed only during the handshake. Their size bounds a head as the
+// forward path's ReadBufferSize does.
+var headReaders sync.Pool
+
+func acquireHeadReader(c net.Conn) *bufio.Reader {
+	if br, ok := headReaders.Get().(*bufio.Reader); ok {
+		br.Reset(c)
+		return br
+	}
+	return bufio.NewReaderSize(c, 16<<10)
+}
+
+func releaseHeadReader(br *bufio.Reader) {
+	br.Reset(nil) // drop the connection
+	headReaders.Put(br)
+}
+
+// peekBuffered returns the bytes br holds, valid until its next read.
+func peekBuffered(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	return b
 }
