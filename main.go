@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -49,6 +50,7 @@ func main() {
 // flags are the command line; names and defaults match the Rust original.
 type flags struct {
 	conf, kubeconfig, address, prometheusAddress string
+	pprofAddress                                 string
 	port, metricsPort                            int
 	check                                        bool
 	logLevel, logFormat                          string
@@ -67,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.address, "address", "", "IP address both listeners bind to (default: all interfaces)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
 	fs.BoolVar(&f.check, "check", false, "validate the config file and exit")
+	fs.StringVar(&f.pprofAddress, "pprof-address", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or console")
 	fs.DurationVar(&f.drainDelay, "drain-delay", 5*time.Second,
@@ -138,6 +141,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Int("services", len(cfg.Services)).Msg("agimo starting")
 
 	g, gctx := errgroup.WithContext(ctx)
+	var pp *http.Server
+	if f.pprofAddress != "" {
+		// For profiling under load (issue 5); never on a public address.
+		pp = &http.Server{Addr: f.pprofAddress, Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := pp.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("pprof listener: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := admin.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("metrics listener: %w", err)
@@ -145,6 +159,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 
+	// abort unwinds a failed start: listeners closed, goroutines awaited.
+	abort := func(err error) error {
+		ln.Close()
+		admin.Close()
+		if pp != nil {
+			pp.Close()
+		}
+		g.Wait()
+		return err
+	}
 	w := watch.New(client, proxy.Keys(cfg), log, set)
 	defer w.Close()
 	px, err := proxy.New(cfg, w, proxy.Options{
@@ -152,20 +176,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Scaler: watch.NewScaler(client, log),
 	})
 	if err != nil {
-		ln.Close()
-		admin.Close()
-		return err
+		return abort(err)
 	}
 	// Requests are accepted only once readiness is known: before the first
 	// sync every service would look cold.
 	if err := w.Start(gctx); err != nil {
-		ln.Close()
-		admin.Close()
-		g.Wait()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = px.Shutdown(sctx)
 		if ctx.Err() != nil {
-			return nil // signalled while starting
+			return abort(nil) // signalled while starting
 		}
-		return err
+		return abort(err)
 	}
 	synced.Store(true)
 	g.Go(func() error { return px.Serve(ln) })
@@ -213,11 +235,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := admin.Shutdown(sctx); err != nil {
 		admin.Close()
 	}
+	if pp != nil {
+		pp.Close()
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
 	log.Info().Msg("agimo stopped")
 	return nil
+}
+
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // reload loads the config file again and switches to it if it is valid.
