@@ -106,7 +106,7 @@ func TestSSEEachEventArrivesAlone(t *testing.T) {
 
 // A large download streams through with bounded memory, byte-exact,
 // whether its length is declared, chunked or close-delimited.
-func TestLargeDownloadBoundedMemory(t *testing.T) {
+func TestStreamingLargeDownloadBoundedMemory(t *testing.T) {
 	for _, tc := range []struct {
 		framing string
 		size    int64

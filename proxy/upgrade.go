@@ -36,20 +36,37 @@ func isUpgrade(h *fasthttp.RequestHeader) bool {
 	}
 	// PeekAll reuses one buffer: finish with the first before the second.
 	return hasToken(h.PeekAll(fasthttp.HeaderConnection), "upgrade") &&
-		hasToken(h.PeekAll(fasthttp.HeaderUpgrade), "websocket")
+		hasToken(h.PeekAll(fasthttp.HeaderUpgrade), "websocket") &&
+		// fasthttp reads "Transfer-Encoding: identity" as no body and
+		// drops the field; any coding but chunked makes the length
+		// unknowable (RFC 9112 §6.3), so no upgrade either.
+		!hasRawField(h.RawHeaders(), "Transfer-Encoding")
 }
 
 // hasToken reports whether any comma-separated element of lines is tok,
-// ignoring case and surrounding space. A protocol version ("websocket/13")
-// is not the bare token.
+// ignoring case and optional whitespace (SP and HTAB, RFC 9110 §5.6.3).
+// A protocol version ("websocket/13") is not the bare token.
 func hasToken(lines [][]byte, tok string) bool {
 	for _, v := range lines {
 		for len(v) > 0 {
 			var el []byte
 			el, v, _ = bytes.Cut(v, []byte{','})
-			if bytes.EqualFold(bytes.TrimSpace(el), []byte(tok)) {
+			if bytes.EqualFold(bytes.Trim(el, " \t"), []byte(tok)) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// hasRawField reports whether the raw header block has a field named
+// name (case-insensitive).
+func hasRawField(raw []byte, name string) bool {
+	for len(raw) > 0 {
+		var line []byte
+		line, raw, _ = bytes.Cut(raw, []byte{'\n'})
+		if k, _, ok := bytes.Cut(line, []byte{':'}); ok && bytes.EqualFold(bytes.Trim(k, " \t"), []byte(name)) {
+			return true
 		}
 	}
 	return false
@@ -122,6 +139,8 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route, st 
 		m.open.Inc()
 		defer m.open.Dec()
 		start := time.Now()
+		// No IdleTimeout yet: it awaits a per-service tunnel_idle_timeout
+		// key in conf.
 		err := t.Relay(early, late, tunnel.Options{Up: m.up.AddInt64, Down: m.down.AddInt64})
 		p.log.Debug().Str("host", r.host).Dur("duration", time.Since(start)).AnErr("reason", err).Msg("tunnel ended")
 	}()
@@ -162,7 +181,7 @@ func (p *Proxy) handshake(client, up net.Conn, r *route, head []byte) ([]byte, e
 		err := p.relayRefusal(client, r, resp)
 		up.Close() // done with: it need not wait for the client's linger
 		if err == nil {
-			linger(client)
+			tunnel.Linger(client)
 		}
 		return nil, errAnswered
 	}
@@ -256,12 +275,12 @@ func (p *Proxy) handshakeFailed(ctx *fasthttp.RequestCtx, client net.Conn, r *ro
 }
 
 // writeAnswer writes one of Agimo's own responses to a hijacked client,
-// then lingers so that it is read (see linger).
+// then lingers so that it is read (see tunnel.Linger).
 func writeAnswer(client net.Conn, resp *fasthttp.Response, timeout time.Duration) {
 	resp.SetConnectionClose()
 	bw := bufio.NewWriterSize(&idleConn{Conn: client, timeout: timeout}, 1024)
 	if resp.Write(bw) == nil && bw.Flush() == nil {
-		linger(client)
+		tunnel.Linger(client)
 	}
 }
 
@@ -342,30 +361,6 @@ func appendStatusAndHeaders(dst []byte, h *fasthttp.ResponseHeader) []byte {
 		dst = append(dst, "\r\n"...)
 	}
 	return dst
-}
-
-// Lingering close, as nginx's lingering_close: after Agimo's last
-// response on a connection it half-closes and reads the client's further
-// bytes, discarding them, until the client closes or a limit is hit.
-// Closing with unread bytes would send a reset that can destroy the
-// response before the client has read it.
-const (
-	lingerTime  = 2 * time.Second
-	lingerBytes = 256 << 10
-)
-
-func linger(c net.Conn) {
-	if closeWrite(c) != nil || c.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
-		return
-	}
-	io.CopyN(io.Discard, c, lingerBytes)
-}
-
-func closeWrite(c net.Conn) error {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
 }
 
 // writeWithin writes b to c, failing if c takes longer than timeout.

@@ -42,9 +42,10 @@ type Options struct {
 	// IdleTimeout, if positive, closes the tunnel once no byte has moved
 	// in either direction for that long; it is noticed between one and
 	// two timeouts after the last byte. TCP keepalive probes do not count
-	// as bytes; WebSocket pings do. A direction blocked writing to a peer
-	// that does not read is not covered: the read side then stalls too
-	// and the tunnel counts as idle.
+	// as bytes; WebSocket pings do. Only reads have deadlines: one firing
+	// during a splice's write would lose the bytes in its pipe. A peer
+	// that stops reading stalls its direction; once nothing moves either
+	// way, the tunnel is idle.
 	IdleTimeout time.Duration
 	// Up and Down, if set, are told the bytes relayed client to upstream
 	// and upstream to client, at the latest every MiB and at the end.

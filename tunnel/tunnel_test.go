@@ -55,7 +55,7 @@ func relay(t *testing.T, reg *Registry, cPrefix, uPrefix []byte, o Options) (cli
 
 // Buffered prefixes go first, bytes flow both ways, a half-close passes
 // through each way, and the counters see every byte.
-func TestRelayPrefixesHalfCloseAndCounts(t *testing.T) {
+func TestTunnelRelayPrefixesHalfCloseAndCounts(t *testing.T) {
 	var up, down atomic.Int64
 	reg := NewRegistry()
 	client, upstream, done := relay(t, reg, []byte("c-prefix;"), []byte("u-prefix;"), Options{
@@ -91,7 +91,7 @@ func TestRelayPrefixesHalfCloseAndCounts(t *testing.T) {
 }
 
 // A reset on one side closes the other.
-func TestRelayFailureClosesBoth(t *testing.T) {
+func TestTunnelRelayFailureClosesBoth(t *testing.T) {
 	client, upstream, done := relay(t, NewRegistry(), nil, nil, Options{})
 	upstream.SetLinger(0)
 	upstream.Close() // RST
@@ -106,7 +106,7 @@ func TestRelayFailureClosesBoth(t *testing.T) {
 
 // IdleTimeout closes a tunnel on which nothing moved, and only then: bytes
 // one way only keep it open.
-func TestRelayIdleTimeout(t *testing.T) {
+func TestTunnelIdleTimeout(t *testing.T) {
 	const idle = 100 * time.Millisecond
 	client, upstream, done := relay(t, NewRegistry(), nil, nil, Options{IdleTimeout: idle})
 	go io.Copy(io.Discard, upstream)
@@ -138,7 +138,7 @@ func TestRelayIdleTimeout(t *testing.T) {
 
 // Close closes every tunnel, those still in their handshake too, counts
 // them, and refuses new ones; Wait returns once they have ended.
-func TestRegistryClose(t *testing.T) {
+func TestTunnelRegistryClose(t *testing.T) {
 	reg := NewRegistry()
 	_, _, done := relay(t, reg, nil, nil, Options{})
 	_, pc := tcpPair(t)
