@@ -87,6 +87,9 @@ type Service struct {
 	Dial string `toml:"dial"`
 	// MaxParked overrides Config.MaxParked for this service.
 	MaxParked int `toml:"max_parked"`
+	// TunnelIdleTimeout closes a WebSocket tunnel through which no byte
+	// moved for this long (issue 3); unset, tunnels never idle out.
+	TunnelIdleTimeout Duration `toml:"tunnel_idle_timeout"`
 
 	// Wake scales the workload up through its scale subresource when a
 	// request parks while it has 0 replicas, instead of waiting for

@@ -153,6 +153,9 @@ func (c *Config) Validate() error {
 		} else if s.MinReplicas < 1 {
 			add("min_replicas", i, "must be at least 1")
 		}
+		if s.TunnelIdleTimeout.Set && s.TunnelIdleTimeout.Duration <= 0 {
+			add("tunnel_idle_timeout", i, "must be positive")
+		}
 		if s.IdleAfter.Set && s.IdleAfter.Duration <= 0 {
 			add("idle_after", i, "must be positive")
 		}

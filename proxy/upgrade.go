@@ -139,9 +139,9 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route, st 
 		m.open.Inc()
 		defer m.open.Dec()
 		start := time.Now()
-		// No IdleTimeout yet: it awaits a per-service tunnel_idle_timeout
-		// key in conf.
-		err := t.Relay(early, late, tunnel.Options{Up: m.up.AddInt64, Down: m.down.AddInt64})
+		// tunnel_idle_timeout (0: never) closes a tunnel that moved no
+		// byte for that long, pings included, keepalives not.
+		err := t.Relay(early, late, tunnel.Options{Up: m.up.AddInt64, Down: m.down.AddInt64, IdleTimeout: r.svc.TunnelIdleTimeout.Duration})
 		p.log.Debug().Str("host", r.host).Dur("duration", time.Since(start)).AnErr("reason", err).Msg("tunnel ended")
 	}()
 }
