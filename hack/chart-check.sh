@@ -39,7 +39,8 @@ log "API server version: $KUBE_VERSION"
 HELM_T=(template agimo "$CHART" --namespace "$RELEASE_NS" --kube-version "$KUBE_VERSION")
 
 # name:values-file ("" = chart defaults)
-variants=("default:" "original:$CHART/ci/original-values.yaml" "full:$CHART/ci/full-values.yaml")
+variants=("default:" "original:$CHART/ci/original-values.yaml" "full:$CHART/ci/full-values.yaml"
+  "wake:$CHART/ci/wake-values.yaml")
 
 for v in "${variants[@]}"; do
   name=${v%%:*} file=${v#*:}
@@ -69,6 +70,30 @@ sum() { grep 'checksum/config' "$1"; }
 "$HELM" "${HELM_T[@]}" --set-string config="timeout = '31s'" >"$OUT/changed.yaml"
 [[ $(sum "$OUT/default.yaml") != "$(sum "$OUT/changed.yaml")" ]] || fail "config change did not change checksum/config"
 "$HELM" "${HELM_T[@]}" --set-string config="timeout = " >/dev/null 2>&1 && fail "invalid TOML accepted"
+# Scaling RBAC (wake / idle_after): only for the workloads that use it, by name, in their
+# namespace; nothing cluster-wide unless scaling.enabled=true.
+grep -q '/scale"' "$OUT/default.yaml" && fail "scaling RBAC without any service using wake/idle_after"
+awk '/^kind: ClusterRole$/,/^---$/' "$OUT/wake.yaml" | grep -q '/scale"' && fail "scaling RBAC in the ClusterRole with scaling.enabled=auto"
+grep -A1 'resources: \["deployments/scale"\]' "$OUT/wake.yaml" | grep -qF 'resourceNames: ["example"]' ||
+  fail "wake: no deployments/scale rule for exactly the woken Deployment"
+grep -A1 'resources: \["statefulsets/scale"\]' "$OUT/wake.yaml" | grep -qF 'resourceNames: ["db-admin"]' ||
+  fail "idle_after: no statefulsets/scale rule for exactly the idled StatefulSet"
+grep -A1 'resources: \["deployments"\]' "$OUT/wake.yaml" | grep -qF 'resourceNames: ["example"]' ||
+  fail "wake: no rule to annotate the Deployment"
+grep -qF '"static"' "$OUT/wake.yaml" && fail "scaling RBAC for a workload without wake/idle_after"
+grep -q '^  name: agimo-scale$' "$OUT/wake.yaml" || fail "no agimo-scale Role in the workloads' namespace"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/wake-values.yaml" --set-json 'rbac.namespaces=["example"]' >"$OUT/wake-ns.yaml"
+grep -q '^kind: ClusterRole' "$OUT/wake-ns.yaml" && fail "rbac.namespaces with wake: something cluster-wide"
+grep -A1 'resources: \["deployments/scale"\]' "$OUT/wake-ns.yaml" | grep -qF 'resourceNames: ["example"]' ||
+  fail "rbac.namespaces with wake: no deployments/scale rule in the namespace's Role"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/wake-values.yaml" --set-json 'rbac.namespaces=["other"]' >/dev/null 2>&1 &&
+  fail "a woken workload outside rbac.namespaces accepted"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/wake-values.yaml" --set scaling.enabled=false >"$OUT/wake-off.yaml"
+grep -q '/scale"' "$OUT/wake-off.yaml" && fail "scaling.enabled=false still grants scaling"
+"$HELM" "${HELM_T[@]}" --set scaling.enabled=true >"$OUT/scale-all.yaml"
+awk '/^kind: ClusterRole$/,/^---$/' "$OUT/scale-all.yaml" | grep -A1 'resources: \["deployments/scale"\]' | grep -q 'verbs:' ||
+  fail "scaling.enabled=true: no unrestricted deployments/scale rule in the ClusterRole"
+"$HELM" "${HELM_T[@]}" --set scaling.enabled=maybe >/dev/null 2>&1 && fail "scaling.enabled=maybe accepted"
 log "rendering properties: ok"
 
 # --- server-side dry run ---------------------------------------------------------------

@@ -51,5 +51,7 @@ AGIMO_E2E_KUBECONFIG=$KUBECONFIG go test -tags e2e -race -count=1 -v -timeout 30
 log "suite finished in $((SECONDS - suite_start))s (total $((SECONDS - start))s), exit $status"
 echo "--- release latency (EndpointSlice write -> parked response) ---"
 grep -h 'release latency' "$out" | sed 's/^ *//' || true
+echo "--- cold-start time (wake = true vs simulated Prometheus + KEDA) ---"
+grep -h 'cold-start time' "$out" | sed 's/^ *//' || true
 rm -f "$out"
 exit "$status"

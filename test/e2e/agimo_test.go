@@ -23,6 +23,7 @@ import (
 // agimoProc is one running agimo binary, listening on free loopback ports.
 type agimoProc struct {
 	ProxyAddr, MetricsAddr string
+	ConfPath               string // the --conf file
 	cmd                    *exec.Cmd
 	logs                   *syncBuffer
 	exited                 chan struct{}
@@ -34,6 +35,9 @@ type agimoProc struct {
 type agimoOpts struct {
 	kubeconfig string // default: env.kubeconfig (admin)
 	noWait     bool   // do not wait for /readyz (for runs expected not to get ready)
+	// confPath: run with this existing --conf file (e.g. a ConfigMap-like symlink) instead
+	// of writing config to a new one; config is then ignored.
+	confPath string
 }
 
 // startAgimo writes config (TOML) to a file and runs agimo with it. It stops agimo
@@ -41,16 +45,18 @@ type agimoOpts struct {
 // log if the test failed.
 func startAgimo(t *testing.T, config string, o agimoOpts) *agimoProc {
 	t.Helper()
-	dir := t.TempDir()
-	confPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(confPath, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
+	confPath := o.confPath
+	if confPath == "" {
+		confPath = filepath.Join(t.TempDir(), "config.toml")
+		if err := os.WriteFile(confPath, []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	kc := o.kubeconfig
 	if kc == "" {
 		kc = env.kubeconfig
 	}
-	a := &agimoProc{ProxyAddr: freeAddr(t), MetricsAddr: freeAddr(t), logs: &syncBuffer{}, exited: make(chan struct{})}
+	a := &agimoProc{ProxyAddr: freeAddr(t), MetricsAddr: freeAddr(t), ConfPath: confPath, logs: &syncBuffer{}, exited: make(chan struct{})}
 	_, pport, _ := net.SplitHostPort(a.ProxyAddr)
 	_, mport, _ := net.SplitHostPort(a.MetricsAddr)
 	a.cmd = exec.Command(env.agimo,
@@ -136,11 +142,22 @@ type result struct {
 }
 
 // get sends GET path with the given Host through agimo.
-func (a *agimoProc) get(host, path string) result {
+func (a *agimoProc) get(host, path string) result { return a.getWith(host, path, nil) }
+
+// getWith is get with extra request headers (Accept, User-Agent, ...).
+func (a *agimoProc) getWith(host, path string, header http.Header) result {
+	return a.getVia(plainClient, host, path, header)
+}
+
+// getVia is getWith through another client (e.g. one that keeps connections alive).
+func (a *agimoProc) getVia(client *http.Client, host, path string, header http.Header) result {
 	start := time.Now()
 	req, _ := http.NewRequest("GET", "http://"+a.ProxyAddr+path, nil)
 	req.Host = host
-	resp, err := plainClient.Do(req)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return result{Err: err, Elapsed: time.Since(start), Done: time.Now()}
 	}
@@ -151,9 +168,12 @@ func (a *agimoProc) get(host, path string) result {
 }
 
 // getAsync sends the request in the background; receive the result from the channel.
-func (a *agimoProc) getAsync(host, path string) <-chan result {
+func (a *agimoProc) getAsync(host, path string) <-chan result { return a.getWithAsync(host, path, nil) }
+
+// getWithAsync is getAsync with extra request headers.
+func (a *agimoProc) getWithAsync(host, path string, header http.Header) <-chan result {
 	ch := make(chan result, 1)
-	go func() { ch <- a.get(host, path) }()
+	go func() { ch <- a.getWith(host, path, header) }()
 	return ch
 }
 
@@ -161,9 +181,18 @@ func (a *agimoProc) getAsync(host, path string) <-chan result {
 // Missing samples read as 0.
 func (a *agimoProc) metric(t *testing.T, series string) float64 {
 	t.Helper()
+	f, err := a.scrape(series)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// scrape is metric for goroutines other than the test's (e.g. a simulated Prometheus).
+func (a *agimoProc) scrape(series string) (float64, error) {
 	resp, err := plainClient.Get("http://" + a.MetricsAddr + "/metrics")
 	if err != nil {
-		t.Fatalf("scrape metrics: %v", err)
+		return 0, fmt.Errorf("scrape metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -172,12 +201,12 @@ func (a *agimoProc) metric(t *testing.T, series string) float64 {
 		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
-				t.Fatalf("metric %s: %v", series, err)
+				return 0, fmt.Errorf("metric %s: %w", series, err)
 			}
-			return f
+			return f, nil
 		}
 	}
-	return 0
+	return 0, sc.Err()
 }
 
 // waitParked waits until n requests for host are parked.

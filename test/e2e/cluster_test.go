@@ -60,9 +60,12 @@ type workload struct {
 func (w workload) Host() string { return w.Name + "." + w.NS + ".e2e" }
 
 // Config is the [[services]] entry for this workload, plus extra TOML lines.
-func (w workload) Config(extra ...string) string {
+func (w workload) Config(extra ...string) string { return w.ConfigFor(w.Host(), extra...) }
+
+// ConfigFor is Config with another host (e.g. a wildcard).
+func (w workload) ConfigFor(host string, extra ...string) string {
 	return fmt.Sprintf("[[services]]\nhost = %q\ntype = %q\nnamespace = %q\nname = %q\nservice_name = %q\nservice_port = 80\n%s\n",
-		w.Host(), w.Kind, w.NS, w.Name, w.Name, strings.Join(extra, "\n"))
+		host, w.Kind, w.NS, w.Name, w.Name, strings.Join(extra, "\n"))
 }
 
 func createWorkload(t *testing.T, ns, name, kind string) workload {
@@ -114,16 +117,28 @@ func createWorkload(t *testing.T, ns, name, kind string) workload {
 // kube-controller-manager to create that many Pods; it returns their names.
 func (w workload) scale(t *testing.T, replicas int32) []string {
 	t.Helper()
+	if err := w.setReplicas(ctx(t), replicas); err != nil {
+		t.Fatal(err)
+	}
+	return w.pods(t, replicas)
+}
+
+// setReplicas patches the scale subresource, as KEDA does; usable off the test goroutine.
+func (w workload) setReplicas(c context.Context, replicas int32) error {
 	patch := []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas))
 	var err error
 	if w.Kind == "deployment" {
-		_, err = env.client.AppsV1().Deployments(w.NS).Patch(ctx(t), w.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "scale")
+		_, err = env.client.AppsV1().Deployments(w.NS).Patch(c, w.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "scale")
 	} else {
-		_, err = env.client.AppsV1().StatefulSets(w.NS).Patch(ctx(t), w.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "scale")
+		_, err = env.client.AppsV1().StatefulSets(w.NS).Patch(c, w.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "scale")
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	return err
+}
+
+// pods waits for kube-controller-manager to create n Pods of w (after a scale-up by
+// anyone: the test, Agimo, a simulated KEDA) and returns their names.
+func (w workload) pods(t *testing.T, replicas int32) []string {
+	t.Helper()
 	var names []string
 	c := ctx(t)
 	eventually(t, 60*time.Second, "pods of "+w.Name, func() bool {

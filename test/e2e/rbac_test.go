@@ -50,8 +50,9 @@ func kubectl(t *testing.T, stdin []byte, args ...string) string {
 }
 
 // installChartRBAC applies exactly the chart's ServiceAccount and RBAC objects (rendered
-// by helm with the given --set values) into ns, removed when the test ends.
-func installChartRBAC(t *testing.T, ns, release string, set ...string) {
+// by helm with the given extra arguments, e.g. "--set", "rbac.namespaces={x}") into ns,
+// removed when the test ends.
+func installChartRBAC(t *testing.T, ns, release string, helmArgs ...string) {
 	t.Helper()
 	// helm built by `go install` assumes Kubernetes v1.20 offline; render for the real one.
 	v, err := env.client.Discovery().ServerVersion()
@@ -61,9 +62,7 @@ func installChartRBAC(t *testing.T, ns, release string, set ...string) {
 	args := []string{"template", release, filepath.Join(env.root, "charts", "agimo"), "--namespace", ns,
 		"--kube-version", v.GitVersion,
 		"--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml"}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
+	args = append(args, helmArgs...)
 	var stderr bytes.Buffer
 	cmd := exec.Command(helmBinary(t), args...)
 	cmd.Stderr = &stderr
@@ -117,7 +116,7 @@ func TestChartRBAC(t *testing.T) {
 		set  func(workloadNS string) []string
 	}{
 		{"clusterrole", func(string) []string { return nil }},
-		{"namespaced", func(ns string) []string { return []string{"rbac.namespaces={" + ns + "}"} }},
+		{"namespaced", func(ns string) []string { return []string{"--set", "rbac.namespaces={" + ns + "}"} }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

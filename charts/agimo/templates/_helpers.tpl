@@ -46,7 +46,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- toJson (dict "services" (default list $conf.services)) }}
 {{- end }}
 
-{{/* The RBAC rules Agimo needs: read Services and EndpointSlices, nothing else. */}}
+{{/* The RBAC rules Agimo always needs: read Services and EndpointSlices. */}}
 {{- define "agimo.rbacRules" -}}
 - apiGroups: [""]
   resources: ["services"]
@@ -54,4 +54,64 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{/*
+scaling.enabled, normalised to "auto", "true" or "false".
+*/}}
+{{- define "agimo.scalingMode" -}}
+{{- $m := .Values.scaling.enabled | toString }}
+{{- if not (has $m (list "auto" "true" "false")) }}
+{{- fail (printf "scaling.enabled must be auto, true or false, not %q" $m) }}
+{{- end }}
+{{- $m }}
+{{- end }}
+
+{{/*
+The workloads Agimo scales itself: those of the [[services]] entries of `config` that set
+`wake` or `idle_after`. JSON: {"<namespace>": {"deployments": [names], "statefulsets": [names]}}.
+*/}}
+{{- define "agimo.scaledWorkloads" -}}
+{{- $out := dict }}
+{{- range $s := (include "agimo.services" . | fromJson).services }}
+{{- if or $s.wake $s.idle_after }}
+{{- $type := lower (toString $s.type) }}
+{{- $res := "" }}
+{{- if has $type (list "deployment" "deploy") }}{{ $res = "deployments" }}{{ end }}
+{{- if has $type (list "statefulset" "sts") }}{{ $res = "statefulsets" }}{{ end }}
+{{- if and $res $s.namespace $s.name }}
+{{- $ns := default (dict "deployments" list "statefulsets" list) (get $out $s.namespace) }}
+{{- $_ := set $ns $res (append (get $ns $res) $s.name | uniq | sortAlpha) }}
+{{- $_ := set $out $s.namespace $ns }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/*
+Rules for wake and idle_after: read and change replicas through the scale subresource, and
+read and annotate the workload itself (agimo.dev/last-activity, shared by Agimo replicas).
+Argument: {"deployments": [names], "statefulsets": [names]} restricts the rules to those
+names (a kind with no names gets no rule); "all" grants them for every workload.
+*/}}
+{{- define "agimo.scaleRules" -}}
+{{- range $res := list "deployments" "statefulsets" }}
+{{- $names := list }}
+{{- if kindIs "map" $ }}{{ $names = get $ $res }}{{ end }}
+{{- if or (eq (toString $) "all") $names }}
+- apiGroups: ["apps"]
+  resources: [{{ printf "%s/scale" $res | quote }}]
+  {{- with $names }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
+  verbs: ["get", "update", "patch"]
+- apiGroups: ["apps"]
+  resources: [{{ $res | quote }}]
+  {{- with $names }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
+  verbs: ["get", "patch"]
+{{- end }}
+{{- end }}
 {{- end }}
