@@ -93,6 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	loaded := conf.Stat(f.conf) // before Load: a later edit is a change
 	cfg, err := conf.Load(f.conf)
 	if f.check {
 		if err != nil {
@@ -205,7 +206,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	g.Go(func() error {
-		conf.WatchFile(gctx, f.conf, 2*time.Second, trigger)
+		conf.WatchFile(gctx, f.conf, loaded, 2*time.Second, trigger)
 		return nil
 	})
 	g.Go(func() error {

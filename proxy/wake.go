@@ -29,9 +29,12 @@ type coldStart struct {
 // start, and with wake = true, raises the workload from zero once.
 func (p *Proxy) beginCold(r *route) {
 	cs := r.cs.Load()
-	if cs == nil {
+	// A cold start older than the park timeout failed (its requests got
+	// 503: the pod never became ready, or was scaled away again): this
+	// request starts a new one, which may wake the workload again.
+	if cs == nil || time.Since(cs.start) > r.timeout {
 		fresh := &coldStart{start: time.Now()}
-		if r.cs.CompareAndSwap(nil, fresh) {
+		if r.cs.CompareAndSwap(cs, fresh) {
 			cs = fresh
 		} else {
 			cs = r.cs.Load()
@@ -86,35 +89,63 @@ func workloadOf(s conf.Service) watch.Workload {
 	return watch.Workload{Kind: s.Type, Namespace: s.Namespace, Name: s.Name}
 }
 
+// idleState is what the idler remembers of a host between checks.
+type idleState struct {
+	requests  uint64    // agimo_requests_total at the last check
+	lastCheck time.Time // when the host was last checked
+}
+
 // idler records activity and scales idle workloads to zero for every
-// route with idle_after, until stop is closed.
+// route with idle_after, until stop is closed. Each host is checked every
+// idle_after/3 (at most every 5 s), so that activity is recorded at least
+// twice per idle_after and no other Agimo replica can see a busy workload
+// as idle.
 func (p *Proxy) idler(stop <-chan struct{}) {
-	const tick = 5 * time.Second
-	t := time.NewTicker(tick)
+	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	lastSeen := make(map[*route]uint64) // requests_total at the last tick
+	state := make(map[string]*idleState) // by host, so it survives reloads
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
-			for _, r := range p.routes.Load().byHost {
-				if !r.svc.IdleAfter.Set || p.opts.Scaler == nil {
+			if p.opts.Scaler == nil {
+				continue
+			}
+			seen := make(map[string]bool)
+			for host, r := range p.routes.Load().byHost {
+				if !r.svc.IdleAfter.Set {
 					continue
 				}
-				p.idleCheck(r, now, lastSeen)
+				seen[host] = true
+				st := state[host]
+				if st == nil {
+					st = &idleState{requests: r.m.requests.Get(), lastCheck: now}
+					state[host] = st
+					continue
+				}
+				if now.Sub(st.lastCheck) < min(5*time.Second, r.svc.IdleAfter.Duration/3) {
+					continue
+				}
+				st.lastCheck = now
+				p.idleCheck(r, st, now)
+			}
+			for host := range state {
+				if !seen[host] {
+					delete(state, host)
+				}
 			}
 		}
 	}
 }
 
-func (p *Proxy) idleCheck(r *route, now time.Time, lastSeen map[*route]uint64) {
+func (p *Proxy) idleCheck(r *route, st *idleState, now time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	w := workloadOf(r.svc)
 	n := r.m.requests.Get()
-	if r.m.active.Get() > 0 || n != lastSeen[r] {
-		lastSeen[r] = n
+	if r.m.active.Get() > 0 || n != st.requests {
+		st.requests = n
 		if err := p.opts.Scaler.RecordActivity(ctx, w, now); err != nil {
 			p.log.Warn().Err(err).Str("host", r.host).Msg("record activity failed")
 		}

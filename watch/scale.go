@@ -66,7 +66,7 @@ func (s *Scaler) WakeUp(ctx context.Context, w Workload, replicas int32) (bool, 
 	for attempt := 0; attempt < 3; attempt++ {
 		sc, err := s.getScale(ctx, w)
 		if err != nil {
-			return false, fmt.Errorf("get scale of %s: %w", w, err)
+			return false, fmt.Errorf("get scale of %s: %w", w, explainForbidden(err, w, "get and update", "/scale"))
 		}
 		if sc.Spec.Replicas > 0 {
 			return false, nil
@@ -78,7 +78,7 @@ func (s *Scaler) WakeUp(ctx context.Context, w Workload, replicas int32) (bool, 
 			return true, nil
 		}
 		if !apierrors.IsConflict(err) {
-			return false, fmt.Errorf("scale %s to %d: %w", w, replicas, err)
+			return false, fmt.Errorf("scale %s to %d: %w", w, replicas, explainForbidden(err, w, "get and update", "/scale"))
 		}
 	}
 	return false, nil
@@ -95,9 +95,22 @@ func (s *Scaler) RecordActivity(ctx context.Context, w Workload, at time.Time) e
 		_, err = s.client.AppsV1().Deployments(w.Namespace).Patch(ctx, w.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 	}
 	if err != nil {
-		return fmt.Errorf("record activity on %s: %w", w, err)
+		return fmt.Errorf("record activity on %s: %w", w, explainForbidden(err, w, "get and patch", ""))
 	}
 	return nil
+}
+
+// explainForbidden names the RBAC rule a Forbidden error calls for, as
+// the watch does for its own (issue 2), so the log says what to grant.
+func explainForbidden(err error, w Workload, verbs, sub string) error {
+	if !apierrors.IsForbidden(err) {
+		return err
+	}
+	resource := "deployments"
+	if w.Kind == conf.KindStatefulSet {
+		resource = "statefulsets"
+	}
+	return fmt.Errorf("forbidden by RBAC: grant %s on %s%s (apiGroup \"apps\") in namespace %s: %w", verbs, resource, sub, w.Namespace, err)
 }
 
 // ScaleDownIfIdle scales w to zero if it has replicas and its recorded
@@ -127,9 +140,10 @@ func (s *Scaler) ScaleDownIfIdle(ctx context.Context, w Workload, idle time.Dura
 	}
 	last, err := time.Parse(time.RFC3339Nano, meta.Annotations[LastActivityAnnotation])
 	if err != nil {
-		// Never recorded: count from the workload's creation, so a fresh
-		// workload gets idle_after before it is scaled down.
-		last = meta.CreationTimestamp.Time
+		// Never recorded (a workload just given idle_after, or Agimo just
+		// deployed): start counting now rather than from its creation, so
+		// it gets a whole idle_after before it is scaled down.
+		return false, s.RecordActivity(ctx, w, now)
 	}
 	if now.Sub(last) < idle {
 		return false, nil

@@ -270,9 +270,6 @@ func TestWakeTwoAgimos(t *testing.T) {
 // workload taken back to zero afterwards (idle_after, KEDA, a person): the next request is a
 // new cold start and must wake the workload again.
 func TestWakeAfterFailedColdStart(t *testing.T) {
-	t.Skip("TODO(lead): proxy/wake.go keeps the coldStart (waking=true) of a cold start that never forwarded a response " +
-		"(route.cs is only cleared by firstByteCold), so after every parked request timed out and the workload went back " +
-		"to 0, later requests park without any wake-up until they time out, for as long as agimo runs")
 	ns := newNamespace(t)
 	w := createWorkload(t, ns, "web", "deployment")
 	pod := startPod(t, "web-failed")
@@ -473,10 +470,6 @@ func TestIdleScaleDownTwoAgimos(t *testing.T) {
 // and the two replicas' ticks about 4 s apart: the quiet replica finds the annotation the busy
 // one writes every 5 s already older than idle_after.
 func TestIdleShortIdleAfterTwoAgimos(t *testing.T) {
-	t.Skip("TODO(lead): proxy/wake.go records activity only on its fixed 5 s idle tick, so with idle_after < 5 s " +
-		"(accepted by conf) a replica without traffic scales the workload to zero under another replica's traffic " +
-		"whenever its tick trails the other's by more than idle_after (seen: busy recorded 09:09:33, quiet scaled to " +
-		"zero at 09:09:36 with idle_after = 3s); record at least every idle_after/2, or reject idle_after < 2 ticks")
 	const traffic = 16 * time.Second
 	ns := newNamespace(t)
 	w := createWorkload(t, ns, "web", "deployment")

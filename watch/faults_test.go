@@ -1,0 +1,402 @@
+package watch
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	apiwatch "k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// API-server faults (issue 6): down or hanging at start, down or
+// answering 403 mid-run, expiring watches, flapping endpoints. The rule:
+// readiness (/readyz) reflects only the first sync; after it, Agimo keeps
+// serving from the last known state, says what is wrong in metrics and
+// logs, and catches up with changes made meanwhile once the API server is
+// back. The fake clientset's reactors stand in for the API server; the
+// informers, reflectors and their backoff are the real ones.
+
+// faultKey is the one service every fault test watches.
+var faultKey = Key{Namespace: "apps", Service: "web", Port: 80}
+
+// faultRig is a fake API server with switchable faults, installed before
+// the watcher starts (the fake's reactor chain is not safe to change
+// while informers use it).
+type faultRig struct {
+	cs   *fake.Clientset
+	w    *Watcher
+	set  *metrics.Set
+	logs *syncBuffer
+	// fail, when non-nil, is returned for every list and watch of
+	// EndpointSlices and Services.
+	fail atomic.Pointer[error]
+	// hang, while non-nil, blocks lists until closed.
+	hang atomic.Pointer[chan struct{}]
+	// watches receives the first watch of EndpointSlices, which the test
+	// controls; later watches go to the fake's tracker.
+	ownWatch atomic.Bool
+	watches  chan *apiwatch.FakeWatcher
+}
+
+func newFaultRig(t *testing.T, objs ...runtime.Object) *faultRig {
+	t.Helper()
+	r := &faultRig{cs: fake.NewClientset(objs...), set: metrics.NewSet(), logs: &syncBuffer{}, watches: make(chan *apiwatch.FakeWatcher, 1)}
+	for _, res := range []string{"endpointslices", "services"} {
+		r.cs.PrependReactor("list", res, func(k8stesting.Action) (bool, runtime.Object, error) {
+			if h := r.hang.Load(); h != nil {
+				<-*h
+			}
+			if err := r.fail.Load(); err != nil {
+				return true, nil, *err
+			}
+			return false, nil, nil
+		})
+		r.cs.PrependWatchReactor(res, func(a k8stesting.Action) (bool, apiwatch.Interface, error) {
+			if err := r.fail.Load(); err != nil {
+				return true, nil, *err
+			}
+			if a.GetResource().Resource == "endpointslices" && r.ownWatch.CompareAndSwap(true, false) {
+				fw := apiwatch.NewFakeWithChanSize(16, false)
+				r.watches <- fw
+				return true, fw, nil
+			}
+			return false, nil, nil
+		})
+	}
+	r.w = New(r.cs, []Key{faultKey}, zerolog.New(r.logs), r.set)
+	t.Cleanup(func() {
+		if h := r.hang.Swap(nil); h != nil {
+			close(*h)
+		}
+		r.w.Close()
+	})
+	return r
+}
+
+func (r *faultRig) setFail(err error) {
+	if err == nil {
+		r.fail.Store(nil)
+		return
+	}
+	r.fail.Store(&err)
+}
+
+// start runs Start in the background and returns its result channel.
+func (r *faultRig) start(timeout time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		done <- r.w.Start(ctx)
+	}()
+	return done
+}
+
+// metric returns the value of the series named exactly name, or -1.
+func (r *faultRig) metric(name string) float64 {
+	var b strings.Builder
+	r.set.WritePrometheus(&b)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
+func webService() *corev1.Service {
+	return service("apps", "web", corev1.ServicePort{Name: "http", Port: 80})
+}
+
+func webSlice(ready bool, ips ...string) *discoveryv1.EndpointSlice {
+	var eps []discoveryv1.Endpoint
+	for _, ip := range ips {
+		eps = append(eps, ep(ip, ptr(ready), nil))
+	}
+	return slice("apps", "web-1", "web", ptr("http"), 8080, eps...)
+}
+
+func (r *faultRig) updateSlice(t *testing.T, es *discoveryv1.EndpointSlice) {
+	t.Helper()
+	if _, err := r.cs.DiscoveryV1().EndpointSlices("apps").Update(context.Background(), es, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor waits, by broadcast only, until s's state satisfies ok.
+func waitFor(t *testing.T, s *Service, within time.Duration, what string, ok func(*State) bool) *State {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		st := s.State()
+		if ok(st) {
+			return st
+		}
+		select {
+		case <-st.Changed():
+		case <-timeout:
+			t.Fatalf("after %v: state ready=%v addrs=%v; want %s", within, st.Ready, st.Addrs, what)
+		}
+	}
+}
+
+func hasAddrs(want ...string) func(*State) bool {
+	return func(st *State) bool { return st.Ready && slices.Equal(st.Addrs, want) }
+}
+
+// The API server is down (lists fail) or hangs (lists never answer) when
+// Agimo starts: it is not synced, /readyz stays 503 and
+// agimo_watch_synced 0, and errors are counted and logged; once the API
+// server recovers, Start returns, Synced is true and the state is served.
+func TestAPIServerDownAtStart(t *testing.T) {
+	for _, mode := range []string{"erroring", "hanging"} {
+		t.Run(mode, func(t *testing.T) {
+			r := newFaultRig(t, webService(), webSlice(true, "10.0.0.1"))
+			var release chan struct{}
+			if mode == "erroring" {
+				r.setFail(apierrors.NewServiceUnavailable("etcd is down"))
+			} else {
+				release = make(chan struct{})
+				r.hang.Store(&release)
+			}
+			done := r.start(30 * time.Second)
+			time.Sleep(1200 * time.Millisecond)
+			select {
+			case err := <-done:
+				t.Fatalf("Start returned %v while the API server is %s; want it to keep waiting", err, mode)
+			default:
+			}
+			if r.w.Synced() {
+				t.Fatalf("Synced() = true while the API server is %s", mode)
+			}
+			if got := r.metric("agimo_watch_synced"); got != 0 {
+				t.Errorf("agimo_watch_synced = %v; want 0", got)
+			}
+			if st := r.w.Service(faultKey).State(); st.Ready {
+				t.Errorf("ready before the first sync")
+			}
+			if mode == "erroring" {
+				if got := r.metric(`agimo_watch_errors_total{resource="endpointslices"}`); got < 1 {
+					t.Errorf("agimo_watch_errors_total{endpointslices} = %v; want ≥ 1", got)
+				}
+				if !strings.Contains(r.logs.String(), "serving from last known state and retrying") {
+					t.Errorf("no warning logged for the failing list:\n%s", r.logs.String())
+				}
+				r.setFail(nil)
+			} else {
+				r.hang.Store(nil)
+				close(release)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Start: %v; want nil once the API server is back", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("Start did not return after the API server recovered")
+			}
+			if !r.w.Synced() || r.metric("agimo_watch_synced") != 1 {
+				t.Errorf("Synced() = %v, agimo_watch_synced = %v; want true, 1", r.w.Synced(), r.metric("agimo_watch_synced"))
+			}
+			waitFor(t, r.w.Service(faultKey), 5*time.Second, "ready at 10.0.0.1:8080", hasAddrs("10.0.0.1:8080"))
+		})
+	}
+}
+
+// A watch that expires (410 Gone: the API server compacted past the
+// watcher's resource version) makes the reflector relist, which picks up
+// the changes the broken watch never delivered.
+func TestWatchExpiredRelists(t *testing.T) {
+	r := newFaultRig(t, webService(), webSlice(true, "10.0.0.1"))
+	r.ownWatch.Store(true)
+	if err := <-r.start(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := r.w.Service(faultKey)
+	st := waitFor(t, s, 5*time.Second, "ready at 10.0.0.1", hasAddrs("10.0.0.1:8080"))
+	var fw *apiwatch.FakeWatcher
+	select {
+	case fw = <-r.watches:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the informer never watched EndpointSlices")
+	}
+	// Change the slice behind the controlled watch's back: no event.
+	r.updateSlice(t, webSlice(true, "10.0.0.2"))
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-st.Changed():
+		t.Fatal("state changed without an event; the test's watch is not the informer's")
+	default:
+	}
+	fw.Error(&metav1.Status{Status: metav1.StatusFailure, Code: 410, Reason: metav1.StatusReasonExpired, Message: "too old resource version: 1 (5)"})
+	waitFor(t, s, 10*time.Second, "ready at 10.0.0.2 after the relist", hasAddrs("10.0.0.2:8080"))
+	// The new watch is live again.
+	r.updateSlice(t, webSlice(false, "10.0.0.2"))
+	waitFor(t, s, 5*time.Second, "not ready after an event on the new watch", func(st *State) bool { return !st.Ready })
+	if !r.w.Synced() {
+		t.Error("Synced() = false after a relist; want it to stay true")
+	}
+}
+
+// Mid-run, the API server goes down or starts answering 403 (RBAC
+// revoked): the last known state keeps being served unchanged, /readyz is
+// unaffected, errors are counted and logged (a 403 naming the missing
+// permission), the event age grows; when the API server is back, changes
+// made meanwhile are picked up.
+func TestAPIServerFaultMidRun(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		log  string
+	}{
+		{"down", apierrors.NewServiceUnavailable("apiserver is restarting"), "serving from last known state and retrying"},
+		{"forbidden", apierrors.NewForbidden(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}, "", nil), "list and watch endpointslices"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newFaultRig(t, webService(), webSlice(true, "10.0.0.1"))
+			r.ownWatch.Store(true)
+			if err := <-r.start(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			s := r.w.Service(faultKey)
+			st := waitFor(t, s, 5*time.Second, "ready at 10.0.0.1", hasAddrs("10.0.0.1:8080"))
+			fw := <-r.watches
+			errsBefore := r.metric(`agimo_watch_errors_total{resource="endpointslices"}`)
+
+			// Break the API server, then end the informer's watch with the
+			// same error, as a real API server would.
+			r.setFail(tc.err)
+			status := tc.err.(apierrors.APIStatus).Status()
+			fw.Error(&status)
+			// Meanwhile the cluster changes; Agimo cannot know yet.
+			r.updateSlice(t, webSlice(true, "10.0.0.9"))
+			deadline := time.Now().Add(2500 * time.Millisecond)
+			for time.Now().Before(deadline) {
+				if now := s.State(); now != st {
+					t.Fatalf("state replaced while the API server is %s: ready=%v addrs=%v; want the last known state kept", tc.name, now.Ready, now.Addrs)
+				}
+				if !r.w.Synced() {
+					t.Fatalf("Synced() = false during the outage; /readyz must reflect only the first sync")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if got := r.metric(`agimo_watch_errors_total{resource="endpointslices"}`); got <= errsBefore {
+				t.Errorf("agimo_watch_errors_total{endpointslices} = %v (was %v); want it to grow during the outage", got, errsBefore)
+			}
+			if age := r.metric("agimo_watch_last_event_age_seconds"); age < 2 {
+				t.Errorf("agimo_watch_last_event_age_seconds = %v; want ≥ 2 after 2.5s without events", age)
+			}
+			if !strings.Contains(r.logs.String(), tc.log) {
+				t.Errorf("log lacks %q:\n%s", tc.log, r.logs.String())
+			}
+			r.setFail(nil)
+			waitFor(t, s, 20*time.Second, "ready at 10.0.0.9 after recovery", hasAddrs("10.0.0.9:8080"))
+		})
+	}
+}
+
+// Endpoints flapping ready/unready. Paced (each flip lands before the
+// next), every flip is broadcast, in order, and nothing else is. In a
+// burst, flips may coalesce (a waiter only needs the current state), but
+// no waiter misses the end of it: every waiter, whatever state it parked
+// on, is woken and sees the final state, which is correct.
+func TestEndpointsFlapping(t *testing.T) {
+	t.Run("paced", func(t *testing.T) {
+		r := newFaultRig(t, webService(), webSlice(false, "10.0.0.1"))
+		if err := <-r.start(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		s := r.w.Service(faultKey)
+		st := s.State()
+		for i := range 20 {
+			ready := i%2 == 0
+			r.updateSlice(t, webSlice(ready, "10.0.0.1"))
+			select {
+			case <-st.Changed():
+			case <-time.After(5 * time.Second):
+				t.Fatalf("flip %d (ready=%v) was not broadcast", i, ready)
+			}
+			next := s.State()
+			if next.Ready != ready {
+				t.Fatalf("flip %d: broadcast state ready=%v; want %v", i, next.Ready, ready)
+			}
+			st = next
+		}
+		// Nothing more is broadcast once the flips stop.
+		select {
+		case <-st.Changed():
+			t.Errorf("spurious broadcast after the last flip")
+		case <-time.After(200 * time.Millisecond):
+		}
+	})
+	t.Run("burst", func(t *testing.T) {
+		r := newFaultRig(t, webService(), webSlice(false, "10.0.0.1"))
+		if err := <-r.start(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		s := r.w.Service(faultKey)
+		const flips = 200
+		var wg sync.WaitGroup
+		var woken, stuck atomic.Int64
+		stop := make(chan struct{})
+		// Waiters park on whatever state is current while the burst runs,
+		// as parked requests would, and follow broadcasts to the end.
+		for range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st := s.State()
+				for {
+					if st.Ready && slices.Equal(st.Addrs, []string{"10.0.0.2:8080"}) {
+						woken.Add(1)
+						return
+					}
+					select {
+					case <-st.Changed():
+						st = s.State()
+					case <-stop:
+						stuck.Add(1)
+						return
+					}
+				}
+			}()
+			time.Sleep(time.Millisecond)
+		}
+		for i := range flips {
+			r.updateSlice(t, webSlice(i%2 == 0, "10.0.0.1"))
+		}
+		r.updateSlice(t, webSlice(true, "10.0.0.2"))
+		waitFor(t, s, 10*time.Second, "ready at 10.0.0.2 after the burst", hasAddrs("10.0.0.2:8080"))
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			close(stop)
+			<-done
+		}
+		if n := stuck.Load(); n > 0 {
+			t.Errorf("%d of 50 waiters never saw the final state: a broadcast was lost", n)
+		}
+		if n := woken.Load(); n != 50 {
+			t.Errorf("%d of 50 waiters saw the final state; want all", n)
+		}
+	})
+}
