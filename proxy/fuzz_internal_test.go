@@ -113,17 +113,36 @@ func FuzzIsUpgrade(f *testing.F) {
 		if !ok {
 			return
 		}
-		want := h.IsGet() && h.IsHTTP11() && h.ContentLength() == 0 &&
+		// No body: no Transfer-Encoding line at all, and no or a zero
+		// Content-Length (RFC 9112 §6.3), read from the raw head.
+		n := h.ContentLength()
+		teLine := hasFieldLine(raw, "Transfer-Encoding")
+		noBody := !teLine && (n == 0 || n == -2)
+		want := h.IsGet() && h.IsHTTP11() && noBody &&
 			containsFold(listElems(values(h, fasthttp.HeaderConnection)...), "upgrade") &&
 			containsFold(listElems(values(h, fasthttp.HeaderUpgrade)...), "websocket")
 		got := isUpgrade(h)
 		if got && !want && looseSpaceOnly(values(h, fasthttp.HeaderConnection), values(h, fasthttp.HeaderUpgrade)) {
 			fuzzTODO(t, "hasToken trims Unicode spaces (bytes.TrimSpace), not just SP/HTAB: a token padded with \\v, \\f or U+0085/U+00A0 counts")
 		}
+		if got && !want && teLine && n == -2 {
+			fuzzTODO(t, "\"Transfer-Encoding: identity\" (or another non-chunked coding) is read as no body (ContentLength -2)")
+		}
 		if got != want {
 			t.Errorf("isUpgrade = %v; want %v for head %q", got, want, raw)
 		}
 	})
+}
+
+// hasFieldLine reports whether the raw head has a field line named name.
+func hasFieldLine(raw []byte, name string) bool {
+	head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
+	for _, l := range bytes.Split(head, []byte("\n")) {
+		if k, _, ok := bytes.Cut(l, []byte(":")); ok && strings.EqualFold(string(bytes.TrimSpace(k)), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // looseSpaceOnly reports whether some field value holds whitespace other

@@ -28,7 +28,7 @@ type headerCase struct {
 	todo       string
 }
 
-func get(headers string) string { return "GET /h HTTP/1.1\r\nHost: app.test\r\n" + headers + "\r\n" }
+func advGet(headers string) string { return "GET /h HTTP/1.1\r\nHost: app.test\r\n" + headers + "\r\n" }
 
 var headerCases = []headerCase{
 	// RFC 9112 §5.1: "No whitespace is allowed between the field name and
@@ -36,31 +36,31 @@ var headerCases = []headerCase{
 	// any received request message that contains whitespace between a
 	// header field name and colon."
 	{name: "space-before-colon-host", req: "GET /h HTTP/1.1\r\nHost : app.test\r\n\r\n", want: mustReject},
-	{name: "space-before-colon", req: get("X-Foo : bar\r\n"), want: mustReject},
-	{name: "tab-before-colon", req: get("X-Foo\t: bar\r\n"), want: mustReject},
+	{name: "space-before-colon", req: advGet("X-Foo : bar\r\n"), want: mustReject},
+	{name: "tab-before-colon", req: advGet("X-Foo\t: bar\r\n"), want: mustReject},
 	// RFC 9112 §5.2: obs-fold is rejected with 400, or each fold replaced
 	// by SP before forwarding; never forwarded as a fold.
-	{name: "obs-fold", req: get("X-Foo: a\r\n b\r\n"), want: mayEither, forbidden: []string{"a\r\n b"}, wantHeader: &advField{"X-Foo", "a b"}},
-	{name: "obs-fold-tab", req: get("X-Foo: a\r\n\tb\r\n"), want: mayEither, forbidden: []string{"a\r\n\tb"}},
+	{name: "obs-fold", req: advGet("X-Foo: a\r\n b\r\n"), want: mayEither, forbidden: []string{"a\r\n b"}, wantHeader: &advField{"X-Foo", "a b"}},
+	{name: "obs-fold-tab", req: advGet("X-Foo: a\r\n\tb\r\n"), want: mayEither, forbidden: []string{"a\r\n\tb"}},
 	// A first field line that starts with whitespace (RFC 9112 §2.2).
 	{name: "leading-space-first-field", req: "GET /h HTTP/1.1\r\n Host: app.test\r\n\r\n", want: mustReject},
-	{name: "leading-tab-field", req: get("\tX-Foo: a\r\n"), want: mustReject},
+	{name: "leading-tab-field", req: advGet("\tX-Foo: a\r\n"), want: mustReject},
 	// RFC 9110 §5.5: CR, LF and NUL in a value are invalid and dangerous:
 	// reject, or replace with SP. Other CTLs are invalid too.
-	{name: "nul-in-value", req: get("X-Foo: a\x00b\r\n"), want: mayEither, forbidden: []string{"a\x00b"}},
-	{name: "bare-cr-in-value", req: get("X-Foo: a\rX-Injected: 1\r\n"), want: mayEither, forbidden: []string{"\rX-Injected", "\r\nX-Injected"}},
-	{name: "ctl-in-value", req: get("X-Foo: a\x01b\r\n"), want: mayEither, forbidden: []string{"a\x01b"}},
-	{name: "del-in-value", req: get("X-Foo: a\x7fb\r\n"), want: mayEither, forbidden: []string{"a\x7fb"}},
-	{name: "obs-text-in-value", req: get("X-Foo: caf\xe9\r\n"), want: mayEither},
+	{name: "nul-in-value", req: advGet("X-Foo: a\x00b\r\n"), want: mayEither, forbidden: []string{"a\x00b"}},
+	{name: "bare-cr-in-value", req: advGet("X-Foo: a\rX-Injected: 1\r\n"), want: mayEither, forbidden: []string{"\rX-Injected", "\r\nX-Injected"}},
+	{name: "ctl-in-value", req: advGet("X-Foo: a\x01b\r\n"), want: mayEither, forbidden: []string{"a\x01b"}},
+	{name: "del-in-value", req: advGet("X-Foo: a\x7fb\r\n"), want: mayEither, forbidden: []string{"a\x7fb"}},
+	{name: "obs-text-in-value", req: advGet("X-Foo: caf\xe9\r\n"), want: mayEither},
 	// A bare LF may end a line (RFC 9112 §2.2); then both fields are fields.
-	{name: "bare-lf-between-fields", req: get("X-Foo: a\nX-Bar: b\r\n"), want: mayEither, forbidden: []string{"a\nX-Bar"}},
+	{name: "bare-lf-between-fields", req: advGet("X-Foo: a\nX-Bar: b\r\n"), want: mayEither, forbidden: []string{"a\nX-Bar"}},
 	// Field names are tokens (RFC 9110 §5.1).
-	{name: "nul-in-name", req: get("X-F\x00oo: a\r\n"), want: mustReject},
-	{name: "empty-name", req: get(": a\r\n"), want: mustReject},
-	{name: "no-colon", req: get("X-Foo a\r\n"), want: mustReject},
-	{name: "space-in-name", req: get("X Foo: a\r\n"), want: mayEither, forbidden: []string{"X Foo"},
+	{name: "nul-in-name", req: advGet("X-F\x00oo: a\r\n"), want: mustReject},
+	{name: "empty-name", req: advGet(": a\r\n"), want: mustReject},
+	{name: "no-colon", req: advGet("X-Foo a\r\n"), want: mustReject},
+	{name: "space-in-name", req: advGet("X Foo: a\r\n"), want: mayEither, forbidden: []string{"X Foo"},
 		todo: "a field name with a space (\"X Foo: a\") is forwarded verbatim; want 400 (RFC 9110 §5.1: names are tokens)"},
-	{name: "non-ascii-name", req: get("X-F\xf6o: a\r\n"), want: mayEither, forbidden: []string{"X-F\xf6o"}},
+	{name: "non-ascii-name", req: advGet("X-F\xf6o: a\r\n"), want: mayEither, forbidden: []string{"X-F\xf6o"}},
 	// Request line (RFC 9112 §3): one SP between parts, exact version.
 	{name: "double-space", req: "GET  /h HTTP/1.1\r\nHost: app.test\r\n\r\n", want: mustReject},
 	{name: "trailing-space", req: "GET /h HTTP/1.1 \r\nHost: app.test\r\n\r\n", want: mustReject},
@@ -158,7 +158,7 @@ func TestUnderscoreHeadersCannotAlias(t *testing.T) {
 	for _, name := range []string{"X_Forwarded_For", "x_forwarded_for", "X-Forwarded_For", "X_Forwarded-Proto", "X_FORWARDED_HOST"} {
 		t.Run(name, func(t *testing.T) {
 			u.reset()
-			res := advSend(t, h.addr, get(name+": 6.6.6.6\r\n"), 300*time.Millisecond)
+			res := advSend(t, h.addr, advGet(name+": 6.6.6.6\r\n"), 300*time.Millisecond)
 			u.settle(10 * time.Millisecond)
 			if len(res.Responses) != 1 {
 				t.Fatalf("got %v; want one response", res)
@@ -192,10 +192,10 @@ func TestOversizedHeaders(t *testing.T) {
 		name, req string
 		want      int
 	}{
-		{"long-line", get("X-Big: " + strings.Repeat("a", 20<<10) + "\r\n"), 431},
-		{"many-lines", get(many), 431},
-		{"huge-block", get(strings.Repeat("X-Hdr: "+strings.Repeat("v", 1000)+"\r\n", 100)), 431},
-		{"under-limit", get("X-Big: " + strings.Repeat("a", 8<<10) + "\r\n"), 200},
+		{"long-line", advGet("X-Big: " + strings.Repeat("a", 20<<10) + "\r\n"), 431},
+		{"many-lines", advGet(many), 431},
+		{"huge-block", advGet(strings.Repeat("X-Hdr: "+strings.Repeat("v", 1000)+"\r\n", 100)), 431},
+		{"under-limit", advGet("X-Big: " + strings.Repeat("a", 8<<10) + "\r\n"), 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u.reset()
@@ -284,7 +284,7 @@ func TestBodyOverLimit(t *testing.T) {
 	t.Run("content-length-parked", func(t *testing.T) {
 		// Not ready: the answer must not wait for readiness.
 		start := time.Now()
-		res := advSend(t, h.addr, post("Content-Length: 2048\r\n", big), time.Second)
+		res := advSend(t, h.addr, advPost("Content-Length: 2048\r\n", big), time.Second)
 		if len(res.Responses) != 1 || res.Responses[0].Status != 413 || !res.Closed {
 			t.Fatalf("got %v; want one 413 and a close", res)
 		}
@@ -295,7 +295,7 @@ func TestBodyOverLimit(t *testing.T) {
 	h.setEndpoints("apps", "app", true, u.addr())
 	t.Run("under-limit", func(t *testing.T) {
 		// Also waits until the service is ready.
-		res := advSend(t, h.addr, post("Content-Length: 1000\r\n", big[:1000]), time.Second)
+		res := advSend(t, h.addr, advPost("Content-Length: 1000\r\n", big[:1000]), time.Second)
 		if len(res.Responses) != 1 || res.Responses[0].Status != 200 {
 			t.Fatalf("got %v; want 200", res)
 		}
@@ -303,7 +303,7 @@ func TestBodyOverLimit(t *testing.T) {
 	t.Run("content-length", func(t *testing.T) {
 		u.settle(10 * time.Millisecond)
 		u.reset()
-		res := advSend(t, h.addr, post("Content-Length: 2048\r\n", big), time.Second)
+		res := advSend(t, h.addr, advPost("Content-Length: 2048\r\n", big), time.Second)
 		if len(res.Responses) != 1 || res.Responses[0].Status != 413 || !res.Closed {
 			t.Fatalf("got %v; want one 413 and a close", res)
 		}
@@ -314,7 +314,7 @@ func TestBodyOverLimit(t *testing.T) {
 	t.Run("chunked", func(t *testing.T) {
 		u.settle(10 * time.Millisecond)
 		u.reset()
-		res := advSend(t, h.addr, post("Transfer-Encoding: chunked\r\n", chunk(big)+"0\r\n\r\n"), time.Second)
+		res := advSend(t, h.addr, advPost("Transfer-Encoding: chunked\r\n", advChunk(big)+"0\r\n\r\n"), time.Second)
 		u.settle(10 * time.Millisecond)
 		if reqs, _ := u.requests(); len(reqs) != 0 {
 			t.Errorf("upstream received a complete %d-byte body; want the request cut off at 1 KiB", len(reqs[0].Body))
@@ -340,20 +340,20 @@ func TestHopByHopRequest(t *testing.T) {
 		body      string
 		todo      string
 	}{
-		{name: "standard", req: get("Connection: keep-alive\r\nKeep-Alive: 300\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\n"),
+		{name: "standard", req: advGet("Connection: keep-alive\r\nKeep-Alive: 300\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\n"),
 			gone: []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "TE", "Trailer", "Upgrade"}},
-		{name: "listed", req: get("Connection: X-Secret\r\nX-Secret: s\r\n"), gone: []string{"X-Secret"}},
-		{name: "listed-odd-spacing-and-case", req: get("Connection:  x-secret ,X-OTHER,,\r\nX-Secret: s\r\nX-Other: o\r\n"), gone: []string{"X-Secret", "X-Other"}},
-		{name: "listed-in-second-connection-line", req: get("Connection: keep-alive\r\nConnection: X-Secret\r\nX-Secret: s\r\n"), gone: []string{"X-Secret"},
+		{name: "listed", req: advGet("Connection: X-Secret\r\nX-Secret: s\r\n"), gone: []string{"X-Secret"}},
+		{name: "listed-odd-spacing-and-case", req: advGet("Connection:  x-secret ,X-OTHER,,\r\nX-Secret: s\r\nX-Other: o\r\n"), gone: []string{"X-Secret", "X-Other"}},
+		{name: "listed-in-second-connection-line", req: advGet("Connection: keep-alive\r\nConnection: X-Secret\r\nX-Secret: s\r\n"), gone: []string{"X-Secret"},
 			todo: "only the first Connection line is read: with \"Connection: keep-alive\" then \"Connection: X-Secret\", X-Secret is forwarded"},
-		{name: "listed-twice-repeated-field", req: get("Connection: X-Secret\r\nX-Secret: a\r\nX-Secret: b\r\n"), gone: []string{"X-Secret"}},
-		{name: "listing-x-forwarded-for", req: get("Connection: X-Forwarded-For, X-Forwarded-Proto\r\n"),
+		{name: "listed-twice-repeated-field", req: advGet("Connection: X-Secret\r\nX-Secret: a\r\nX-Secret: b\r\n"), gone: []string{"X-Secret"}},
+		{name: "listing-x-forwarded-for", req: advGet("Connection: X-Forwarded-For, X-Forwarded-Proto\r\n"),
 			keep: map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http"}},
-		{name: "listing-host", req: get("Connection: Host\r\n"), keep: map[string]string{"Host": "app.test", "X-Forwarded-Host": "app.test"},
+		{name: "listing-host", req: advGet("Connection: Host\r\n"), keep: map[string]string{"Host": "app.test", "X-Forwarded-Host": "app.test"},
 			todo: "\"Connection: Host\" blanks X-Forwarded-Host: upstream gets \"X-Forwarded-Host: \" (Host itself survives)"},
-		{name: "listing-content-length", req: post("Connection: Content-Length\r\nContent-Length: 5\r\n", "abcde"), body: "abcde",
+		{name: "listing-content-length", req: advPost("Connection: Content-Length\r\nContent-Length: 5\r\n", "abcde"), body: "abcde",
 			todo: "\"Connection: Content-Length\" drops the body: upstream gets \"Content-Length: 0\" and no body (a different request)"},
-		{name: "listing-transfer-encoding", req: post("Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n", chunk("abcde")+"0\r\n\r\n"), body: "abcde"},
+		{name: "listing-transfer-encoding", req: advPost("Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n", advChunk("abcde")+"0\r\n\r\n"), body: "abcde"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.todo != "" {
@@ -413,7 +413,7 @@ func TestHopByHopResponse(t *testing.T) {
 			u.setRespond(func(int, *http.Request, []byte) string {
 				return "HTTP/1.1 200 OK\r\n" + tc.head + "X-App: a\r\nContent-Length: 2\r\n\r\nok"
 			})
-			res := advSend(t, h.addr, get(""), 300*time.Millisecond)
+			res := advSend(t, h.addr, advGet(""), 300*time.Millisecond)
 			if len(res.Responses) != 1 || res.Responses[0].Status != 200 || res.Responses[0].Body != "ok" {
 				t.Fatalf("got %v; want one 200 \"ok\"", res)
 			}
@@ -450,7 +450,7 @@ func TestClientCannotSpoofForwarded(t *testing.T) {
 				advTODO(t, tc.todo)
 			}
 			u.reset()
-			res := advSend(t, h.addr, get(tc.headers), 300*time.Millisecond)
+			res := advSend(t, h.addr, advGet(tc.headers), 300*time.Millisecond)
 			u.settle(10 * time.Millisecond)
 			if len(res.Responses) != 1 || res.Responses[0].Status != 200 {
 				t.Fatalf("got %v; want one 200", res)
@@ -483,7 +483,7 @@ func TestTrustedForwardedAppends(t *testing.T) {
 				advTODO(t, tc.todo)
 			}
 			u.reset()
-			res := advSend(t, h.addr, get(tc.headers), 300*time.Millisecond)
+			res := advSend(t, h.addr, advGet(tc.headers), 300*time.Millisecond)
 			u.settle(10 * time.Millisecond)
 			if len(res.Responses) != 1 || res.Responses[0].Status != 200 {
 				t.Fatalf("got %v; want one 200", res)
@@ -513,7 +513,7 @@ func lastHead(u *recUpstream) []advField {
 func TestNoInventedRequestHeaders(t *testing.T) {
 	advTODO(t, "a POST with a body and no Content-Type is forwarded with \"Content-Type: application/octet-stream\" added")
 	h, u := advSetup(t, oneService)
-	res := advSend(t, h.addr, post("Content-Length: 3\r\n", "abc"), 300*time.Millisecond)
+	res := advSend(t, h.addr, advPost("Content-Length: 3\r\n", "abc"), 300*time.Millisecond)
 	u.settle(10 * time.Millisecond)
 	if len(res.Responses) != 1 || res.Responses[0].Status != 200 {
 		t.Fatalf("got %v; want one 200", res)
