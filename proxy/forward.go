@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -34,6 +35,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 			addr = st.Addrs[int(r.next.Add(1)-1)%len(st.Addrs)]
 		}
 		err = p.pools.get(addr, r.upstreamTimeout).Do(req, resp)
+		if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
+			// A 101 to a request that asked for no upgrade: nothing sane
+			// can follow it on this connection.
+			resp.SetConnectionClose()
+			err = errUnsolicited101
+		}
 		if err == nil || !isRefused(err) {
 			break
 		}
@@ -126,6 +133,13 @@ func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
 	case errors.Is(err, errBodyTooLarge):
 		p.reply(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
 		return
+	case errors.As(err, new(clientBodyError)):
+		// The client's body was malformed (a bad chunk): its fault, not
+		// the upstream's, and the stream is out of step: close.
+		p.log.Debug().Str("host", r.host).Err(err).Msg("bad request body")
+		ctx.SetConnectionClose()
+		p.reply(ctx, fasthttp.StatusBadRequest, "malformed request body")
+		return
 	case errors.Is(err, errParkFull):
 		r.m.rejected.Inc()
 		p.coldRetry(ctx, r, "too many requests waiting for service "+r.host)
@@ -170,6 +184,8 @@ func errorKind(err error) string {
 	return errProtocol
 }
 
+var errUnsolicited101 = errors.New("101 Switching Protocols to a request without Upgrade")
+
 func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
 func isDialError(err error) bool {
@@ -194,7 +210,12 @@ func copyResponseHead(dst, src *fasthttp.ResponseHeader) {
 	if m := src.StatusMessage(); len(m) > 0 {
 		dst.SetStatusMessage(m)
 	}
-	listed := src.Peek(fasthttp.HeaderConnection)
+	var listed []byte
+	if vals := src.PeekAll(fasthttp.HeaderConnection); len(vals) == 1 {
+		listed = vals[0]
+	} else if len(vals) > 1 {
+		listed = bytes.Join(vals, []byte(","))
+	}
 	for k, v := range src.All() {
 		if !isFraming(k) && !isHopByHop(k, listed) {
 			dst.AddBytesKV(k, v)

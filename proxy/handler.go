@@ -18,6 +18,12 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		rc.pending = false
 		r = rc.route
 	} else {
+		if status, why := checkRequest(ctx); status != 0 {
+			p.log.Debug().Str("remote", ctx.RemoteAddr().String()).Int("status", status).Str("reason", why).Msg("request rejected")
+			ctx.SetConnectionClose()
+			p.reply(ctx, status, why)
+			return
+		}
 		var status int
 		if r, status = p.lookup(ctx); status != 0 {
 			p.log.Debug().Bytes("host", ctx.Request.Header.Host()).Int("status", status).
@@ -47,11 +53,13 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 			p.reply(ctx, fasthttp.StatusRequestEntityTooLarge, "request body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
 			return
 		}
+		body := ctx.RequestBodyStream()
 		if p.maxBody > 0 && n < 0 {
 			// Chunked: the size is known only at the end, so count as it
 			// streams and fail the request past the limit.
-			ctx.Request.SetBodyStream(&limitedBody{r: ctx.RequestBodyStream(), left: p.maxBody}, -1)
+			body = &limitedBody{r: body, left: p.maxBody}
 		}
+		ctx.Request.SetBodyStream(&clientBody{r: body}, n)
 		// The header timeout's deadline is still armed: lift it, so a
 		// large body may stream for as long as it takes.
 		_ = ctx.Conn().SetReadDeadline(time.Time{})

@@ -40,9 +40,16 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 	// Host header from it, lower-cased: keep the client's Host as sent.
 	ctx.Request.UseHostHeader = true
 	h.ResetConnectionClose()
-	stripConnectionListed(h.Peek(fasthttp.HeaderConnection), h.DelBytes)
+	// Never let fasthttp add a Content-Type the client did not send.
+	h.SetNoDefaultContentType(true)
+	for _, v := range h.PeekAll(fasthttp.HeaderConnection) {
+		stripConnectionListed(v, h.DelBytes)
+	}
 	for _, k := range hopByHop {
 		h.DelBytes(k)
+	}
+	if hasUnderscoreName(h.RawHeaders()) {
+		dropUnderscoreNames(h)
 	}
 	if _, hasBody := requestBody(ctx); !hasBody {
 		// No body: drop the empty stream, so that fasthttp may resend a
@@ -52,19 +59,36 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 
 	var buf [64]byte
 	ip := appendRemoteIP(buf[:0], ctx.RemoteAddr())
-	if prior := h.PeekBytes(hXForwardedFor); trust && len(prior) > 0 {
-		v := make([]byte, 0, len(prior)+2+len(ip))
-		v = append(append(append(v, prior...), ", "...), ip...)
-		h.SetBytesKV(hXForwardedFor, v)
-	} else {
-		h.SetBytesKV(hXForwardedFor, ip)
+	// Exactly one of each X-Forwarded-* goes upstream: repeated lines are
+	// where a client hides a spoofed value from a proxy that reads one.
+	if trust {
+		var xff []byte
+		for _, v := range h.PeekAll(string(hXForwardedFor)) {
+			xff = append(append(xff, v...), ", "...)
+		}
+		xff = append(xff, ip...)
+		proto := append([]byte(nil), h.PeekBytes(hXForwardedProto)...)
+		fwdHost := append([]byte(nil), h.PeekBytes(hXForwardedHost)...)
+		h.DelBytes(hXForwardedFor)
+		h.DelBytes(hXForwardedProto)
+		h.DelBytes(hXForwardedHost)
+		h.SetBytesKV(hXForwardedFor, xff)
+		if len(proto) == 0 {
+			proto = protoHTTP
+		}
+		if len(fwdHost) == 0 {
+			fwdHost = h.Host()
+		}
+		h.SetBytesKV(hXForwardedProto, proto)
+		h.SetBytesKV(hXForwardedHost, fwdHost)
+		return
 	}
-	if !trust || len(h.PeekBytes(hXForwardedProto)) == 0 {
-		h.SetBytesKV(hXForwardedProto, protoHTTP)
-	}
-	if !trust || len(h.PeekBytes(hXForwardedHost)) == 0 {
-		h.SetBytesKV(hXForwardedHost, h.Host())
-	}
+	h.DelBytes(hXForwardedFor)
+	h.DelBytes(hXForwardedProto)
+	h.DelBytes(hXForwardedHost)
+	h.SetBytesKV(hXForwardedFor, ip)
+	h.SetBytesKV(hXForwardedProto, protoHTTP)
+	h.SetBytesKV(hXForwardedHost, h.Host())
 }
 
 // isHopByHop reports whether header k must not be forwarded: a standard
@@ -97,16 +121,20 @@ func isFraming(k []byte) bool {
 }
 
 // stripConnectionListed deletes each header named in a Connection value
-// ("keep-alive, X-Secret"): the sender marked them hop-by-hop.
+// ("keep-alive, X-Secret"): the sender marked them hop-by-hop. Framing
+// fields and Host are never taken: a client must not be able to make the
+// proxy drop the body's length or the route.
 func stripConnectionListed(v []byte, del func([]byte)) {
 	for len(v) > 0 {
 		var tok []byte
 		tok, v, _ = bytes.Cut(v, []byte{','})
-		if tok = bytes.TrimSpace(tok); len(tok) > 0 {
+		if tok = bytes.TrimSpace(tok); len(tok) > 0 && !isFraming(tok) && !bytes.EqualFold(tok, hHost) {
 			del(tok)
 		}
 	}
 }
+
+var hHost = []byte("Host")
 
 func appendRemoteIP(dst []byte, a net.Addr) []byte {
 	if ta, ok := a.(*net.TCPAddr); ok {

@@ -58,8 +58,7 @@ var headerCases = []headerCase{
 	{name: "nul-in-name", req: advGet("X-F\x00oo: a\r\n"), want: mustReject},
 	{name: "empty-name", req: advGet(": a\r\n"), want: mustReject},
 	{name: "no-colon", req: advGet("X-Foo a\r\n"), want: mustReject},
-	{name: "space-in-name", req: advGet("X Foo: a\r\n"), want: mayEither, forbidden: []string{"X Foo"},
-		todo: "a field name with a space (\"X Foo: a\") is forwarded verbatim; want 400 (RFC 9110 §5.1: names are tokens)"},
+	{name: "space-in-name", req: advGet("X Foo: a\r\n"), want: mayEither, forbidden: []string{"X Foo"}},
 	{name: "non-ascii-name", req: advGet("X-F\xf6o: a\r\n"), want: mayEither, forbidden: []string{"X-F\xf6o"}},
 	// Request line (RFC 9112 §3): one SP between parts, exact version.
 	{name: "double-space", req: "GET  /h HTTP/1.1\r\nHost: app.test\r\n\r\n", want: mustReject},
@@ -72,10 +71,8 @@ var headerCases = []headerCase{
 	{name: "leading-empty-lines", req: "\r\n\r\nGET /h HTTP/1.1\r\nHost: app.test\r\n\r\n", want: mayEither},
 	// RFC 9110 §6.2: an intermediary sends its own version; HTTP/2 and
 	// later over HTTP/1 syntax is not a version it speaks (505).
-	{name: "version-2.0", req: "GET /h HTTP/2.0\r\nHost: app.test\r\n\r\n", want: mustReject, forbidden: []string{"HTTP/2.0"},
-		todo: "\"GET /h HTTP/2.0\" is forwarded with request line \"GET /h HTTP/2.0\"; want 505 (or 400)"},
-	{name: "version-1.2", req: "GET /h HTTP/1.2\r\nHost: app.test\r\n\r\n", want: mayEither, forbidden: []string{"HTTP/1.2"},
-		todo: "\"HTTP/1.2\" is forwarded verbatim in the request line; want it sent as HTTP/1.1 (RFC 9110 §6.2) or 505"},
+	{name: "version-2.0", req: "GET /h HTTP/2.0\r\nHost: app.test\r\n\r\n", want: mustReject, forbidden: []string{"HTTP/2.0"}},
+	{name: "version-1.2", req: "GET /h HTTP/1.2\r\nHost: app.test\r\n\r\n", want: mayEither, forbidden: []string{"HTTP/1.2"}},
 	// A request whose lines all end in bare LF: either served or rejected,
 	// promptly.
 	{name: "all-bare-lf", req: "GET /h HTTP/1.1\nHost: app.test\nX-Foo: a\n\n", want: mayEither,
@@ -153,7 +150,6 @@ func checkHeaderCase(t *testing.T, u *recUpstream, res advResult, tc headerCase)
 // drops such headers (underscores_in_headers off); Agimo must drop them
 // or reject the request.
 func TestUnderscoreHeadersCannotAlias(t *testing.T) {
-	advTODO(t, "headers with underscores that alias X-Forwarded-* (X_Forwarded_For, X-Forwarded_Host, …) are forwarded (with their case changed, e.g. \"X_forwarded_for: 6.6.6.6\")")
 	h, u := advSetup(t, oneService)
 	for _, name := range []string{"X_Forwarded_For", "x_forwarded_for", "X-Forwarded_For", "X_Forwarded-Proto", "X_FORWARDED_HOST"} {
 		t.Run(name, func(t *testing.T) {
@@ -344,15 +340,12 @@ func TestHopByHopRequest(t *testing.T) {
 			gone: []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "TE", "Trailer", "Upgrade"}},
 		{name: "listed", req: advGet("Connection: X-Secret\r\nX-Secret: s\r\n"), gone: []string{"X-Secret"}},
 		{name: "listed-odd-spacing-and-case", req: advGet("Connection:  x-secret ,X-OTHER,,\r\nX-Secret: s\r\nX-Other: o\r\n"), gone: []string{"X-Secret", "X-Other"}},
-		{name: "listed-in-second-connection-line", req: advGet("Connection: keep-alive\r\nConnection: X-Secret\r\nX-Secret: s\r\n"), gone: []string{"X-Secret"},
-			todo: "only the first Connection line is read: with \"Connection: keep-alive\" then \"Connection: X-Secret\", X-Secret is forwarded"},
+		{name: "listed-in-second-connection-line", req: advGet("Connection: keep-alive\r\nConnection: X-Secret\r\nX-Secret: s\r\n"), gone: []string{"X-Secret"}},
 		{name: "listed-twice-repeated-field", req: advGet("Connection: X-Secret\r\nX-Secret: a\r\nX-Secret: b\r\n"), gone: []string{"X-Secret"}},
 		{name: "listing-x-forwarded-for", req: advGet("Connection: X-Forwarded-For, X-Forwarded-Proto\r\n"),
 			keep: map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http"}},
-		{name: "listing-host", req: advGet("Connection: Host\r\n"), keep: map[string]string{"Host": "app.test", "X-Forwarded-Host": "app.test"},
-			todo: "\"Connection: Host\" blanks X-Forwarded-Host: upstream gets \"X-Forwarded-Host: \" (Host itself survives)"},
-		{name: "listing-content-length", req: advPost("Connection: Content-Length\r\nContent-Length: 5\r\n", "abcde"), body: "abcde",
-			todo: "\"Connection: Content-Length\" drops the body: upstream gets \"Content-Length: 0\" and no body (a different request)"},
+		{name: "listing-host", req: advGet("Connection: Host\r\n"), keep: map[string]string{"Host": "app.test", "X-Forwarded-Host": "app.test"}},
+		{name: "listing-content-length", req: advPost("Connection: Content-Length\r\nContent-Length: 5\r\n", "abcde"), body: "abcde"},
 		{name: "listing-transfer-encoding", req: advPost("Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n", advChunk("abcde")+"0\r\n\r\n"), body: "abcde"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -402,8 +395,7 @@ func TestHopByHopResponse(t *testing.T) {
 			gone: []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "TE", "Trailer", "Upgrade"}},
 		{name: "listed", head: "Connection: X-Up\r\nX-Up: s\r\n", gone: []string{"X-Up"}},
 		{name: "listed-odd-spacing", head: "Connection: ,  x-up ,X-UP2\r\nX-Up: s\r\nX-Up2: t\r\n", gone: []string{"X-Up", "X-Up2"}},
-		{name: "listed-in-second-line", head: "Connection: keep-alive\r\nConnection: X-Up\r\nX-Up: s\r\n", gone: []string{"X-Up"},
-			todo: "only the first Connection line of a response is read: \"Connection: keep-alive\" then \"Connection: X-Up\" lets X-Up through"},
+		{name: "listed-in-second-line", head: "Connection: keep-alive\r\nConnection: X-Up\r\nX-Up: s\r\n", gone: []string{"X-Up"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.todo != "" {
@@ -442,8 +434,7 @@ func TestClientCannotSpoofForwarded(t *testing.T) {
 		{name: "list", headers: "X-Forwarded-For: 6.6.6.6, 7.7.7.7\r\n"},
 		{name: "empty", headers: "X-Forwarded-For:\r\nX-Forwarded-Host:\r\n"},
 		{name: "obs-fold", headers: "X-Forwarded-For: 6.6.6.6\r\n 7.7.7.7\r\n"},
-		{name: "repeated", headers: "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 7.7.7.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\nX-Forwarded-Host: b\r\n",
-			todo: "a repeated X-Forwarded-* line survives: \"X-Forwarded-For: 6.6.6.6\" + \"X-Forwarded-For: 7.7.7.7\" reaches the upstream as \"X-Forwarded-For: 127.0.0.1\" + \"X-Forwarded-For: 7.7.7.7\" (spoofed)"},
+		{name: "repeated", headers: "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 7.7.7.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\nX-Forwarded-Host: b\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.todo != "" {
@@ -475,8 +466,7 @@ func TestTrustedForwardedAppends(t *testing.T) {
 		{name: "none", headers: "", want: "127.0.0.1"},
 		{name: "one", headers: "X-Forwarded-For: 1.1.1.1\r\n", want: "1.1.1.1, 127.0.0.1"},
 		{name: "list", headers: "X-Forwarded-For: 1.1.1.1, 2.2.2.2\r\n", want: "1.1.1.1, 2.2.2.2, 127.0.0.1"},
-		{name: "two-lines", headers: "X-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\n", want: "1.1.1.1, 2.2.2.2, 127.0.0.1",
-			todo: "with trust on, a second X-Forwarded-For line is kept after the proxy's: upstream gets \"1.1.1.1, 127.0.0.1\" then \"2.2.2.2\", so the rightmost hop is the client's spoof"},
+		{name: "two-lines", headers: "X-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\n", want: "1.1.1.1, 2.2.2.2, 127.0.0.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.todo != "" {
@@ -511,7 +501,6 @@ func lastHead(u *recUpstream) []advField {
 // No header is invented that the client did not send (issue 2): a body
 // without Content-Type is forwarded without one.
 func TestNoInventedRequestHeaders(t *testing.T) {
-	advTODO(t, "a POST with a body and no Content-Type is forwarded with \"Content-Type: application/octet-stream\" added")
 	h, u := advSetup(t, oneService)
 	res := advSend(t, h.addr, advPost("Content-Length: 3\r\n", "abc"), 300*time.Millisecond)
 	u.settle(10 * time.Millisecond)

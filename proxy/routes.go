@@ -83,11 +83,23 @@ func Keys(cfg *conf.Config) []watch.Key {
 // missing or invalid Host and 404 for a host no service claims (issue 2).
 func (p *Proxy) lookup(ctx *fasthttp.RequestCtx) (*route, int) {
 	host := ctx.Request.Header.Host()
-	if isAbsoluteForm(ctx.Request.Header.RequestURI()) {
+	if uri := ctx.Request.Header.RequestURI(); isAbsoluteForm(uri) {
 		// RFC 9112 §3.2.2: the authority of an absolute-form target wins
-		// over Host, and the Host sent upstream is made to agree.
-		host = ctx.Request.URI().Host()
+		// over Host, and the Host sent upstream is made to agree. Userinfo
+		// is refused (fasthttp would turn it into an Authorization header).
+		_, rest, _ := bytes.Cut(uri, []byte("://"))
+		if end := bytes.IndexAny(rest, "/?#"); end >= 0 {
+			rest = rest[:end]
+		}
+		if bytes.IndexByte(rest, '@') >= 0 {
+			return nil, fasthttp.StatusBadRequest
+		}
+		u := ctx.Request.URI()
+		host = u.Host()
 		ctx.Request.Header.SetHostBytes(host)
+		// The upstream hop is plain HTTP whatever the scheme the client
+		// named; the target is sent in origin form.
+		u.SetScheme("http")
 	}
 	var buf [128]byte
 	key, ok := conf.AppendHost(buf[:0], host)

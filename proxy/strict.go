@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Request checks fasthttp does not make, for an edge proxy that must be at
+// least as strict as Envoy and HAProxy (issue 6). fasthttp parses a
+// request and Agimo re-frames it for the upstream, so the danger is any
+// request a front proxy or the upstream could read differently.
+
+// checkRequest returns a status to reject the request with (0 to accept)
+// and why. It runs before routing; the common request costs one scan of
+// its raw head.
+func checkRequest(ctx *fasthttp.RequestCtx) (int, string) {
+	h := &ctx.Request.Header
+	if h.IsConnect() {
+		// Agimo is not a forward proxy: CONNECT is never tunnelled.
+		return fasthttp.StatusMethodNotAllowed, "CONNECT is not supported"
+	}
+	switch p := h.Protocol(); {
+	case bytes.Equal(p, strHTTP11), bytes.Equal(p, strHTTP10):
+	case len(p) == 8 && bytes.HasPrefix(p, []byte("HTTP/1.")):
+		// A later HTTP/1.x minor is served as HTTP/1.1 (RFC 9110 §6.2).
+		h.SetProtocolBytes(strHTTP11)
+	default:
+		return fasthttp.StatusHTTPVersionNotSupported, "HTTP version not supported"
+	}
+	if uri := h.RequestURI(); len(uri) > 0 && uri[0] != '/' &&
+		!isAbsoluteForm(uri) && !(len(uri) == 1 && uri[0] == '*' && h.IsOptions()) {
+		return fasthttp.StatusBadRequest, "invalid request target"
+	}
+	return checkFields(h.RawHeaders())
+}
+
+var (
+	strHTTP11 = []byte("HTTP/1.1")
+	strHTTP10 = []byte("HTTP/1.0")
+)
+
+// checkFields scans the header block as received. It rejects a field name
+// that is not a token (RFC 9110 §5.1), and any Transfer-Encoding fasthttp
+// did not take as chunked: "identity", or a list fasthttp accepted, would
+// let the body be read as a next request (request smuggling, RFC 9112
+// §6.3). Names with an underscore are dropped in prepareRequest.
+func checkFields(raw []byte) (int, string) {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			if line[0] == ' ' || line[0] == '\t' {
+				continue // obs-fold continuation, already refused or unfolded by fasthttp
+			}
+			return fasthttp.StatusBadRequest, "malformed header field"
+		}
+		name := line[:colon]
+		for _, c := range name {
+			if !isTokenChar(c) {
+				return fasthttp.StatusBadRequest, "invalid header field name"
+			}
+		}
+		if bytes.EqualFold(name, hTransferEncoding) &&
+			!bytes.EqualFold(bytes.Trim(line[colon+1:], " \t"), []byte("chunked")) {
+			return fasthttp.StatusBadRequest, "unsupported Transfer-Encoding"
+		}
+	}
+	return 0, ""
+}
+
+// isTokenChar reports whether c may appear in a token (RFC 9110 §5.6.2).
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
+}
+
+// hasUnderscoreName reports whether some field name contains '_'.
+func hasUnderscoreName(raw []byte) bool {
+	if bytes.IndexByte(raw, '_') < 0 {
+		return false
+	}
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if colon := bytes.IndexByte(line, ':'); colon > 0 && bytes.IndexByte(line[:colon], '_') >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// dropUnderscoreNames removes fields whose name has an underscore: behind
+// the proxy, "X_Forwarded_For" may be read as X-Forwarded-For (CGI maps
+// both to HTTP_X_FORWARDED_FOR), so nginx drops them too.
+func dropUnderscoreNames(h *fasthttp.RequestHeader) {
+	var names [][]byte
+	for k := range h.All() {
+		if bytes.IndexByte(k, '_') >= 0 {
+			names = append(names, append([]byte(nil), k...))
+		}
+	}
+	for _, k := range names {
+		h.DelBytes(k)
+	}
+}
+
+// clientBody marks errors reading the client's request body, so that a
+// malformed chunk is answered 400, not blamed on the upstream (502), and
+// keeps the first error: fasthttp's chunked writer may read on after an
+// error returned with data, re-framing garbage.
+type clientBody struct {
+	r   io.Reader
+	err error
+}
+
+type clientBodyError struct{ err error }
+
+func (e clientBodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e clientBodyError) Unwrap() error { return e.err }
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		// Drop bytes that came with a framing error, and fail for good.
+		b.err = clientBodyError{err}
+		return 0, b.err
+	}
+	return n, err
+}
