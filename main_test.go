@@ -15,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -79,10 +82,13 @@ func TestCheck(t *testing.T) {
 }
 
 // fakeAPIServer answers the list and watch requests of Agimo's informers
-// with empty lists and watches that stay open, like an API server with no
-// matching objects. client-go's watch-list is turned off so plain list +
-// watch suffices.
-func fakeAPIServer(t *testing.T) string {
+// with lists of objs (Services and EndpointSlices, by namespace, and by
+// name for a field selector) and watches that stay open, like an API
+// server whose objects never change; with no objs, no service is ready.
+// Label selectors are not applied: Agimo's name every configured service,
+// and tests pass objects of those only. client-go's watch-list is turned
+// off so plain list + watch suffices.
+func fakeAPIServer(t *testing.T, objs ...metav1.Object) string {
 	t.Helper()
 	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
 	done := make(chan struct{})
@@ -99,13 +105,24 @@ func fakeAPIServer(t *testing.T) string {
 		}
 		kind := "ServiceList"
 		apiVersion := "v1"
-		if strings.Contains(r.URL.Path, "endpointslices") {
+		wantSlices := strings.Contains(r.URL.Path, "endpointslices")
+		if wantSlices {
 			kind, apiVersion = "EndpointSliceList", "discovery.k8s.io/v1"
+		}
+		_, ns, _ := strings.Cut(r.URL.Path, "/namespaces/")
+		ns, _, _ = strings.Cut(ns, "/")
+		name := strings.TrimPrefix(r.URL.Query().Get("fieldSelector"), "metadata.name=")
+		items := []any{}
+		for _, o := range objs {
+			_, isSlice := o.(*discoveryv1.EndpointSlice)
+			if isSlice == wantSlices && (ns == "" || o.GetNamespace() == ns) && (name == "" || o.GetName() == name) {
+				items = append(items, o)
+			}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
 			"kind": kind, "apiVersion": apiVersion,
-			"metadata": map[string]any{"resourceVersion": "1"}, "items": []any{},
+			"metadata": map[string]any{"resourceVersion": "1"}, "items": items,
 		})
 	}))
 	t.Cleanup(func() { close(done); srv.Close() })

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/agimo/agimo/bench/load"
+	"github.com/agimo/agimo/bench/report"
+)
+
+// Issue 5's goals for Agimo on a 2-core machine.
+const (
+	goalVsNginx    = 1.2 // keep-alive throughput, × nginx's
+	goalVsDirect   = 0.6 // keep-alive throughput, × direct
+	goalWSvsDirect = 0.9 // WebSocket echo round trips, × direct
+	goalReleaseMS  = 100 // all of 10,000 parked answered within, after the event
+	goalParkedKiB  = 8   // per parked request
+	goalTunnelKiB  = 16  // per idle tunnel
+)
+
+// goalsTable lists each goal with the measured figure and whether it is
+// met (judged on the median; the range shows how sure that is).
+func goalsTable(res *Results, reps int) *report.Table {
+	t := &report.Table{Header: []string{"goal", "layout", "case", "measured", "met"}, Right: map[int]bool{3: true}}
+	met := func(s report.Spread, ok func(float64) bool) string {
+		switch {
+		case s.N == 0:
+			return "not measured"
+		case ok(s.Median):
+			return "yes"
+		}
+		return "**no**"
+	}
+	cells := groupRuns(res.Runs, reps)
+	for _, lay := range res.Layouts {
+		for _, c := range cells {
+			k := c.key
+			if k.Layout != lay.Name {
+				continue
+			}
+			u := unitOf(k.Scenario)
+			name := fmt.Sprintf("%s, %d conns", k.Scenario, k.Conns)
+			switch k.Scenario {
+			case "http-small", "http-4k":
+				r := c.ratio(tAgimo, tNginx, u.rate)
+				t.Add(fmt.Sprintf("throughput ≥ %.1f× nginx", goalVsNginx), lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x >= goalVsNginx }))
+				r = c.ratio(tAgimo, tDirect, u.rate)
+				t.Add(fmt.Sprintf("throughput ≥ %.1f× direct", goalVsDirect), lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x >= goalVsDirect }))
+				r = c.ratio(tAgimo, tNginx, quantileMS(.99))
+				t.Add("p99 ≤ nginx's", lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x <= 1 }))
+			case "ws-echo":
+				r := c.ratio(tAgimo, tDirect, u.rate)
+				t.Add(fmt.Sprintf("WebSocket echo ≥ %.1f× direct", goalWSvsDirect), lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x >= goalWSvsDirect }))
+			}
+		}
+		// Release: judged at the largest N measured (10,000 in a full run).
+		var top *releaseGroup
+		for _, g := range groupReleases(res.Releases) {
+			if g.Layout == lay.Name && (top == nil || g.N > top.N) {
+				top = g
+			}
+		}
+		if top != nil {
+			last := report.Of(top.fig(func(r *ReleaseRun) float64 {
+				if r.Errors > 0 {
+					return math.Inf(1) // not all answered: the goal is missed
+				}
+				return ms(r.Latency.Max())
+			}))
+			t.Add(fmt.Sprintf("all parked answered ≤ %d ms after the event", goalReleaseMS), lay.Name,
+				fmt.Sprintf("%s parked", report.Num(float64(top.N))), last.Format(report.Millis),
+				met(last, func(x float64) bool { return x <= goalReleaseMS }))
+		}
+	}
+	for _, g := range groupCapacity(res.Capacity) {
+		if g.Target != tAgimo {
+			continue
+		}
+		per := report.Of(g.fig(func(r *CapacityRun) float64 { return r.PerItem() / 1024 }))
+		kib := func(x float64) string { return report.Num(x) + " KiB" }
+		switch g.Scenario {
+		case "parked-capacity":
+			t.Add(fmt.Sprintf("≤ %d KiB per parked request", goalParkedKiB), "–", report.Num(float64(g.N))+" parked",
+				per.Format(kib), met(per, func(x float64) bool { return x <= goalParkedKiB }))
+		case "tunnel-capacity":
+			t.Add(fmt.Sprintf("≤ %d KiB per idle tunnel", goalTunnelKiB), "–", report.Num(float64(g.N))+" tunnels",
+				per.Format(kib), met(per, func(x float64) bool { return x <= goalTunnelKiB }))
+		}
+	}
+	return t
+}
+
+// latencyPlot draws one panel per throughput figure (a line per target,
+// all repetitions merged) and one per release count.
+func latencyPlot(res *Results, reps int) []byte {
+	var panels []report.Panel
+	for _, c := range groupRuns(res.Runs, reps) {
+		what := "latency"
+		if c.key.Scenario == "sse" {
+			what = "time to first event"
+		}
+		p := report.Panel{Title: fmt.Sprintf("%s · %s · %d conns · %s", c.key.Layout, c.key.Scenario, c.key.Conns, what)}
+		for _, tg := range c.targets {
+			p.Series = append(p.Series, report.Series{Name: tg, Points: cdfPoints(c.mergedLatency(tg))})
+		}
+		panels = append(panels, p)
+	}
+	for _, g := range groupReleases(res.Releases) {
+		h := load.NewHist()
+		for _, r := range g.Runs {
+			h.Merge(r.Latency)
+		}
+		panels = append(panels, report.Panel{
+			Title:  fmt.Sprintf("%s · release · %s parked · event → response", g.Layout, report.Num(float64(g.N))),
+			Series: []report.Series{{Name: tAgimo, Points: cdfPoints(h)}},
+		})
+	}
+	return report.SVG("Agimo bench: latency by percentile", panels)
+}
+
+func cdfPoints(h *load.Hist) []report.Point {
+	var out []report.Point
+	for _, p := range h.CDF() {
+		out = append(out, report.Point{Fraction: p.Fraction, Millis: ms(p.Value)})
+	}
+	return slices.Clip(out)
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"math"
+	"runtime"
+	"slices"
+
+	"github.com/agimo/agimo/bench/load"
+	"github.com/agimo/agimo/bench/report"
+)
+
+// cellKey names one throughput figure: a scenario at a connection count
+// in a layout.
+type cellKey struct {
+	Layout, Scenario string
+	Conns            int
+}
+
+// cell holds a figure's runs by target, each indexed by repetition (nil
+// where a repetition is missing), so ratios pair runs of the same
+// repetition.
+type cell struct {
+	key      cellKey
+	targets  []string // in order of first appearance
+	byTarget map[string][]*ThroughputRun
+}
+
+func groupRuns(runs []ThroughputRun, reps int) []*cell {
+	var cells []*cell
+	idx := map[cellKey]*cell{}
+	for i := range runs {
+		r := &runs[i]
+		k := cellKey{r.Layout, r.Scenario, r.Conns}
+		c, ok := idx[k]
+		if !ok {
+			c = &cell{key: k, byTarget: map[string][]*ThroughputRun{}}
+			idx[k] = c
+			cells = append(cells, c)
+		}
+		if _, ok := c.byTarget[r.Target]; !ok {
+			c.targets = append(c.targets, r.Target)
+			c.byTarget[r.Target] = make([]*ThroughputRun, reps)
+		}
+		if r.Rep < reps {
+			c.byTarget[r.Target][r.Rep] = r
+		}
+	}
+	// Direct first, then agimo, then the rest: the order tables read in.
+	for _, c := range cells {
+		slices.SortStableFunc(c.targets, func(a, b string) int { return targetRank(a) - targetRank(b) })
+	}
+	return cells
+}
+
+func targetRank(t string) int {
+	switch t {
+	case tDirect:
+		return 0
+	case tAgimo:
+		return 1
+	case tNginx:
+		return 2
+	}
+	return 3
+}
+
+// fig extracts one figure per repetition; NaN where the run is missing
+// or failed.
+func (c *cell) fig(target string, f func(*ThroughputRun) float64) []float64 {
+	runs := c.byTarget[target]
+	out := make([]float64, len(runs))
+	for i, r := range runs {
+		if r == nil || r.Error != "" || r.Result == nil {
+			out[i] = math.NaN()
+			continue
+		}
+		out[i] = f(r)
+	}
+	return out
+}
+
+// unit is a scenario's headline figure: what is counted and how.
+type unit struct {
+	Name   string // "req/s"
+	PerOp  string // what CPU time is divided by: "req"
+	Per    func(*load.Result) float64
+	Amount func(*load.Result) float64 // total units in the measured window
+}
+
+func unitOf(scenario string) unit {
+	switch scenario {
+	case "ws-throughput":
+		mib := func(r *load.Result) float64 { return float64(r.Bytes) / (1 << 20) }
+		return unit{"MiB/s", "MiB", func(r *load.Result) float64 { return r.BytesPerSec() / (1 << 20) }, mib}
+	case "sse":
+		return unit{"events/s", "event", (*load.Result).EventsPerSec, func(r *load.Result) float64 { return float64(r.Events) }}
+	case "ws-echo":
+		return unit{"round trips/s", "round trip", (*load.Result).OpsPerSec, func(r *load.Result) float64 { return float64(r.Ops) }}
+	}
+	return unit{"req/s", "req", (*load.Result).OpsPerSec, func(r *load.Result) float64 { return float64(r.Ops) }}
+}
+
+// Per-run figures.
+func (u unit) rate(r *ThroughputRun) float64 { return u.Per(r.Result) }
+
+func quantileMS(q float64) func(*ThroughputRun) float64 {
+	return func(r *ThroughputRun) float64 {
+		if q >= 1 {
+			return ms(r.Result.Latency.Max())
+		}
+		return ms(r.Result.Latency.Quantile(q))
+	}
+}
+
+func ms[D ~int64](d D) float64 { return float64(d) / 1e6 }
+
+// cpuPer is the proxy's CPU microseconds per unit (NaN for direct, which
+// has no proxy).
+func (u unit) cpuPer(r *ThroughputRun) float64 {
+	n := u.Amount(r.Result)
+	if n == 0 || r.Target == tDirect || r.WindowS <= 0 {
+		return math.NaN()
+	}
+	return r.ProxyCPU * 1e6 / n
+}
+
+func errorsOf(r *ThroughputRun) float64 { return float64(r.Result.Errors) }
+
+// otherLoad is the share of the machine's CPU that processes outside the
+// suite used during the run's measured window.
+func otherLoad(r *ThroughputRun) float64 {
+	if r.WindowS <= 0 {
+		return math.NaN()
+	}
+	return r.OtherCPU / (r.WindowS * float64(runtime.NumCPU()))
+}
+
+// ratio is the per-repetition ratio a/b of figure f, summarised.
+func (c *cell) ratio(a, b string, f func(*ThroughputRun) float64) report.Spread {
+	if c.byTarget[a] == nil || c.byTarget[b] == nil {
+		return report.Of(nil)
+	}
+	return report.Of(report.Ratios(c.fig(a, f), c.fig(b, f)))
+}
+
+// mergedLatency merges a target's histograms over the repetitions, for
+// the plot.
+func (c *cell) mergedLatency(target string) *load.Hist {
+	h := load.NewHist()
+	for _, r := range c.byTarget[target] {
+		if r != nil && r.Result != nil && r.Result.Latency != nil {
+			h.Merge(r.Result.Latency)
+		}
+	}
+	return h
+}
+
+// releaseGroup holds one layout's release runs for one N.
+type releaseGroup struct {
+	Layout string
+	N      int
+	Runs   []*ReleaseRun
+}
+
+func groupReleases(rs []ReleaseRun) []*releaseGroup {
+	var out []*releaseGroup
+	for i := range rs {
+		r := &rs[i]
+		j := slices.IndexFunc(out, func(g *releaseGroup) bool { return g.Layout == r.Layout && g.N == r.N })
+		if j < 0 {
+			out = append(out, &releaseGroup{Layout: r.Layout, N: r.N})
+			j = len(out) - 1
+		}
+		out[j].Runs = append(out[j].Runs, r)
+	}
+	return out
+}
+
+// fig is one figure per release run; NaN for a run that answered none.
+func (g *releaseGroup) fig(f func(*ReleaseRun) float64) []float64 {
+	out := make([]float64, len(g.Runs))
+	for i, r := range g.Runs {
+		if r.Latency == nil || r.Latency.Count() == 0 {
+			out[i] = math.NaN()
+			continue
+		}
+		out[i] = f(r)
+	}
+	return out
+}
+
+// capGroup holds the capacity runs of one scenario, target and N.
+type capGroup struct {
+	Scenario, Target string
+	N                int
+	Runs             []*CapacityRun
+}
+
+func groupCapacity(rs []CapacityRun) []*capGroup {
+	var out []*capGroup
+	for i := range rs {
+		r := &rs[i]
+		j := slices.IndexFunc(out, func(g *capGroup) bool {
+			return g.Scenario == r.Scenario && g.Target == r.Target && g.N == r.N
+		})
+		if j < 0 {
+			out = append(out, &capGroup{Scenario: r.Scenario, Target: r.Target, N: r.N})
+			j = len(out) - 1
+		}
+		out[j].Runs = append(out[j].Runs, r)
+	}
+	return out
+}
+
+// fig is one figure per successful capacity run.
+func (g *capGroup) fig(f func(*CapacityRun) float64) []float64 {
+	out := make([]float64, len(g.Runs))
+	for i, r := range g.Runs {
+		if r.Error != "" || r.Opened == 0 {
+			out[i] = math.NaN()
+			continue
+		}
+		out[i] = f(r)
+	}
+	return out
+}
+
+func perItem(before, after func(*CapacityRun) float64) func(*CapacityRun) float64 {
+	return func(r *CapacityRun) float64 { return (after(r) - before(r)) / float64(r.Opened) }
+}
