@@ -124,4 +124,3 @@ func methodsOf(raw []byte) []string {
 	}
 	return out
 }
-
