@@ -245,8 +245,7 @@ func (l *lot) releaser(r *route) {
 // replay hands the connection back to fasthttp with the request head in
 // front, on a goroutine of its own as a fresh connection would have.
 func (l *lot) replay(e *lotEntry) {
-	e.r.parked.Add(-1)
-	e.r.m.parked.Dec()
+	unpark(e)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -286,9 +285,14 @@ func (l *lot) finish(e *lotEntry, status int, msg string) {
 // done ends the gauges of a request that leaves the lot unanswered by
 // the upstream.
 func (l *lot) done(e *lotEntry) {
+	unpark(e)
+	e.r.m.active.Dec()
+}
+
+// unpark takes e off its route's parked count and gauge.
+func unpark(e *lotEntry) {
 	e.r.parked.Add(-1)
 	e.r.m.parked.Dec()
-	e.r.m.active.Dec()
 }
 
 // close stops the loop after the releasers have answered everything, and
