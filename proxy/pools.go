@@ -1,12 +1,17 @@
 package proxy
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -69,7 +74,7 @@ func newHostClient(addr string, timeout time.Duration) *fasthttp.HostClient {
 			if err != nil {
 				return nil, err
 			}
-			return &idleConn{Conn: c, timeout: timeout}, nil
+			return newIdleConn(c, addr, timeout), nil
 		},
 		// Forward exactly what the client sent (issue 2).
 		NoDefaultUserAgentHeader: true,
@@ -132,12 +137,94 @@ func (ps *pools) closeAll() {
 // upstream: an idle timeout, like nginx's proxy_read_timeout, so a slow
 // upstream gets a 504 while a long SSE stream that keeps talking lives on.
 // fasthttp's own ReadTimeout would bound the whole response instead.
+//
+// It also replaces a pooled connection the upstream closed while it sat
+// idle (see fresh), which fasthttp would otherwise write the next request
+// to and fail.
 type idleConn struct {
 	net.Conn
+	addr    string
 	timeout time.Duration
 	// rd, wd are the deadlines last set; refreshed when less than 7/8 of
 	// the timeout is left, to keep timer updates off most reads.
 	rd, wd time.Time
+	// answered is set by a read and cleared by the next write: a write
+	// with it set starts a new request on a reused connection. fasthttp's
+	// HostClient writes a whole request before it reads (it neither
+	// pipelines nor waits for 100 Continue), so a read never sits between
+	// two writes of one request.
+	answered bool
+	raw      syscall.RawConn // of Conn, for fresh's peek
+	peek     func(fd uintptr)
+	gone     bool    // peek's answer
+	pb       [1]byte // peek's buffer, here so it is not allocated per call
+}
+
+// errRedial fails a request whose pooled connection was closed by the
+// upstream and which could not get a new one.
+var errRedial = errors.New("upstream closed the pooled connection")
+
+// newIdleConn wraps a freshly dialled upstream connection.
+func newIdleConn(nc net.Conn, addr string, timeout time.Duration) *idleConn {
+	c := &idleConn{Conn: nc, addr: addr, timeout: timeout}
+	c.setRaw()
+	return c
+}
+
+// setRaw keeps the socket's RawConn and a peek closure made once, so the
+// check in fresh allocates nothing per request.
+func (c *idleConn) setRaw() {
+	c.raw = nil
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	if c.peek == nil {
+		c.peek = func(fd uintptr) {
+			// The raw syscall: unix.Recvfrom allocates the sender's address.
+			_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.pb[0])), 1,
+				unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+			// Only "nothing to read yet" means alive. Success is an EOF or
+			// bytes nobody asked for (an idle HTTP/1.1 upstream that sends
+			// anything is broken, RFC 9112 §9.3); any other error a reset.
+			c.gone = errno != unix.EAGAIN && errno != unix.EINTR
+		}
+	}
+}
+
+// fresh makes sure a reused connection is still open before the first
+// byte of a new request goes out. An upstream closes idle keep-alive
+// connections on its own timer; the FIN is already here when the proxy
+// reuses the connection later, and writing a request to it fails in a
+// way that must not be retried for a request with a body (RFC 9110
+// §9.2.2: the upstream may have acted on it). Nothing of this request was
+// written yet, so swapping in a new connection is invisible to fasthttp,
+// which acquires its reader and writer per request. One non-blocking
+// MSG_PEEK per reused request is the cost.
+func (c *idleConn) fresh() error {
+	if c.raw == nil {
+		return nil
+	}
+	c.gone = false
+	if err := c.raw.Control(c.peek); err != nil || !c.gone {
+		return nil
+	}
+	nc, err := net.DialTimeout("tcp", c.addr, dialTimeout)
+	if err != nil {
+		// Not wrapped with %w: the handler retries a refused dial from
+		// the start, but fasthttp has read some of a streamed body into
+		// its writer by now, so this must end as a 502.
+		return fmt.Errorf("%w: redial %s: %v", errRedial, c.addr, err)
+	}
+	_ = c.Conn.Close()
+	c.Conn = nc
+	c.setRaw()
+	if !c.rd.IsZero() {
+		_ = nc.SetReadDeadline(c.rd)
+	}
+	if !c.wd.IsZero() {
+		_ = nc.SetWriteDeadline(c.wd)
+	}
+	return nil
 }
 
 func (c *idleConn) Read(b []byte) (int, error) {
@@ -147,10 +234,17 @@ func (c *idleConn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 	}
+	c.answered = true
 	return c.Conn.Read(b)
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
+	if c.answered {
+		c.answered = false
+		if err := c.fresh(); err != nil {
+			return 0, err
+		}
+	}
 	if now := time.Now(); c.wd.Sub(now) < c.timeout*7/8 {
 		c.wd = now.Add(c.timeout)
 		if err := c.Conn.SetWriteDeadline(c.wd); err != nil {
