@@ -84,6 +84,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 	// response before its first event.
 	ctx.Response.ImmediateHeaderFlush = n < 0
 	b := &upstreamBody{resp: resp}
+	if n == -1 && resp.Header.ContentLength() == -1 {
+		b.conn, _ = resp.LocalAddr().(*upstreamAddr)
+	}
 	if counted {
 		b.active = r.m.active
 	}
@@ -230,9 +233,19 @@ func copyResponseHead(dst, src *fasthttp.ResponseHeader) {
 type upstreamBody struct {
 	resp   *fasthttp.Response
 	active *metrics.Gauge // nil for requests not counted (probes)
+	// conn is the upstream connection of a chunked response (eof.go).
+	conn interface{ sawEOF() bool }
 }
 
-func (b *upstreamBody) Read(p []byte) (int, error) { return b.resp.BodyStream().Read(p) }
+func (b *upstreamBody) Read(p []byte) (int, error) {
+	n, err := b.resp.BodyStream().Read(p)
+	if err == io.EOF && b.conn != nil {
+		// fasthttp's server then closes the client connection without
+		// the last chunk, so the client too sees the response cut short.
+		err = chunkedEnd(err, b.conn)
+	}
+	return n, err
+}
 
 func (b *upstreamBody) Close() error {
 	err := b.resp.CloseBodyStream()

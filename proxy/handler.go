@@ -59,7 +59,11 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 			// streams and fail the request past the limit.
 			body = &limitedBody{r: body, left: p.maxBody}
 		}
-		ctx.Request.SetBodyStream(&clientBody{r: body}, n)
+		cb := &clientBody{r: body}
+		if n == -1 {
+			cb.conn, _ = ctx.Conn().(interface{ sawEOF() bool })
+		}
+		ctx.Request.SetBodyStream(cb, n)
 		// The header timeout's deadline is still armed: lift it, so a
 		// large body may stream for as long as it takes.
 		_ = ctx.Conn().SetReadDeadline(time.Time{})

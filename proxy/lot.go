@@ -249,7 +249,7 @@ func (l *lot) replay(e *lotEntry) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		_ = l.p.srv.ServeConn(&replayConn{Conn: e.conn, head: e.head, route: e.r, pending: true})
+		_ = l.p.srv.ServeConn(&replayConn{Conn: &eofConn{Conn: e.conn}, head: e.head, route: e.r, pending: true})
 	}()
 }
 
@@ -329,6 +329,8 @@ func (c *replayConn) Read(b []byte) (int, error) {
 	}
 	return c.Conn.Read(b)
 }
+
+func (c *replayConn) sawEOF() bool { return sawEOF(c.Conn) }
 
 // UnsafeConn exposes the connection under the replayed head, for the
 // tunnel's splice, once fasthttp has read the head.

@@ -3,8 +3,10 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -158,6 +160,10 @@ type idleConn struct {
 	peek     func(fd uintptr)
 	gone     bool    // peek's answer
 	pb       [1]byte // peek's buffer, here so it is not allocated per call
+	// eof is set when a read reports EOF: a chunked response that ends
+	// after that was cut short (eof.go). laddr carries it to the Response.
+	eof   atomic.Bool
+	laddr *upstreamAddr
 }
 
 // errRedial fails a request whose pooled connection was closed by the
@@ -174,6 +180,8 @@ func newIdleConn(nc net.Conn, addr string, timeout time.Duration) *idleConn {
 // setRaw keeps the socket's RawConn and a peek closure made once, so the
 // check in fresh allocates nothing per request.
 func (c *idleConn) setRaw() {
+	c.eof.Store(false)
+	c.laddr = &upstreamAddr{Addr: c.Conn.LocalAddr(), c: c}
 	c.raw = nil
 	if sc, ok := c.Conn.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
@@ -235,8 +243,16 @@ func (c *idleConn) Read(b []byte) (int, error) {
 		}
 	}
 	c.answered = true
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if err == io.EOF {
+		c.eof.Store(true)
+	}
+	return n, err
 }
+
+// LocalAddr returns the connection's local address, which carries the
+// connection to upstreamBody through the Response fasthttp reads.
+func (c *idleConn) LocalAddr() net.Addr { return c.laddr }
 
 func (c *idleConn) Write(b []byte) (int, error) {
 	if c.answered {

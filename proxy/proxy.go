@@ -135,7 +135,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		defer p.janitorWG.Done()
 		p.idler(p.stopping)
 	}()
-	if err := p.srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := p.srv.Serve(eofListener{ln}); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil

@@ -128,8 +128,9 @@ func dropUnderscoreNames(h *fasthttp.RequestHeader) {
 // keeps the first error: fasthttp's chunked writer may read on after an
 // error returned with data, re-framing garbage.
 type clientBody struct {
-	r   io.Reader
-	err error
+	r    io.Reader
+	err  error
+	conn interface{ sawEOF() bool } // set for a chunked body (eof.go)
 }
 
 type clientBodyError struct{ err error }
@@ -142,6 +143,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	n, err := b.r.Read(p)
+	err = chunkedEnd(err, b.conn)
 	if err != nil && !errors.Is(err, io.EOF) {
 		// Drop bytes that came with a framing error, and fail for good.
 		b.err = clientBodyError{err}

@@ -47,8 +47,11 @@ func relay(t *testing.T, reg *Registry, cPrefix, uPrefix []byte, o Options) (cli
 	}
 	ch := make(chan error, 1)
 	go func() {
-		defer tn.End()
-		ch <- tn.Relay(cPrefix, uPrefix, o)
+		err := tn.Relay(cPrefix, uPrefix, o)
+		// End before reporting, so a test that has Relay's result can
+		// count on the registry having let the tunnel go.
+		tn.End()
+		ch <- err
 	}()
 	return client, upstream, ch
 }
