@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -213,12 +212,7 @@ func copyResponseHead(dst, src *fasthttp.ResponseHeader) {
 	if m := src.StatusMessage(); len(m) > 0 {
 		dst.SetStatusMessage(m)
 	}
-	var listed []byte
-	if vals := src.PeekAll(fasthttp.HeaderConnection); len(vals) == 1 {
-		listed = vals[0]
-	} else if len(vals) > 1 {
-		listed = bytes.Join(vals, []byte(","))
-	}
+	listed := connectionListed(src)
 	for k, v := range src.All() {
 		if !isFraming(k) && !isHopByHop(k, listed) {
 			dst.AddBytesKV(k, v)
@@ -233,7 +227,7 @@ func copyResponseHead(dst, src *fasthttp.ResponseHeader) {
 type upstreamBody struct {
 	resp   *fasthttp.Response
 	active *metrics.Gauge // nil for requests not counted (probes)
-	// conn is the upstream connection of a chunked response (eof.go).
+	// conn is the upstream connection of a chunked response (clientconn.go).
 	conn interface{ sawEOF() bool }
 }
 

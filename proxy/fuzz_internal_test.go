@@ -259,3 +259,63 @@ func FuzzPrepareRequest(f *testing.F) {
 		}
 	})
 }
+
+// headHangsRef is an independent reading of which first heads fasthttp
+// would wait on for ever: split at LF, skip empty lines before the
+// request line; the first empty line after it ends the head, and unless
+// it and the line before it both end in CRLF, there is no CRLF CRLF.
+// ok is false while no head end is in sight.
+func headHangsRef(in []byte) (hang, ok bool) {
+	lines := strings.Split(string(in), "\n")
+	lines = lines[:len(lines)-1] // the last element has no LF yet
+	seen := false
+	for k, l := range lines {
+		content := strings.TrimSuffix(l, "\r")
+		if content != "" {
+			seen = true
+			continue
+		}
+		if !seen {
+			continue
+		}
+		crlfBlank := l == "\r"
+		prevCRLF := strings.HasSuffix(lines[k-1], "\r")
+		return !(crlfBlank && prevCRLF), true
+	}
+	return false, false
+}
+
+// FuzzScanFirstHead checks clientConn's first-head scanner. Invariants:
+// its verdict agrees with headHangsRef, whatever the split of the bytes
+// into reads, and it stops scanning at the head's end.
+func FuzzScanFirstHead(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\nHost: a\n\n",
+		"GET / HTTP/1.1\r\nHost: a\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\n\n",
+		"\r\n\nGET / HTTP/1.1\r\nX: \r\r\n\r\nbody\n\n",
+		"GET / HTTP/1.1\r\nHost: a\r\n\r",
+	} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, split uint8) {
+		want, done := headHangsRef(in)
+		for _, step := range []int{len(in), 1, int(split)%7 + 1} {
+			if step == 0 {
+				continue
+			}
+			c := newClientConn(nil)
+			got := false
+			for i := 0; i < len(in) && c.first; i += step {
+				got = c.scanFirstHead(in[i:min(i+step, len(in))])
+			}
+			if c.first == done {
+				t.Fatalf("%q in reads of %d: head end seen %v; want %v", in, step, !c.first, done)
+			}
+			if got != want {
+				t.Fatalf("%q in reads of %d: hang %v; want %v", in, step, got, want)
+			}
+		}
+	})
+}

@@ -149,11 +149,15 @@ func appendRemoteIP(dst []byte, a net.Addr) []byte {
 	return append(dst, host...)
 }
 
-// stripResponse drops hop-by-hop headers from a response head in place
-// (the upgrade path relays a refused upgrade's head this way).
-func stripResponse(h *fasthttp.ResponseHeader) {
-	stripConnectionListed(h.Peek(fasthttp.HeaderConnection), h.DelBytes)
-	for _, k := range hopByHop {
-		h.DelBytes(k)
+// connectionListed returns the options of every Connection line of h as
+// one list (RFC 9110 §7.6.1: the field may be split over lines).
+func connectionListed(h *fasthttp.ResponseHeader) []byte {
+	vals := h.PeekAll(fasthttp.HeaderConnection)
+	switch len(vals) {
+	case 0:
+		return nil
+	case 1:
+		return vals[0]
 	}
+	return bytes.Join(vals, []byte(","))
 }

@@ -249,7 +249,10 @@ func (l *lot) replay(e *lotEntry) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		_ = l.p.srv.ServeConn(&replayConn{Conn: &eofConn{Conn: e.conn}, head: e.head, route: e.r, pending: true})
+		// The replayed head's line is whole; what follows is another.
+		ec := newClientConn(e.conn)
+		ec.lineOpen = false
+		_ = l.p.srv.ServeConn(&replayConn{Conn: ec, head: e.head, route: e.r, pending: true})
 	}()
 }
 
@@ -330,7 +333,8 @@ func (c *replayConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
-func (c *replayConn) sawEOF() bool { return sawEOF(c.Conn) }
+func (c *replayConn) sawEOF() bool          { return sawEOF(c.Conn) }
+func (c *replayConn) requestLineOpen() bool { return requestLineOpen(c.Conn) }
 
 // UnsafeConn exposes the connection under the replayed head, for the
 // tunnel's splice, once fasthttp has read the head.

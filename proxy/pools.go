@@ -161,7 +161,7 @@ type idleConn struct {
 	gone     bool    // peek's answer
 	pb       [1]byte // peek's buffer, here so it is not allocated per call
 	// eof is set when a read reports EOF: a chunked response that ends
-	// after that was cut short (eof.go). laddr carries it to the Response.
+	// after that was cut short (clientconn.go). laddr carries it to the Response.
 	eof   atomic.Bool
 	laddr *upstreamAddr
 }

@@ -135,7 +135,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		defer p.janitorWG.Done()
 		p.idler(p.stopping)
 	}()
-	if err := p.srv.Serve(eofListener{ln}); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := p.srv.Serve(clientListener{ln}); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
@@ -178,6 +178,10 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.As(err, &tooBig):
 		status = fasthttp.StatusRequestHeaderFieldsTooLarge
+		// The request line itself overflowed the buffer (clientconn.go).
+		if requestLineOpen(ctx.Conn()) {
+			status = fasthttp.StatusRequestURITooLong
+		}
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status = fasthttp.StatusRequestEntityTooLarge
 	}

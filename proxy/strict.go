@@ -130,7 +130,7 @@ func dropUnderscoreNames(h *fasthttp.RequestHeader) {
 type clientBody struct {
 	r    io.Reader
 	err  error
-	conn interface{ sawEOF() bool } // set for a chunked body (eof.go)
+	conn interface{ sawEOF() bool } // set for a chunked body (clientconn.go)
 }
 
 type clientBodyError struct{ err error }

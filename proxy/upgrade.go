@@ -350,7 +350,7 @@ func appendStatusAndHeaders(dst []byte, h *fasthttp.ResponseHeader) []byte {
 		dst = append(dst, fasthttp.StatusMessage(code)...)
 	}
 	dst = append(dst, "\r\n"...)
-	listed := h.Peek(fasthttp.HeaderConnection)
+	listed := connectionListed(h)
 	for k, v := range h.All() {
 		if isFraming(k) || isHopByHop(k, listed) {
 			continue

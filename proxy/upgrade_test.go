@@ -283,6 +283,9 @@ func TestUpgradeRefusedNeverTunnels(t *testing.T) {
 		{"200", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain", "plain", 200},
 		{"403", "HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nnope\r\n0\r\n\r\n", "nope", 403},
 		{"426", "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\nSec-WebSocket-Version: 13\r\n\r\n", "", 426},
+		// A field named on the second Connection line is hop-by-hop too
+		// (RFC 9110 §7.6.1).
+		{"split-connection", "HTTP/1.1 403 Forbidden\r\nConnection: keep-alive\r\nConnection: X-Hop\r\nX-Hop: secret\r\nContent-Length: 4\r\n\r\nnope", "nope", 403},
 	} {
 		for _, when := range []string{"pipelined", "after"} {
 			t.Run(tc.name+"/"+when, func(t *testing.T) {
@@ -314,6 +317,9 @@ func TestUpgradeRefusedNeverTunnels(t *testing.T) {
 				body, err := io.ReadAll(resp.Body)
 				if resp.StatusCode != tc.status || string(body) != tc.wantBody || err != nil {
 					t.Fatalf("got %d %q (%v); want %d %q", resp.StatusCode, body, err, tc.status, tc.wantBody)
+				}
+				if v := resp.Header.Values("X-Hop"); len(v) > 0 {
+					t.Errorf("X-Hop relayed as %q; want it dropped as Connection-listed", v)
 				}
 				if when == "after" {
 					io.WriteString(c, smuggled)

@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"syscall"
+)
+
+// A chunked body ends with its last-chunk (RFC 9112 §7.1), never with
+// the connection: a peer that closes at a chunk boundary has sent an
+// incomplete message (RFC 9112 §8). fasthttp's chunk reader cannot tell
+// the two apart — an EOF where a chunk-size line should start reads as
+// the end of the body — so the proxy watches the sockets instead: a
+// complete chunked body is parsed without reading past its end, so if
+// the socket under it reported EOF, the body was cut short. Forwarding
+// such a body as complete would hand the upstream (or the client) a
+// different message from the one that was sent (issue 6).
+
+// errTruncated replaces the clean end fasthttp reports for a chunked body
+// cut off by its sender.
+var errTruncated = errors.New("chunked body ended without its last chunk")
+
+// clientConn is a client connection as the proxy's server sees it. fasthttp
+// hides what its parser saw, so this layer watches the bytes for what the
+// proxy must tell apart:
+//   - whether a read reported EOF (for chunked bodies, above);
+//   - whether the request line being read has ended: when a head overflows
+//     the read buffer fasthttp says only that, and RFC 9110 §15.5.15 wants
+//     414 for a request line too long, 431 for the rest;
+//   - a first head whose lines end in bare LF: fasthttp waits for a CRLF
+//     CRLF that never comes, and the client would wait for the header
+//     timeout. RFC 9112 §2.2 lets a recipient reject bare LF; it is
+//     answered 400 at once.
+type clientConn struct {
+	net.Conn
+	eof atomic.Bool
+	// The fields below belong to the connection's fasthttp goroutine, the
+	// only one that reads and writes it.
+
+	// lineOpen is true from a write (the end of a response: what comes
+	// next is a head) until a read brings a line feed. A pipelined head
+	// read earlier makes it wrong, which only turns a 414 into a 431.
+	lineOpen bool
+	// first is true while the connection's first head is read, the only
+	// one whose bytes are known to start at the first read: later heads
+	// may sit in fasthttp's buffer since an earlier read. lineLen counts
+	// the bytes of its current line, lines its complete non-empty lines.
+	first    bool
+	lineLen  int
+	lines    int
+	prevBare bool // the last complete line ended in a bare LF
+	prev     byte // the last byte of the previous read
+}
+
+// errBareLF fails the read that brings a blank line ended by a bare LF.
+var errBareLF = errors.New("request head has a line ending in a bare LF")
+
+func newClientConn(c net.Conn) *clientConn {
+	return &clientConn{Conn: c, lineOpen: true, first: true}
+}
+
+func (c *clientConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.lineOpen && bytes.IndexByte(b[:n], '\n') >= 0 {
+		c.lineOpen = false
+	}
+	if c.first && n > 0 && c.scanFirstHead(b[:n]) {
+		// With the bytes, so fasthttp's reader stops and its error
+		// handler answers 400.
+		return n, errBareLF
+	}
+	if err == io.EOF {
+		c.eof.Store(true)
+	}
+	return n, err
+}
+
+// scanFirstHead follows the lines of the first head in b and reports a
+// head fasthttp would wait on for ever: one that ends in a blank line
+// without CRLF CRLF before it (a bare-LF blank line, or a CRLF one after
+// a line ended by a bare LF). It stops at the head's end.
+func (c *clientConn) scanFirstHead(b []byte) (hang bool) {
+	last := b[len(b)-1]
+	defer func() { c.prev = last }()
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			c.lineLen += len(b)
+			return false
+		}
+		cr := i > 0 && b[i-1] == '\r' || i == 0 && c.lineLen > 0 && c.prev == '\r'
+		c.lineLen += i
+		content := c.lineLen
+		if cr {
+			content--
+		}
+		switch {
+		case content > 0:
+			c.lines++
+			c.prevBare = !cr
+		case c.lines == 0:
+			// Empty lines before the request line are ignored (RFC 9112
+			// §2.2), as fasthttp does.
+		default: // the blank line that ends the head
+			c.first = false
+			return !cr || c.prevBare
+		}
+		c.lineLen = 0
+		b = b[i+1:]
+	}
+	return false
+}
+
+func (c *clientConn) Write(b []byte) (int, error) {
+	c.lineOpen = true
+	c.first = false // a response ends the first head, whatever it was
+	return c.Conn.Write(b)
+}
+
+func (c *clientConn) sawEOF() bool          { return c.eof.Load() }
+func (c *clientConn) requestLineOpen() bool { return c.lineOpen }
+
+// UnsafeConn lets takeOver reach the socket under this layer.
+func (c *clientConn) UnsafeConn() net.Conn { return c.Conn }
+
+// SyscallConn exposes the socket for watchClose.
+func (c *clientConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errNoSyscallConn
+	}
+	return sc.SyscallConn()
+}
+
+// clientListener wraps each accepted connection in an clientConn.
+type clientListener struct{ net.Listener }
+
+func (l clientListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newClientConn(c), nil
+}
+
+// requestLineOpen reports whether the request line being read on client
+// connection c has not ended yet.
+func requestLineOpen(c net.Conn) bool {
+	l, ok := c.(interface{ requestLineOpen() bool })
+	return ok && l.requestLineOpen()
+}
+
+// sawEOF reports whether the client connection c has reported EOF.
+func sawEOF(c net.Conn) bool {
+	e, ok := c.(interface{ sawEOF() bool })
+	return ok && e.sawEOF()
+}
+
+// chunkedEnd checks a chunked body's clean end: it turns io.EOF into
+// errTruncated if conn reported EOF first.
+func chunkedEnd(err error, conn interface{ sawEOF() bool }) error {
+	if err == io.EOF && conn != nil && conn.sawEOF() {
+		return errTruncated
+	}
+	return err
+}
+
+// upstreamAddr is the local address of an upstream connection, carrying
+// the connection itself: fasthttp stores a connection's LocalAddr in each
+// Response read from it, which is how upstreamBody finds the socket under
+// a streamed response.
+type upstreamAddr struct {
+	net.Addr
+	c *idleConn
+}
+
+func (a *upstreamAddr) sawEOF() bool { return a.c.eof.Load() }
