@@ -79,6 +79,7 @@ func newFaultRig(t *testing.T, objs ...runtime.Object) *faultRig {
 		})
 	}
 	r.w = New(r.cs, []Key{faultKey}, zerolog.New(r.logs), r.set)
+	r.w.syncWarn = 300 * time.Millisecond
 	t.Cleanup(func() {
 		if h := r.hang.Swap(nil); h != nil {
 			close(*h)
@@ -201,6 +202,10 @@ func TestAPIServerDownAtStart(t *testing.T) {
 				}
 				r.setFail(nil)
 			} else {
+				// Nothing fails, so only the wait itself can be logged.
+				if !strings.Contains(r.logs.String(), "has not answered the first list yet") {
+					t.Errorf("no warning logged while the API server hangs:\n%s", r.logs.String())
+				}
 				r.hang.Store(nil)
 				close(release)
 			}

@@ -43,6 +43,9 @@ type Watcher struct {
 	byName   map[string][]*Service // "namespace/service" → its configured ports
 	ns       map[string]*nsWatch   // namespace → its informers
 
+	// syncWarn is how often a first sync still waited for is logged.
+	syncWarn time.Duration
+
 	synced    atomic.Bool
 	lastEvent atomic.Int64 // unix nanoseconds of the last informer event
 	errSet    *metrics.Set
@@ -67,6 +70,7 @@ func New(client kubernetes.Interface, keys []Key, log zerolog.Logger, set *metri
 		byName:   make(map[string][]*Service),
 		ns:       make(map[string]*nsWatch),
 		errSet:   set,
+		syncWarn: 10 * time.Second,
 	}
 	w.addKeys(keys)
 	if set != nil {
@@ -99,6 +103,33 @@ func (w *Watcher) addKeys(keys []Key) {
 		n := k.Namespace + "/" + k.Service
 		w.byName[n] = append(w.byName[n], s)
 	}
+}
+
+// waitSynced waits for syncs, warning every syncWarn while it waits: an
+// API server that accepts connections but never answers produces no
+// error for the informers to log, and would leave Agimo silent and
+// unready (issue 6).
+func (w *Watcher) waitSynced(ctx context.Context, namespaces []string, syncs []cache.InformerSynced) bool {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		start := time.Now()
+		t := time.NewTicker(w.syncWarn)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				w.log.Warn().Strs("namespaces", namespaces).Dur("waited", time.Since(start).Round(time.Second)).
+					Msg("Kubernetes API server has not answered the first list yet (unreachable or hanging?); still waiting")
+			}
+		}
+	})
+	ok := cache.WaitForCacheSync(ctx.Done(), syncs...)
+	close(done)
+	wg.Wait()
+	return ok
 }
 
 // Service returns the live readiness of k, or nil if k is not watched.
@@ -160,7 +191,7 @@ func (w *Watcher) Update(ctx context.Context, keys []Key) error {
 		}
 		syncs = append(syncs, s...)
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
+	if !w.waitSynced(ctx, slices.Collect(maps.Keys(fresh)), syncs) {
 		stopAll(fresh)
 		return fmt.Errorf("wait for informer caches: %w", context.Cause(ctx))
 	}
