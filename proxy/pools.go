@@ -88,6 +88,11 @@ func newHostClient(addr string, timeout time.Duration) *fasthttp.HostClient {
 		MaxConns:            upstreamConns,
 		MaxConnWaitTimeout:  timeout,
 		ReadBufferSize:      16 << 10, // the largest response head we accept
+		// A streamed request body goes upstream through this buffer, one
+		// write(2) per fill: fasthttp's 4 KiB default made a 64 KiB POST
+		// sixteen writes, each waking the upstream (BENCHMARKS.md, hot
+		// spot 2). Writers are pooled per request, not held per connection.
+		WriteBufferSize: 32 << 10,
 	}
 }
 
