@@ -107,7 +107,10 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		// The largest request head we accept (431 past it), the time a
 		// client has to send it (slowloris; the handler lifts the deadline
 		// before streaming a body), and the cap on connections.
-		ReadBufferSize:  int(cfg.MaxHeaderSize.Bytes),
+		ReadBufferSize: int(cfg.MaxHeaderSize.Bytes),
+		// A 4 KiB response and its head fit in one write(2); fasthttp's
+		// 4 KiB default split them in two.
+		WriteBufferSize: 8 << 10,
 		ReadTimeout:     cfg.ClientHeaderTimeout.Duration,
 		Concurrency:     cfg.MaxConnections,
 		IdleTimeout:     75 * time.Second,
