@@ -85,7 +85,7 @@ func openMany(ctx context.Context, addr string, n, par int, req []byte) ([]net.C
 		wg.Go(func() {
 			for i := range idx {
 				c, err := dialLoopback(ctx, addr)
-				if err == nil {
+				if err == nil && len(req) > 0 {
 					if _, err = c.Write(req); err != nil {
 						c.Close()
 					}

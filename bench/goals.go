@@ -72,8 +72,10 @@ func goalsTable(res *Results, reps int) *report.Table {
 				}
 				return ms(r.Latency.Max())
 			}))
+			vs := report.Of(top.fig(releaseVsBurst))
 			t.Add(fmt.Sprintf("all parked answered ≤ %d ms after the event", goalReleaseMS), lay.Name,
-				fmt.Sprintf("%s parked", report.Num(float64(top.N))), last.Format(report.Millis),
+				fmt.Sprintf("%s parked", report.Num(float64(top.N))),
+				last.Format(report.Millis)+"; "+vs.Format(report.Ratio)+" the same burst sent straight to the upstream",
 				met(last, func(x float64) bool { return x <= goalReleaseMS }))
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -218,8 +219,9 @@ func ratioTable(cells []*cell) *report.Table {
 
 func releaseTable(gs []*releaseGroup) *report.Table {
 	t := &report.Table{
-		Header: []string{"layout", "parked", "answered", "API call", "first", "p50", "p99", "last", "errors"},
-		Right:  map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true},
+		Header: []string{"layout", "parked", "answered", "API call", "first", "p50", "p99", "last", "errors",
+			"same burst, direct", "same burst, via agimo", "last / direct burst"},
+		Right: map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: true, 10: true, 11: true},
 	}
 	for _, g := range gs {
 		var answered, errs []float64
@@ -238,7 +240,10 @@ func releaseTable(gs []*releaseGroup) *report.Table {
 			report.Millis(report.Of(g.fig(q(.5))).Median),
 			report.Millis(report.Of(g.fig(q(.99))).Median),
 			report.Of(g.fig(func(r *ReleaseRun) float64 { return ms(r.Latency.Max()) })).Format(report.Millis),
-			report.Num(sum(errs)))
+			report.Num(sum(errs)),
+			report.Of(g.fig(func(r *ReleaseRun) float64 { return positive(r.BurstDirectMS) })).Format(report.Millis),
+			report.Of(g.fig(func(r *ReleaseRun) float64 { return positive(r.BurstAgimoMS) })).Format(report.Millis),
+			report.Of(g.fig(releaseVsBurst)).Format(report.Ratio))
 	}
 	return t
 }
@@ -280,4 +285,22 @@ func sum(xs []float64) float64 {
 		}
 	}
 	return s
+}
+
+// releaseVsBurst is a release's last response over the time the same
+// number of requests sent at once took straight to the upstream, in the
+// same repetition.
+func releaseVsBurst(r *ReleaseRun) float64 {
+	if r.BurstDirectMS <= 0 {
+		return math.NaN()
+	}
+	return ms(r.Latency.Max()) / r.BurstDirectMS
+}
+
+// positive is x, or NaN (no figure) if x is not positive.
+func positive(x float64) float64 {
+	if x <= 0 {
+		return math.NaN()
+	}
+	return x
 }

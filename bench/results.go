@@ -100,6 +100,11 @@ type ReleaseRun struct {
 	Latency   *load.Hist `json:"latency"`
 	Error     string     `json:"error,omitempty"`
 	Profile   string     `json:"perf_report,omitempty"`
+	// BurstDirectMS and BurstAgimoMS are the time to answer the same N
+	// requests sent at once with nothing parked: straight to the upstream,
+	// and through agimo to a ready service (release.go: burstOnce).
+	BurstDirectMS float64 `json:"burst_direct_ms,omitempty"`
+	BurstAgimoMS  float64 `json:"burst_agimo_ms,omitempty"`
 }
 
 // CapacityRun is one memory measurement at N parked requests or tunnels.
