@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,6 +109,9 @@ func TestSoak(t *testing.T) {
 		}
 	}
 
+	if os.Getenv("AGIMO_SOAK_PROFILES") != "" {
+		runtime.MemProfileRate = 4096 // fine enough to see a slow leak
+	}
 	h := startHarness(t, soakConfig)
 	upgrader := websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024}
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
@@ -292,6 +297,11 @@ func TestSoak(t *testing.T) {
 		}
 		samples = append(samples, s)
 		t.Logf("sample %3d %s", len(samples), s)
+		if dir := os.Getenv("AGIMO_SOAK_PROFILES"); dir != "" && len(samples)%30 == 0 {
+			// A heap profile every 30 samples, to diff with go tool pprof
+			// -base when the heap grows.
+			writeHeapProfile(t, filepath.Join(dir, fmt.Sprintf("heap-%03d.pprof", len(samples))))
+		}
 	}
 	end := time.After(total)
 	last := start
@@ -396,4 +406,16 @@ func readRSS(t *testing.T) uint64 {
 	}
 	t.Fatal("RSS: no VmRSS in /proc/self/status")
 	return 0
+}
+
+func writeHeapProfile(t *testing.T, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Errorf("heap profile: %v", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		t.Errorf("heap profile: %v", err)
+	}
 }
