@@ -107,7 +107,11 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		// The largest request head we accept (431 past it), the time a
 		// client has to send it (slowloris; the handler lifts the deadline
 		// before streaming a body), and the cap on connections.
-		ReadBufferSize: int(cfg.MaxHeaderSize.Bytes),
+		ReadBufferSize:  int(cfg.MaxHeaderSize.Bytes),
+		ReadTimeout:     cfg.ClientHeaderTimeout.Duration,
+		Concurrency:     cfg.MaxConnections,
+		IdleTimeout:     75 * time.Second,
+		CloseOnShutdown: true,
 		// A 4 KiB response and its head fit in one write(2); fasthttp's
 		// 4 KiB default split them in two. ReduceMemoryUsage returns the
 		// write buffer to its pool while a keep-alive connection idles
@@ -115,10 +119,6 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		// client connection holds 16 KiB, not 24; BenchmarkForward: +0–2%.
 		WriteBufferSize:   8 << 10,
 		ReduceMemoryUsage: true,
-		ReadTimeout:       cfg.ClientHeaderTimeout.Duration,
-		Concurrency:       cfg.MaxConnections,
-		IdleTimeout:       75 * time.Second,
-		CloseOnShutdown:   true,
 		// Hijacked connections are closed by their owner: the parking lot
 		// keeps them open after its hijack handler returns, and the
 		// tunnel closes its own.
