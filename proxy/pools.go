@@ -257,7 +257,12 @@ func (c *idleConn) Read(b []byte) (int, error) {
 
 // LocalAddr returns the connection's local address, which carries the
 // connection to upstreamBody through the Response fasthttp reads.
-func (c *idleConn) LocalAddr() net.Addr { return c.laddr }
+func (c *idleConn) LocalAddr() net.Addr {
+	if c.laddr == nil { // an idleConn not made by newIdleConn (upgrade.go)
+		return c.Conn.LocalAddr()
+	}
+	return c.laddr
+}
 
 func (c *idleConn) Write(b []byte) (int, error) {
 	if c.answered {
