@@ -198,36 +198,32 @@ func rssBytes(pid int) (int64, error) {
 
 // childPIDs lists the processes whose parent is pid (nginx's workers).
 func childPIDs(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	parent := strconv.Itoa(pid)
+	return procPIDs(func(n int) bool {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
 		if err != nil {
-			continue
+			return false
 		}
 		i := bytes.LastIndexByte(b, ')')
-		if f := strings.Fields(string(b[i+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out = append(out, n)
-		}
-	}
-	return out
+		f := strings.Fields(string(b[i+1:]))
+		return len(f) > 1 && f[1] == parent
+	})
 }
 
 // pidsByComm lists the processes whose command name starts with prefix.
 func pidsByComm(prefix string) []int {
+	return procPIDs(func(n int) bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", n))
+		return err == nil && strings.HasPrefix(string(b), prefix)
+	})
+}
+
+// procPIDs lists the processes in /proc for which match is true.
+func procPIDs(match func(pid int) bool) []int {
 	ents, _ := os.ReadDir("/proc")
 	var out []int
 	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", n))
-		if err == nil && strings.HasPrefix(string(b), prefix) {
+		if n, err := strconv.Atoi(e.Name()); err == nil && match(n) {
 			out = append(out, n)
 		}
 	}

@@ -163,30 +163,20 @@ type releaseGroup struct {
 }
 
 func groupReleases(rs []ReleaseRun) []*releaseGroup {
+	type key struct {
+		layout string
+		n      int
+	}
 	var out []*releaseGroup
-	for i := range rs {
-		r := &rs[i]
-		j := slices.IndexFunc(out, func(g *releaseGroup) bool { return g.Layout == r.Layout && g.N == r.N })
-		if j < 0 {
-			out = append(out, &releaseGroup{Layout: r.Layout, N: r.N})
-			j = len(out) - 1
-		}
-		out[j].Runs = append(out[j].Runs, r)
+	for _, runs := range groupBy(rs, func(r *ReleaseRun) key { return key{r.Layout, r.N} }) {
+		out = append(out, &releaseGroup{Layout: runs[0].Layout, N: runs[0].N, Runs: runs})
 	}
 	return out
 }
 
 // fig is one figure per release run; NaN for a run that answered none.
 func (g *releaseGroup) fig(f func(*ReleaseRun) float64) []float64 {
-	out := make([]float64, len(g.Runs))
-	for i, r := range g.Runs {
-		if r.Latency == nil || r.Latency.Count() == 0 {
-			out[i] = math.NaN()
-			continue
-		}
-		out[i] = f(r)
-	}
-	return out
+	return figures(g.Runs, func(r *ReleaseRun) bool { return r.Latency != nil && r.Latency.Count() > 0 }, f)
 }
 
 // capGroup holds the capacity runs of one scenario, target and N.
@@ -197,26 +187,45 @@ type capGroup struct {
 }
 
 func groupCapacity(rs []CapacityRun) []*capGroup {
+	type key struct {
+		scenario, target string
+		n                int
+	}
 	var out []*capGroup
-	for i := range rs {
-		r := &rs[i]
-		j := slices.IndexFunc(out, func(g *capGroup) bool {
-			return g.Scenario == r.Scenario && g.Target == r.Target && g.N == r.N
-		})
-		if j < 0 {
-			out = append(out, &capGroup{Scenario: r.Scenario, Target: r.Target, N: r.N})
-			j = len(out) - 1
-		}
-		out[j].Runs = append(out[j].Runs, r)
+	for _, runs := range groupBy(rs, func(r *CapacityRun) key { return key{r.Scenario, r.Target, r.N} }) {
+		out = append(out, &capGroup{Scenario: runs[0].Scenario, Target: runs[0].Target, N: runs[0].N, Runs: runs})
 	}
 	return out
 }
 
 // fig is one figure per successful capacity run.
 func (g *capGroup) fig(f func(*CapacityRun) float64) []float64 {
-	out := make([]float64, len(g.Runs))
-	for i, r := range g.Runs {
-		if r.Error != "" || r.Opened == 0 {
+	return figures(g.Runs, func(r *CapacityRun) bool { return r.Error == "" && r.Opened > 0 }, f)
+}
+
+// groupBy groups rs by key, groups and runs in order of first appearance.
+func groupBy[R any, K comparable](rs []R, key func(*R) K) [][]*R {
+	idx := map[K]int{}
+	var out [][]*R
+	for i := range rs {
+		r := &rs[i]
+		k := key(r)
+		j, ok := idx[k]
+		if !ok {
+			j = len(out)
+			idx[k] = j
+			out = append(out, nil)
+		}
+		out[j] = append(out[j], r)
+	}
+	return out
+}
+
+// figures is f of each run, NaN (no figure) for a run ok rejects.
+func figures[R any](runs []*R, ok func(*R) bool, f func(*R) float64) []float64 {
+	out := make([]float64, len(runs))
+	for i, r := range runs {
+		if !ok(r) {
 			out[i] = math.NaN()
 			continue
 		}

@@ -19,6 +19,11 @@ import (
 // such a body as complete would hand the upstream (or the client) a
 // different message from the one that was sent (issue 6).
 
+// eofWatcher is a connection that can tell whether a read from it
+// reported EOF: a client's clientConn, an upstream's idleConn (through
+// upstreamAddr).
+type eofWatcher interface{ sawEOF() bool }
+
 // errTruncated replaces the clean end fasthttp reports for a chunked body
 // cut off by its sender.
 var errTruncated = errors.New("chunked body ended without its last chunk")
@@ -153,15 +158,9 @@ func requestLineOpen(c net.Conn) bool {
 	return ok && l.requestLineOpen()
 }
 
-// sawEOF reports whether the client connection c has reported EOF.
-func sawEOF(c net.Conn) bool {
-	e, ok := c.(interface{ sawEOF() bool })
-	return ok && e.sawEOF()
-}
-
 // chunkedEnd checks a chunked body's clean end: it turns io.EOF into
 // errTruncated if conn reported EOF first.
-func chunkedEnd(err error, conn interface{ sawEOF() bool }) error {
+func chunkedEnd(err error, conn eofWatcher) error {
 	if err == io.EOF && conn != nil && conn.sawEOF() {
 		return errTruncated
 	}

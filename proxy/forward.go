@@ -228,7 +228,7 @@ type upstreamBody struct {
 	resp   *fasthttp.Response
 	active *metrics.Gauge // nil for requests not counted (probes)
 	// conn is the upstream connection of a chunked response (clientconn.go).
-	conn interface{ sawEOF() bool }
+	conn eofWatcher
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {

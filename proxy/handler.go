@@ -61,7 +61,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		}
 		cb := &clientBody{r: body}
 		if n == -1 {
-			cb.conn, _ = ctx.Conn().(interface{ sawEOF() bool })
+			cb.conn, _ = ctx.Conn().(eofWatcher)
 		}
 		ctx.Request.SetBodyStream(cb, n)
 		// The header timeout's deadline is still armed: lift it, so a

@@ -252,7 +252,7 @@ func (l *lot) replay(e *lotEntry) {
 		// The replayed head's line is whole; what follows is another.
 		ec := newClientConn(e.conn)
 		ec.lineOpen = false
-		_ = l.p.srv.ServeConn(&replayConn{Conn: ec, head: e.head, route: e.r, pending: true})
+		_ = l.p.srv.ServeConn(&replayConn{clientConn: ec, head: e.head, route: e.r, pending: true})
 	}()
 }
 
@@ -314,8 +314,11 @@ func (l *lot) close() {
 
 // replayConn is a hijacked connection given back to fasthttp: it reads the
 // parked request's head first, then whatever the client sent after it.
+// The clientConn under it answers for the rest, as for any connection:
+// EOF and request-line tracking, and the socket for watchClose and for
+// the tunnel's splice (UnsafeConn, once fasthttp has read the head).
 type replayConn struct {
-	net.Conn
+	*clientConn
 	head  []byte
 	route *route
 	// pending is true until the replayed request reaches the handler,
@@ -330,23 +333,7 @@ func (c *replayConn) Read(b []byte) (int, error) {
 		c.head = c.head[n:]
 		return n, nil
 	}
-	return c.Conn.Read(b)
-}
-
-func (c *replayConn) sawEOF() bool          { return sawEOF(c.Conn) }
-func (c *replayConn) requestLineOpen() bool { return requestLineOpen(c.Conn) }
-
-// UnsafeConn exposes the connection under the replayed head, for the
-// tunnel's splice, once fasthttp has read the head.
-func (c *replayConn) UnsafeConn() net.Conn { return c.Conn }
-
-// SyscallConn exposes the socket for watchClose, once the head is read.
-func (c *replayConn) SyscallConn() (syscall.RawConn, error) {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return nil, errNoSyscallConn
-	}
-	return sc.SyscallConn()
+	return c.clientConn.Read(b)
 }
 
 var errNoSyscallConn = errors.New("connection has no file descriptor")

@@ -49,12 +49,8 @@ var (
 // §6.3). Names with an underscore are dropped in prepareRequest.
 func checkFields(raw []byte) (int, string) {
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw = cutLine(raw)
 		line = bytes.TrimSuffix(line, []byte{'\r'})
 		if len(line) == 0 {
 			break
@@ -80,6 +76,12 @@ func checkFields(raw []byte) (int, string) {
 	return 0, ""
 }
 
+// cutLine splits raw at its first LF: the line before it, and the rest.
+func cutLine(raw []byte) (line, rest []byte) {
+	line, rest, _ = bytes.Cut(raw, []byte{'\n'})
+	return line, rest
+}
+
 // isTokenChar reports whether c may appear in a token (RFC 9110 §5.6.2).
 func isTokenChar(c byte) bool {
 	switch {
@@ -95,12 +97,8 @@ func hasUnderscoreName(raw []byte) bool {
 		return false
 	}
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw = cutLine(raw)
 		if colon := bytes.IndexByte(line, ':'); colon > 0 && bytes.IndexByte(line[:colon], '_') >= 0 {
 			return true
 		}
@@ -130,7 +128,7 @@ func dropUnderscoreNames(h *fasthttp.RequestHeader) {
 type clientBody struct {
 	r    io.Reader
 	err  error
-	conn interface{ sawEOF() bool } // set for a chunked body (clientconn.go)
+	conn eofWatcher // set for a chunked body (clientconn.go)
 }
 
 type clientBodyError struct{ err error }
