@@ -8,23 +8,20 @@ export PATH := $(PATH):/usr/local/go/bin
 build:
 	$(GO) build -o bin/agimo .
 
-# Everything CI runs: unit and integration tests with the race detector, the end-to-end
-# suite against a real kube-apiserver, and the Helm chart checks.
-test: test-unit fuzz e2e chart-check bench-smoke
+# README's test command: unit and integration tests with the race detector (each fuzz
+# target's committed seed corpus runs as an ordinary test), the end-to-end suite against a real
+# kube-apiserver, the Helm chart checks and a smoke run of the bench suite. Time-boxed fuzzing
+# is `make fuzz`: it can end early on a loaded machine, so it is not part of what must pass.
+test: test-unit e2e chart-check bench-smoke
 
 test-unit:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 600s ./...
 
-# A short run of each fuzz target, so their invariants are exercised on every change.
+# A short run of each fuzz target beyond its seeds (hack/fuzz.sh says what fails it).
 FUZZTIME ?= 5s
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 e2e:
 	hack/e2e.sh

@@ -42,6 +42,18 @@ cleanup() {
 trap cleanup EXIT
 eval "$(hack/controlplane/up.sh)"
 
+# The suite must fail, not report ok, where it cannot run: compiled once, run as nobody.
+nonroot=$(mktemp -d)
+chmod 755 "$nonroot"
+go test -c -tags e2e -o "$nonroot/e2e.test" ./test/e2e
+if (cd "$nonroot" && setpriv --reuid=65534 --regid=65534 --clear-groups ./e2e.test -test.run '^$' >/dev/null 2>&1); then
+  log "FAIL: the e2e suite reported success when run as a non-root user"
+  rm -rf "$nonroot"
+  exit 1
+fi
+rm -rf "$nonroot"
+log "checked: run as non-root, the suite fails as it should"
+
 out=$(mktemp)
 log "running the suite (agimo and the suite with -race)"
 suite_start=$SECONDS

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 
@@ -20,8 +21,10 @@ func AdminHandler(set *metrics.Set, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	writeMetrics := func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		set.WritePrometheus(w)
-		metrics.WriteProcessMetrics(w)
+		var b bytes.Buffer
+		set.WritePrometheus(&b)
+		metrics.WriteProcessMetrics(&b)
+		writeWithHelp(w, b.Bytes())
 	}
 	mux.HandleFunc("GET /metrics", writeMetrics)
 	mux.HandleFunc("GET /{$}", writeMetrics)

@@ -224,7 +224,7 @@ func (l *lot) releaser(r *route) {
 				continue
 			}
 			waited := time.Since(e.start)
-			r.m.parkTime.Observe(waited.Seconds())
+			r.m.parkTime.Update(waited.Seconds())
 			r.cold.observe(waited)
 			r.readyCold()
 			l.replay(e)

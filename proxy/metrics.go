@@ -2,10 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"io"
-	"maps"
-	"slices"
-	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -25,20 +21,25 @@ var errKinds = []string{errRefused, errDial, errTimeout, errClosed, errProtocol,
 // hostMetrics are one host's series. The two first keep the original
 // Agimo's names and meaning, so existing KEDA queries keep working.
 type hostMetrics struct {
-	requests   *metrics.Counter          // agimo_requests_total: requests that matched this host
-	active     *metrics.Gauge            // agimo_active_requests: parked + in flight + open tunnels
-	parked     *metrics.Gauge            // agimo_parked_requests: waiting for readiness
-	timeouts   *metrics.Counter          // agimo_park_timeouts_total: 503 after the park timeout
-	rejected   *metrics.Counter          // agimo_park_rejected_total: 503 at once, max_parked reached
-	probes     *metrics.Counter          // agimo_probe_requests_total: health checks, not activity
-	wakes      *metrics.Counter          // agimo_wakeups_total: workloads raised from zero by Agimo
-	wakeErrors *metrics.Counter          // agimo_wakeup_errors_total
-	phases     map[string]*promHistogram // agimo_cold_start_seconds by phase
+	requests   *metrics.Counter                        // agimo_requests_total: requests that matched this host
+	active     *metrics.Gauge                          // agimo_active_requests: parked + in flight + open tunnels
+	parked     *metrics.Gauge                          // agimo_parked_requests: waiting for readiness
+	timeouts   *metrics.Counter                        // agimo_park_timeouts_total: 503 after the park timeout
+	rejected   *metrics.Counter                        // agimo_park_rejected_total: 503 at once, max_parked reached
+	probes     *metrics.Counter                        // agimo_probe_requests_total: health checks, not activity
+	wakes      *metrics.Counter                        // agimo_wakeups_total: workloads raised from zero by Agimo
+	wakeErrors *metrics.Counter                        // agimo_wakeup_errors_total
+	phases     map[string]*metrics.PrometheusHistogram // agimo_cold_start_seconds by phase
 	errs       map[string]*metrics.Counter
-	parkTime   *promHistogram // agimo_park_duration_seconds: park to release
+	parkTime   *metrics.PrometheusHistogram // agimo_park_duration_seconds: park to release
 }
 
-func newHostMetrics(set *metrics.Set, hists *histograms, host string) *hostMetrics {
+// parkBuckets span a warm hit (sub-millisecond) to a slow cold start.
+var parkBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+// newHostMetrics returns host's series. The set keeps one series per name,
+// so a host's series carry over a config reload instead of resetting.
+func newHostMetrics(set *metrics.Set, host string) *hostMetrics {
 	l := fmt.Sprintf("host=%q", host)
 	m := &hostMetrics{
 		requests:   set.GetOrCreateCounter("agimo_requests_total{" + l + "}"),
@@ -49,12 +50,12 @@ func newHostMetrics(set *metrics.Set, hists *histograms, host string) *hostMetri
 		probes:     set.GetOrCreateCounter("agimo_probe_requests_total{" + l + "}"),
 		wakes:      set.GetOrCreateCounter("agimo_wakeups_total{" + l + "}"),
 		wakeErrors: set.GetOrCreateCounter("agimo_wakeup_errors_total{" + l + "}"),
-		phases:     make(map[string]*promHistogram),
+		phases:     make(map[string]*metrics.PrometheusHistogram),
 		errs:       make(map[string]*metrics.Counter, len(errKinds)),
-		parkTime:   hists.park.get(l),
+		parkTime:   set.GetOrCreatePrometheusHistogramExt("agimo_park_duration_seconds{"+l+"}", parkBuckets),
 	}
 	for _, ph := range coldPhases {
-		m.phases[ph] = hists.cold.get(fmt.Sprintf("%s,phase=%q", l, ph))
+		m.phases[ph] = set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf("agimo_cold_start_seconds{%s,phase=%q}", l, ph), parkBuckets)
 	}
 	for _, k := range errKinds {
 		m.errs[k] = set.GetOrCreateCounter(fmt.Sprintf("agimo_upstream_errors_total{%s,kind=%q}", l, k))
@@ -67,55 +68,4 @@ func newHostMetrics(set *metrics.Set, hists *histograms, host string) *hostMetri
 // the first response byte forwarded.
 var coldPhases = []string{"scale", "ready", "first_byte"}
 
-func (m *hostMetrics) phase(name string) *promHistogram { return m.phases[name] }
-
-// histograms are a proxy's histogram families.
-type histograms struct {
-	park, cold *histogramFamily
-}
-
-func newHistograms(set *metrics.Set) *histograms {
-	return &histograms{
-		park: newHistogramFamily(set, "agimo_park_duration_seconds", "Time from a request being parked to its release."),
-		cold: newHistogramFamily(set, "agimo_cold_start_seconds", "Time from the first request parked on a cold service to each phase of its cold start."),
-	}
-}
-
-// histogramFamily is one histogram metric with a series per label set,
-// written through one metrics writer so that it has a single TYPE line.
-type histogramFamily struct {
-	name, help string
-	mu         sync.Mutex // guards byLabels
-	// byLabels maps a label set to its histogram; kept across config
-	// reloads so a host's series never resets.
-	byLabels map[string]*promHistogram
-}
-
-func newHistogramFamily(set *metrics.Set, name, help string) *histogramFamily {
-	f := &histogramFamily{name: name, help: help, byLabels: make(map[string]*promHistogram)}
-	set.RegisterMetricsWriter(f.write)
-	return f
-}
-
-func (f *histogramFamily) get(labels string) *promHistogram {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	h, ok := f.byLabels[labels]
-	if !ok {
-		h = newPromHistogram(f.name, labels, parkBuckets)
-		f.byLabels[labels] = h
-	}
-	return h
-}
-
-func (f *histogramFamily) write(w io.Writer) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.byLabels) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s histogram\n", f.name, f.help, f.name)
-	for _, l := range slices.Sorted(maps.Keys(f.byLabels)) {
-		f.byLabels[l].writePrometheus(w)
-	}
-}
+func (m *hostMetrics) phase(name string) *metrics.PrometheusHistogram { return m.phases[name] }

@@ -1,9 +1,11 @@
 package proxy_test
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -79,5 +81,53 @@ func TestMetricsExposition(t *testing.T) {
 		if prev != 1 {
 			t.Errorf("last finite bucket = %d; want 1 (a sub-minute park)", prev)
 		}
+	}
+}
+
+// Every agimo_* family passes Prometheus's own linter (issue 10): a HELP
+// text and a TYPE for each, counters ending in _total, histograms with
+// their buckets. promtool comes from Debian's prometheus package (.ci/run
+// installs it); without it the test fails, it does not skip.
+func TestMetricsPromtoolClean(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (apt-get install prometheus): %v", err)
+	}
+	h := startHarness(t, oneService)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	done := make(chan error, 1)
+	go func() { _, _, err := h.get("app.test", "/"); done <- err }()
+	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
+	h.setEndpoints("apps", "app", true, up.addr())
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	admin := httptest.NewServer(proxy.AdminHandler(h.set, func() bool { return true }))
+	defer admin.Close()
+	resp, err := http.Get(admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// Only Agimo's own families: the Go runtime's come from the library.
+	var ours strings.Builder
+	families := 0
+	for _, line := range strings.SplitAfter(string(body), "\n") {
+		name := strings.TrimPrefix(strings.TrimPrefix(line, "# HELP "), "# TYPE ")
+		if strings.HasPrefix(name, "agimo_") {
+			ours.WriteString(line)
+			if strings.HasPrefix(line, "# TYPE ") {
+				families++
+			}
+		}
+	}
+	if families < 10 {
+		t.Fatalf("got %d agimo_* families; want at least 10:\n%s", families, ours.String())
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(ours.String())
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s\non:\n%s", err, out, ours.String())
 	}
 }

@@ -52,7 +52,7 @@ func (p *Proxy) park(ctx *fasthttp.RequestCtx, r *route, deadline time.Time) (*w
 		}
 	}
 	waited := time.Since(start)
-	r.m.parkTime.Observe(waited.Seconds())
+	r.m.parkTime.Update(waited.Seconds())
 	r.cold.observe(waited)
 	r.readyCold()
 	return st, nil

@@ -51,7 +51,6 @@ type Proxy struct {
 
 	maxBody int64 // max_request_body; 0 means no limit
 	routes  atomic.Pointer[table]
-	hists   *histograms
 	pools   *pools
 	srv     *fasthttp.Server
 	// tunnels are the open WebSocket tunnels, which fasthttp's Shutdown
@@ -85,7 +84,6 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		tunnels:  tunnel.NewRegistry(),
 	}
 	p.pools = newPools(p.log)
-	p.hists = newHistograms(opts.Metrics)
 	t, err := p.buildTable(cfg)
 	if err != nil {
 		return nil, err

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -403,15 +402,6 @@ func advSetup(t testing.TB, cfgTOML string, opts ...func(*proxy.Options)) (*harn
 	u.setRespond(func(int, *http.Request, []byte) string { return okResponse })
 	u.reset()
 	return h, u
-}
-
-// advTODO skips a test that documents a requirement the proxy does not
-// meet yet. AGIMO_TODO=1 runs them anyway, to see every failure at once.
-func advTODO(t testing.TB, reason string) {
-	t.Helper()
-	if os.Getenv("AGIMO_TODO") == "" {
-		t.Skip("TODO(lead): " + reason)
-	}
 }
 
 // advField is one header field line of a raw head, as sent.

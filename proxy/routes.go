@@ -64,7 +64,7 @@ func (p *Proxy) buildTable(cfg *conf.Config) (*table, error) {
 			upstreamTimeout: s.UpstreamTimeout.Duration,
 			target:          s.TargetAddr(),
 			maxParked:       int64(s.MaxParked),
-			m:               newHostMetrics(p.metrics, p.hists, s.Host),
+			m:               newHostMetrics(p.metrics, s.Host),
 		}
 	}
 	return t, nil

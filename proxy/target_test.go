@@ -18,7 +18,6 @@ type targetCase struct {
 	want    int
 	host    string
 	targets []string
-	todo    string
 }
 
 func TestRequestTargets(t *testing.T) {
@@ -78,9 +77,6 @@ func TestRequestTargets(t *testing.T) {
 		{name: "host-unknown", req: "GET / HTTP/1.1\r\nHost: other.test\r\n\r\n", want: 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.todo != "" {
-				advTODO(t, tc.todo)
-			}
 			u.reset()
 			res := advSend(t, h.addr, tc.req, 300*time.Millisecond)
 			u.settle(10 * time.Millisecond)

@@ -64,7 +64,7 @@ func (p *Proxy) beginCold(r *route) {
 			cs.waking.Store(false) // let the next parked request try again
 		case scaled:
 			r.m.wakes.Inc()
-			r.m.phase("scale").Observe(time.Since(cs.start).Seconds())
+			r.m.phase("scale").Update(time.Since(cs.start).Seconds())
 		}
 	}()
 }
@@ -73,7 +73,7 @@ func (p *Proxy) beginCold(r *route) {
 // start's "ready" phase.
 func (r *route) readyCold() {
 	if cs := r.cs.Load(); cs != nil && cs.readyDone.CompareAndSwap(false, true) {
-		r.m.phase("ready").Observe(time.Since(cs.start).Seconds())
+		r.m.phase("ready").Update(time.Since(cs.start).Seconds())
 	}
 }
 
@@ -81,7 +81,7 @@ func (r *route) readyCold() {
 // after readiness ends the cold start.
 func (r *route) firstByteCold() {
 	if cs := r.cs.Load(); cs != nil && cs.readyDone.Load() && r.cs.CompareAndSwap(cs, nil) {
-		r.m.phase("first_byte").Observe(time.Since(cs.start).Seconds())
+		r.m.phase("first_byte").Update(time.Since(cs.start).Seconds())
 	}
 }
 
