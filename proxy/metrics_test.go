@@ -23,14 +23,7 @@ import (
 // whose last bucket equals the count.
 func TestMetricsExposition(t *testing.T) {
 	h := startHarness(t, oneService)
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	done := make(chan error, 1)
-	go func() { _, _, err := h.get("app.test", "/"); done <- err }()
-	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
-	h.setEndpoints("apps", "app", true, up.addr())
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	parkAndRelease(t, h)
 	h.get("app.test", "/")
 
 	admin := httptest.NewServer(proxy.AdminHandler(h.set, func() bool { return true }))
@@ -94,14 +87,7 @@ func TestMetricsPromtoolClean(t *testing.T) {
 		t.Fatalf("promtool not found (apt-get install prometheus): %v", err)
 	}
 	h := startHarness(t, oneService)
-	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	done := make(chan error, 1)
-	go func() { _, _, err := h.get("app.test", "/"); done <- err }()
-	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
-	h.setEndpoints("apps", "app", true, up.addr())
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	parkAndRelease(t, h)
 	admin := httptest.NewServer(proxy.AdminHandler(h.set, func() bool { return true }))
 	defer admin.Close()
 	resp, err := http.Get(admin.URL + "/metrics")
@@ -129,5 +115,19 @@ func TestMetricsPromtoolClean(t *testing.T) {
 	cmd.Stdin = strings.NewReader(ours.String())
 	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s\non:\n%s", err, out, ours.String())
+	}
+}
+
+// parkAndRelease parks one request to app.test and releases it by making
+// the service ready, so the park and cold-start series have a sample.
+func parkAndRelease(t *testing.T, h *harness) {
+	t.Helper()
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	done := make(chan error, 1)
+	go func() { _, _, err := h.get("app.test", "/"); done <- err }()
+	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
+	h.setEndpoints("apps", "app", true, up.addr())
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
