@@ -40,9 +40,9 @@ type lot struct {
 type lotEntry struct {
 	id     uint64
 	r      *route
-	conn   net.Conn // fasthttp's hijacked conn: buffered bytes, then the socket
+	conn   net.Conn  // fasthttp's hijacked conn: buffered bytes, then the socket
 	slot   *connSlot // the connection's max_connections slot, freed on close
-	head   []byte   // the request head, replayed on release
+	head   []byte    // the request head, replayed on release
 	start  time.Time
 	timer  *time.Timer
 	fd     int
