@@ -200,12 +200,16 @@ func TestReleaseAtMaxConnections(t *testing.T) {
 	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
 	idle := dialSend(t, h, "") // a client yet to send its head
 	h.waitMetric(`agimo_open_connections`, 2)
-	expectRefused(t, h)
+	// One more, kept open across the release.
+	third := dialSend(t, h, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
 	h.setEndpoints("apps", "app", true, newRecUpstream(t).addr())
 	if s := readStatus(t, parked); s != 200 {
 		t.Errorf("released at max_connections: %d; want 200", s)
 	}
 	h.waitMetric(`agimo_active_requests{host="app.test"}`, 0)
+	if res := advRead(third, 5*time.Second); len(res.Responses) != 1 || res.Responses[0].Status != 503 || res.Responses[0].Header.Get("Retry-After") == "" {
+		t.Errorf("connection past max_connections: %v; want one 503 with Retry-After", res)
+	}
 	parked.Close()
 	idle.Close()
 	h.waitMetric(`agimo_open_connections`, 0)
