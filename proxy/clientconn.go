@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/agimo/agimo/tunnel"
 )
 
 // A chunked body ends with its last-chunk (RFC 9112 §7.1), never with
@@ -58,6 +60,17 @@ type clientConn struct {
 	lines    int
 	prevBare bool // the last complete line ended in a bare LF
 	prev     byte // the last byte of the previous read
+	wrote    bool // a byte of a response was written
+
+	// slot is the connection's place under max_connections (connlimit.go),
+	// released by Close unless takeOver handed it to a new owner.
+	slot *connSlot
+	// undo, if set, undoes the counts of a hand-off whose Hijack callback
+	// has not run yet; Close runs it, takeOver drops it.
+	undo func()
+	// linger asks Close for a lingering close: the request body was not
+	// read (RFC 9112 §9.6; nginx's lingering_close).
+	linger bool
 }
 
 // errBareLF fails the read that brings a blank line ended by a bare LF.
@@ -121,6 +134,7 @@ func (c *clientConn) scanFirstHead(b []byte) (hang bool) {
 
 func (c *clientConn) Write(b []byte) (int, error) {
 	c.lineOpen = true
+	c.wrote = true
 	c.first = false // a response ends the first head, whatever it was
 	return c.Conn.Write(b)
 }
@@ -140,15 +154,32 @@ func (c *clientConn) SyscallConn() (syscall.RawConn, error) {
 	return sc.SyscallConn()
 }
 
-// clientListener wraps each accepted connection in an clientConn.
-type clientListener struct{ net.Listener }
-
-func (l clientListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+// Close closes the socket, lingering first if the client may still be
+// sending: with unread bytes, the close would send a reset that can
+// destroy the response before the client has read it. Then it runs a
+// pending hand-off's undo and frees the connection's slot.
+func (c *clientConn) Close() error {
+	if c.linger || unreadInput(c.Conn) {
+		tunnel.LingerUpload(c.Conn)
 	}
-	return newClientConn(c), nil
+	err := c.Conn.Close()
+	if c.undo != nil {
+		c.undo()
+		c.undo = nil
+	}
+	c.slot.release()
+	return err
+}
+
+func (c *clientConn) setUndo(f func()) { c.undo = f }
+func (c *clientConn) setLinger()       { c.linger = true }
+
+// handOver is takeOver's: the Hijack callback runs, so a hand-off's undo
+// is not needed, and the slot goes to the connection's new owner.
+func (c *clientConn) handOver() *connSlot {
+	s := c.slot
+	c.slot, c.undo = nil, nil
+	return s
 }
 
 // requestLineOpen reports whether the request line being read on client

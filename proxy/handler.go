@@ -131,10 +131,13 @@ func (p *Proxy) answer503(ctx *fasthttp.RequestCtx, retryAfter int, msg string) 
 // reply sends Agimo's own short plain-text response. A request body the
 // client may still be sending is not read, so the connection must close:
 // otherwise the body's bytes would be parsed as the next request (issue 2).
+// It closes lingering, so that the client reads the answer before the
+// close, rather than a reset caused by its unread bytes (issue 10).
 func (p *Proxy) reply(ctx *fasthttp.RequestCtx, status int, msg string) {
 	// After a malformed request the stream may be out of step too.
 	if !bodyConsumed(ctx) || status == fasthttp.StatusBadRequest {
 		ctx.SetConnectionClose()
+		markLinger(ctx)
 	}
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("text/plain; charset=utf-8")

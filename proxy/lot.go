@@ -4,13 +4,14 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
+
+	"github.com/agimo/agimo/tunnel"
 )
 
 // The parking lot holds bodiless requests for cold services without a
@@ -39,8 +40,9 @@ type lot struct {
 type lotEntry struct {
 	id     uint64
 	r      *route
-	conn   net.Conn // fasthttp's hijacked conn: buffered bytes, then the socket
-	head   []byte   // the request head, replayed on release
+	conn   net.Conn  // fasthttp's hijacked conn: buffered bytes, then the socket
+	slot   *connSlot // the connection's max_connections slot, freed on close
+	head   []byte    // the request head, replayed on release
 	start  time.Time
 	timer  *time.Timer
 	fd     int
@@ -95,6 +97,7 @@ func (l *lot) park(ctx *fasthttp.RequestCtx, r *route, deadline time.Time) bool 
 	head = append(head, h.RawHeaders()...)
 	e := &lotEntry{r: r, head: head, start: time.Now()}
 	ctx.HijackSetNoResponse(true)
+	handOff(ctx, func() { l.done(e) })
 	ctx.Hijack(func(c net.Conn) {
 		e.conn = c
 		l.add(e, deadline)
@@ -108,7 +111,8 @@ func (l *lot) add(e *lotEntry, deadline time.Time) {
 	// Keep the socket, not fasthttp's hijacked conn, which holds the
 	// connection's whole read buffer (max_header_size) for the few bytes,
 	// if any, the client sent after its head: those go after the head.
-	raw, early := takeOver(e.conn)
+	raw, early, slot := takeOver(e.conn)
+	e.slot = slot
 	// A request parked again after a replay sits on a replayConn whose
 	// head is consumed by now, like every buffer above the socket.
 	for {
@@ -136,7 +140,8 @@ func (l *lot) add(e *lotEntry, deadline time.Time) {
 	l.entries[e.id] = e
 	if fd >= 0 {
 		// Level-triggered, without EPOLLIN: only a hang-up or half-close
-		// wakes the loop, not the data of a pipelined request.
+		// wakes the loop, not the data of a pipelined request. (EPOLLHUP
+		// and EPOLLERR are always reported.)
 		ev := unix.EpollEvent{Events: unix.EPOLLRDHUP}
 		ev.Fd, ev.Pad = int32(uint32(e.id)), int32(uint32(e.id>>32))
 		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
@@ -170,6 +175,16 @@ func (l *lot) remove(e *lotEntry) bool {
 }
 
 // loop closes the connections of clients that leave while parked.
+//
+// A half-close (FIN: EPOLLRDHUP alone) does not withdraw a request: RFC
+// 9112 §9.6 lets a client close its sending side once its request is
+// sent, and the ready path serves such a client, as nginx does with a
+// fast upstream. The request stays parked, and the entry is watched for
+// a reset or error only (EPOLLRDHUP is level-triggered and would fire
+// again and again). A reset (EPOLLHUP/EPOLLERR) is a client gone: its
+// slot and gauges are freed at once. TCP cannot tell a half-close from a
+// full close without writing, so a client that closed fully stays parked
+// until its release or its timeout.
 func (l *lot) loop() {
 	defer l.wg.Done()
 	events := make([]unix.EpollEvent, 256)
@@ -188,10 +203,17 @@ func (l *lot) loop() {
 			}
 			l.mu.Lock()
 			e := l.entries[id]
+			if e != nil && ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+				// Half-closed: stays parked.
+				mod := unix.EpollEvent{Events: unix.EPOLLHUP | unix.EPOLLERR, Fd: ev.Fd, Pad: ev.Pad}
+				_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, e.fd, &mod)
+				l.mu.Unlock()
+				continue
+			}
 			gone := e != nil && l.remove(e)
 			l.mu.Unlock()
 			if gone {
-				e.conn.Close()
+				e.close()
 				l.done(e)
 			}
 		}
@@ -251,8 +273,9 @@ func (l *lot) replay(e *lotEntry) {
 		defer l.wg.Done()
 		// The replayed head's line is whole; what follows is another.
 		ec := newClientConn(e.conn)
-		ec.lineOpen = false
-		_ = l.p.srv.ServeConn(&replayConn{clientConn: ec, head: e.head, route: e.r, pending: true})
+		ec.lineOpen, ec.slot = false, e.slot
+		_ = l.p.srv.ServeConn(&replayConn{clientConn: ec, head: e.head, route: e.r, pending: true,
+			retryAfter: e.r.cold.retryAfter(l.p.opts.RetryAfter)})
 	}()
 }
 
@@ -274,15 +297,20 @@ func (l *lot) finish(e *lotEntry, status int, msg string) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		defer e.conn.Close()
-		body := msg + "\n"
-		resp := "HTTP/1.1 " + strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + "\r\n" +
-			"Retry-After: " + strconv.Itoa(e.r.cold.retryAfter(l.p.opts.RetryAfter)) + "\r\n" +
-			"Content-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) +
-			"\r\nConnection: close\r\n\r\n" + body
+		defer e.close()
+		resp := plainAnswer(status, e.r.cold.retryAfter(l.p.opts.RetryAfter), msg)
 		_ = e.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = io.WriteString(e.conn, resp)
+		if _, err := io.WriteString(e.conn, resp); err == nil {
+			// Bytes the client sent after its head may be unread.
+			tunnel.Linger(e.conn)
+		}
 	}()
+}
+
+// close closes a removed entry's socket and frees its slot.
+func (e *lotEntry) close() {
+	e.conn.Close()
+	e.slot.release()
 }
 
 // done ends the gauges of a request that leaves the lot unanswered by
@@ -325,6 +353,26 @@ type replayConn struct {
 	// which then neither routes nor counts it again: it was counted when
 	// it parked. Only fasthttp's goroutine for this connection touches it.
 	pending bool
+	// retryAfter is the Retry-After of a 503 to a request never handled.
+	retryAfter int
+}
+
+// Close ends the replayed request's count if fasthttp closes the
+// connection without handing the request to the handler (it counted
+// when it parked, and only the handler ends that), and tells the client
+// to retry unless fasthttp has answered it.
+func (c *replayConn) Close() error {
+	if c.pending {
+		c.pending = false
+		c.route.m.active.Dec()
+		if !c.wrote {
+			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(c.clientConn.Conn, plainAnswer(fasthttp.StatusServiceUnavailable, c.retryAfter, "request not served; retry")); err == nil {
+				c.linger = true
+			}
+		}
+	}
+	return c.clientConn.Close()
 }
 
 func (c *replayConn) Read(b []byte) (int, error) {

@@ -59,15 +59,22 @@ func (p *Proxy) park(ctx *fasthttp.RequestCtx, r *route, deadline time.Time) (*w
 }
 
 // watchClose reports, by closing the returned channel, when the peer of c
-// closes or resets the connection. fasthttp cannot tell a handler that its
-// client left (RequestCtx.Done fires only at server shutdown), and a parked
+// resets the connection. fasthttp cannot tell a handler that its client
+// left (RequestCtx.Done fires only at server shutdown), and a parked
 // request of a client that left must free its slot and its gauge (issue 2).
 //
+// A half-close (FIN) is not leaving: RFC 9112 §9.6 lets a client close its
+// sending side once its request is sent, and the ready path serves such a
+// client, so the request stays parked, as in the lot (lot.loop). TCP
+// cannot tell it from a full close without writing, so a client that
+// closed fully stays parked until release or timeout.
+//
 // It blocks one goroutine in RawConn.Read, which Go's edge-triggered
-// netpoller wakes only on new input or a hang-up: no polling. Pending
-// input (an unread body, a pipelined request) is left in place: MSG_PEEK
-// looks without consuming, and POLLRDHUP tells a half-close apart from
-// data. stop ends the watch and restores the connection for fasthttp.
+// netpoller wakes only on new input, a half-close or a reset: no polling.
+// Pending input (an unread body, a pipelined request) is left in place:
+// MSG_PEEK looks without consuming, and POLLHUP/POLLERR tell a reset
+// apart from data and from a half-close. stop ends the watch and
+// restores the connection for fasthttp.
 func watchClose(c net.Conn) (gone <-chan struct{}, stop func()) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -82,20 +89,20 @@ func watchClose(c net.Conn) (gone <-chan struct{}, stop func()) {
 	go func() {
 		defer close(exited)
 		rc.Read(func(fd uintptr) bool {
-			var b [1]byte
-			n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			switch {
-			case err == unix.EAGAIN || err == unix.EINTR:
-				return false // nothing yet: wait for the netpoller
-			case err != nil || n == 0:
-				close(g) // reset, or orderly EOF with nothing pending
-				return true
-			}
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-			if _, err := unix.Poll(fds, 0); err == nil && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+			// A reset leaves the socket closed (POLLHUP) with its error
+			// (POLLERR), even while unread bytes are pending.
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, 0); err == nil && fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
 				close(g)
 				return true
 			}
+			var b [1]byte
+			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+				close(g) // a reset the poll above did not see yet
+				return true
+			}
+			// Nothing, data, or a half-close: wait for the netpoller.
 			return false
 		})
 	}()

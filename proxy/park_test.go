@@ -113,8 +113,9 @@ func TestThousandParkedReleasedByOneEvent(t *testing.T) {
 	h.waitMetric(`agimo_active_requests{host="app.test"}`, 0)
 }
 
-// A client that disconnects while parked frees its slot: the parked and
-// active gauges drop back although the service never became ready.
+// A client that resets its connection while parked frees its slot: the
+// parked and active gauges, and its connection, drop back although the
+// service never became ready. (A half-close does not: halfclose_test.go.)
 func TestClientLeavingWhileParked(t *testing.T) {
 	h := startHarness(t, strings.Replace(oneService, `timeout = "2s"`, `timeout = "60s"`, 1))
 	for _, tc := range []struct{ name, req string }{
@@ -132,9 +133,11 @@ func TestClientLeavingWhileParked(t *testing.T) {
 			}
 			h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
 			h.waitMetric(`agimo_active_requests{host="app.test"}`, 1)
+			c.(*net.TCPConn).SetLinger(0) // reset, not FIN
 			c.Close()
 			h.waitMetric(`agimo_parked_requests{host="app.test"}`, 0)
 			h.waitMetric(`agimo_active_requests{host="app.test"}`, 0)
+			h.waitMetric(`agimo_open_connections`, 0)
 		})
 	}
 }

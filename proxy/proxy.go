@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,8 @@ type Proxy struct {
 	tunnels *tunnel.Registry
 	// lot parks bodiless requests without a goroutine each (lot.go).
 	lot *lot
+	// conns counts open client connections for max_connections.
+	conns *connLimit
 
 	// stopping is closed when Shutdown starts: parked requests answer 503.
 	stopping  chan struct{}
@@ -83,6 +86,8 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		stopping: make(chan struct{}),
 		tunnels:  tunnel.NewRegistry(),
 	}
+	p.conns = newConnLimit(cfg.MaxConnections, opts.RetryAfter)
+	opts.Metrics.GetOrCreateGauge("agimo_open_connections", func() float64 { return float64(p.conns.open.Load()) })
 	p.pools = newPools(p.log)
 	t, err := p.buildTable(cfg)
 	if err != nil {
@@ -102,12 +107,15 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		NoDefaultDate:         true,
-		// The largest request head we accept (431 past it), the time a
+		// The largest request head we accept (431 past it) and the time a
 		// client has to send it (slowloris; the handler lifts the deadline
-		// before streaming a body), and the cap on connections.
+		// before streaming a body). max_connections is the listener's
+		// (connlimit.go), which counts every connection fasthttp's count
+		// misses: fasthttp's must never bind before it, or it would refuse
+		// a parked request's replay.
 		ReadBufferSize:  int(cfg.MaxHeaderSize.Bytes),
 		ReadTimeout:     cfg.ClientHeaderTimeout.Duration,
-		Concurrency:     cfg.MaxConnections,
+		Concurrency:     math.MaxInt32,
 		IdleTimeout:     75 * time.Second,
 		CloseOnShutdown: true,
 		// A 4 KiB response and its head fit in one write(2); fasthttp's
@@ -140,7 +148,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		defer p.janitorWG.Done()
 		p.idler(p.stopping)
 	}()
-	if err := p.srv.Serve(clientListener{ln}); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := p.srv.Serve(clientListener{ln, p.conns}); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
@@ -161,6 +169,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.janitorWG.Wait()
 	p.bg.Wait()
+	p.conns.wg.Wait() // connections refused past max_connections
 	lotDone := make(chan struct{})
 	go func() { p.lot.close(); close(lotDone) }()
 	select {
@@ -192,6 +201,8 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	}
 	p.log.Debug().Err(err).Str("remote", ctx.RemoteAddr().String()).Int("status", status).Msg("bad request")
 	ctx.SetConnectionClose()
+	// The rest of a bad request, its body above all, stays unread.
+	markLinger(ctx)
 	ctx.Error(fasthttp.StatusMessage(status)+"\n", status)
 }
 

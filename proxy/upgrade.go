@@ -92,6 +92,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 	head = append(head, "\r\n\r\n"...)
 
 	ctx.HijackSetNoResponse(true)
+	handOff(ctx, r.m.active.Dec)
 	ctx.Hijack(func(c net.Conn) { p.startTunnel(ctx, c, r, st, deadline, head) })
 	return true
 }
@@ -105,14 +106,20 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 // and recycle ctx instead of holding them for the tunnel's life: with
 // KeepHijackedConns the connection is ours to close, and the tunnel does.
 func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route, st *watch.State, deadline time.Time, head []byte) {
-	client, early := takeOver(hj)
+	client, early, slot := takeOver(hj)
 	t, err := p.tunnels.Open(client)
 	if err != nil {
 		p.retryLater(ctx, "agimo is shutting down")
 		writeAnswer(client, &ctx.Response, r.upstreamTimeout)
 		client.Close()
+		slot.release()
 		r.m.active.Dec()
 		return
+	}
+	// The tunnel closes the client's socket; its slot is free after.
+	end := func() {
+		t.End()
+		slot.release()
 	}
 	up, err := p.dialUpstream(ctx, t, r, st, deadline)
 	if err == nil {
@@ -127,13 +134,13 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route, st 
 		if !errors.Is(err, errAnswered) && t.Context().Err() == nil {
 			p.handshakeFailed(ctx, client, r, err)
 		}
-		t.End()
+		end()
 		r.m.active.Dec()
 		return
 	}
 	// Owned by the tunnel: the registry's Wait waits for its End.
 	go func() {
-		defer t.End() // last, so that Wait covers this whole goroutine
+		defer end() // last, so that Wait covers this whole goroutine
 		defer r.m.active.Dec()
 		m := p.tunnelMetrics(r.host)
 		m.open.Inc()
@@ -207,10 +214,26 @@ func (p *Proxy) handshake(client, up net.Conn, r *route, head []byte) ([]byte, e
 // bottom. So the layers are drained first: with a read deadline in the
 // past, each yields what it buffers and then fails at once instead of
 // touching the socket. Then they are peeled off (UnsafeConn).
-func takeOver(c net.Conn) (net.Conn, []byte) {
+//
+// The caller becomes the connection's owner: it gets the connection's
+// max_connections slot, to release once it has closed the socket
+// (connlimit.go), and any hand-off undo waiting on the connection is
+// dropped, as the Hijack callback that calls takeOver is running.
+func takeOver(c net.Conn) (net.Conn, []byte, *connSlot) {
+	var slot *connSlot
+	for l := c; ; {
+		if h, ok := l.(interface{ handOver() *connSlot }); ok && slot == nil {
+			slot = h.handOver()
+		}
+		u, ok := l.(interface{ UnsafeConn() net.Conn })
+		if !ok {
+			break
+		}
+		l = u.UnsafeConn()
+	}
 	u, ok := c.(interface{ UnsafeConn() net.Conn })
 	if !ok || c.SetReadDeadline(time.Unix(1, 0)) != nil {
-		return c, nil
+		return c, nil, slot
 	}
 	var early []byte
 	var buf [4096]byte
@@ -224,13 +247,13 @@ func takeOver(c net.Conn) (net.Conn, []byte) {
 		}
 	}
 	if c.SetReadDeadline(time.Time{}) != nil {
-		return c, early
+		return c, early, slot
 	}
 	for ok {
 		c = u.UnsafeConn()
 		u, ok = c.(interface{ UnsafeConn() net.Conn })
 	}
-	return c, early
+	return c, early, slot
 }
 
 // dialUpstream connects to a ready endpoint of r, round robin as forward

@@ -19,12 +19,25 @@ const (
 
 // Linger half-closes c and discards what the client still sends, for at
 // most lingerTime or lingerBytes. The caller closes c afterwards.
-func Linger(c net.Conn) {
+func Linger(c net.Conn) { linger(c, lingerBytes) }
+
+// LingerUpload is Linger for a client that may be uploading a request
+// body the server did not read: bounded by lingerTime only, as nginx's
+// lingering_time. A byte bound would end the linger within microseconds
+// of a fast upload, and a client that gives up at its first failed write
+// (Go's net/http may) would still see the reset before the response.
+func LingerUpload(c net.Conn) { linger(c, -1) }
+
+func linger(c net.Conn, max int64) {
 	if cw, ok := c.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
 		return
 	}
 	if c.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
 		return
 	}
-	io.CopyN(io.Discard, c, lingerBytes)
+	if max < 0 {
+		io.Copy(io.Discard, c)
+		return
+	}
+	io.CopyN(io.Discard, c, max)
 }
