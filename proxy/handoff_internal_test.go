@@ -91,7 +91,7 @@ func TestReplayNeverHandled(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			server, client := socketPair(t)
 			set := metrics.NewSet()
-			r := &route{m: newHostMetrics(set, newHistograms(set), "x.test")}
+			r := &route{m: newHostMetrics(set, "x.test")}
 			r.m.active.Inc()
 			rc := &replayConn{clientConn: newClientConn(server), route: r, pending: true, retryAfter: 7}
 			if tc.answered {

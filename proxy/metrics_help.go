@@ -22,6 +22,7 @@ var metricHelp = map[string]string{
 	"agimo_upstream_errors_total":         "Failed exchanges with an upstream, by kind.",
 	"agimo_park_duration_seconds":         "Time from a request being parked to its release.",
 	"agimo_cold_start_seconds":            "Time from the first request parked on a cold service to each phase of its cold start.",
+	"agimo_open_connections":              "Client connections now open, however held (served, parked, tunnelled): what max_connections bounds.",
 	"agimo_open_tunnels":                  "WebSocket tunnels now open.",
 	"agimo_tunnel_bytes_total":            "Bytes relayed through WebSocket tunnels, by direction.",
 	"agimo_watch_errors_total":            "Failed lists and watches of the Kubernetes API, by resource.",
