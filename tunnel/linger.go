@@ -15,6 +15,10 @@ import (
 const (
 	lingerTime  = 2 * time.Second
 	lingerBytes = 256 << 10
+	// lingerUploadBytes bounds what LingerUpload discards: far more than
+	// a client sends in lingerTime over a real network, so the time is
+	// what ends a linger, yet a bound on the work one client can cause.
+	lingerUploadBytes = 128 << 20
 )
 
 // Linger half-closes c and discards what the client still sends, for at
@@ -22,21 +26,18 @@ const (
 func Linger(c net.Conn) { linger(c, lingerBytes) }
 
 // LingerUpload is Linger for a client that may be uploading a request
-// body the server did not read: bounded by lingerTime only, as nginx's
-// lingering_time. A byte bound would end the linger within microseconds
-// of a fast upload, and a client that gives up at its first failed write
-// (Go's net/http may) would still see the reset before the response.
-func LingerUpload(c net.Conn) { linger(c, -1) }
+// body the server did not read: bounded by lingerTime, as nginx's
+// lingering_time, and by lingerUploadBytes. Linger's small byte bound
+// would end the linger within microseconds of a fast upload, and a client
+// that gives up at its first failed write (Go's net/http may) would
+// still see the reset before the response.
+func LingerUpload(c net.Conn) { linger(c, lingerUploadBytes) }
 
 func linger(c net.Conn, max int64) {
 	if cw, ok := c.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
 		return
 	}
 	if c.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
-		return
-	}
-	if max < 0 {
-		io.Copy(io.Discard, c)
 		return
 	}
 	io.CopyN(io.Discard, c, max)
