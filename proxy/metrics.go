@@ -17,10 +17,25 @@ const (
 	errTimeout  = "timeout"  // upstream silent past upstream_timeout (504)
 	errClosed   = "closed"   // connection closed or reset before a response
 	errProtocol = "protocol" // malformed response
+	// No free connection to the endpoint within the service's timeout
+	// (503 with Retry-After).
+	errPoolFull = "pool_full"
 	errOther    = "other"
 )
 
-var errKinds = []string{errRefused, errDial, errTimeout, errClosed, errProtocol, errOther}
+var errKinds = []string{errRefused, errDial, errTimeout, errClosed, errProtocol, errPoolFull, errOther}
+
+// Client error kinds, the "kind" label of agimo_client_errors_total:
+// failures on the client's side of a request, which no client can make
+// count as upstream errors (issue 10).
+const (
+	clientAborted     = "aborted"      // the client closed or reset its connection before the end of its body
+	clientBodyTimeout = "body_timeout" // no byte of the body for client_body_timeout (408)
+	clientSendTimeout = "send_timeout" // no byte of the response taken for send_timeout
+	clientBadBody     = "bad_body"     // malformed body, such as a bad chunk (400)
+)
+
+var clientKinds = []string{clientAborted, clientBodyTimeout, clientSendTimeout, clientBadBody}
 
 // hostMetrics are one host's series. The two first keep the original
 // Agimo's names and meaning, so existing KEDA queries keep working.
@@ -36,6 +51,10 @@ type hostMetrics struct {
 	phases     map[string]*promHistogram // agimo_cold_start_seconds by phase
 	errs       map[string]*metrics.Counter
 	parkTime   *promHistogram // agimo_park_duration_seconds: park to release
+
+	// agimo_client_errors_total by kind: requests that failed on the
+	// client's side (an upload abandoned or stalled, a response not read).
+	clientErrs map[string]*metrics.Counter
 }
 
 func newHostMetrics(set *metrics.Set, hists *histograms, host string) *hostMetrics {
@@ -51,6 +70,7 @@ func newHostMetrics(set *metrics.Set, hists *histograms, host string) *hostMetri
 		wakeErrors: set.GetOrCreateCounter("agimo_wakeup_errors_total{" + l + "}"),
 		phases:     make(map[string]*promHistogram),
 		errs:       make(map[string]*metrics.Counter, len(errKinds)),
+		clientErrs: make(map[string]*metrics.Counter, len(clientKinds)),
 		parkTime:   hists.park.get(l),
 	}
 	for _, ph := range coldPhases {
@@ -58,6 +78,9 @@ func newHostMetrics(set *metrics.Set, hists *histograms, host string) *hostMetri
 	}
 	for _, k := range errKinds {
 		m.errs[k] = set.GetOrCreateCounter(fmt.Sprintf("agimo_upstream_errors_total{%s,kind=%q}", l, k))
+	}
+	for _, k := range clientKinds {
+		m.clientErrs[k] = set.GetOrCreateCounter(fmt.Sprintf("agimo_client_errors_total{%s,kind=%q}", l, k))
 	}
 	return m
 }

@@ -60,6 +60,10 @@ type Proxy struct {
 	// lot parks bodiless requests without a goroutine each (lot.go).
 	lot *lot
 
+	// sendTimeout is the top-level send_timeout, for answers to requests
+	// that match no service (a service's follows reloads with its route).
+	sendTimeout time.Duration
+
 	// stopping is closed when Shutdown starts: parked requests answer 503.
 	stopping  chan struct{}
 	stopOnce  sync.Once
@@ -84,6 +88,7 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 		stopping: make(chan struct{}),
 		tunnels:  tunnel.NewRegistry(),
 	}
+	p.sendTimeout = cfg.SendTimeout.Duration
 	p.pools = newPools(p.log)
 	p.hists = newHistograms(opts.Metrics)
 	t, err := p.buildTable(cfg)
@@ -193,6 +198,7 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 		status = fasthttp.StatusRequestEntityTooLarge
 	}
 	p.log.Debug().Err(err).Str("remote", ctx.RemoteAddr().String()).Int("status", status).Msg("bad request")
+	p.bindSend(ctx, nil)
 	ctx.SetConnectionClose()
 	ctx.Error(fasthttp.StatusMessage(status)+"\n", status)
 }
