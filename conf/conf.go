@@ -24,6 +24,8 @@ const (
 	DefaultTimeout             = 30 * time.Second
 	DefaultUpstreamTimeout     = 60 * time.Second
 	DefaultClientHeaderTimeout = 10 * time.Second
+	DefaultClientBodyTimeout   = 60 * time.Second
+	DefaultSendTimeout         = 60 * time.Second
 	DefaultMaxHeaderSize       = 16 << 10
 	DefaultMaxConnections      = 100_000
 	DefaultMaxParked           = 100_000
@@ -45,6 +47,15 @@ type Config struct {
 	// ClientHeaderTimeout bounds the time a client may take to send a
 	// request head (slowloris protection; nginx's client_header_timeout).
 	ClientHeaderTimeout Duration `toml:"client_header_timeout"`
+	// ClientBodyTimeout bounds the wait between two reads of a request
+	// body, not the whole body: a client silent that long gets 408
+	// (nginx's client_body_timeout). A service may override it.
+	ClientBodyTimeout Duration `toml:"client_body_timeout"`
+	// SendTimeout bounds the wait between two successful writes of a
+	// response to the client, not the whole response: a client that reads
+	// nothing for that long is disconnected (nginx's send_timeout). A
+	// service may override it.
+	SendTimeout Duration `toml:"send_timeout"`
 	// MaxHeaderSize bounds a request's head (request line and headers);
 	// larger heads get 431.
 	MaxHeaderSize Size `toml:"max_header_size"`
@@ -79,6 +90,10 @@ type Service struct {
 	Timeout Duration `toml:"timeout"`
 	// UpstreamTimeout overrides Config.UpstreamTimeout for this service.
 	UpstreamTimeout Duration `toml:"upstream_timeout"`
+	// ClientBodyTimeout overrides Config.ClientBodyTimeout for this service.
+	ClientBodyTimeout Duration `toml:"client_body_timeout"`
+	// SendTimeout overrides Config.SendTimeout for this service.
+	SendTimeout Duration `toml:"send_timeout"`
 	// Address, "host:port", overrides where requests are sent; readiness
 	// still comes from the cluster (issue 2: for running outside a cluster).
 	Address string `toml:"address"`

@@ -61,11 +61,13 @@ func TestLoadRustOriginalConfigs(t *testing.T) {
 			want := Service{
 				Host: "example.com", Type: KindDeployment, Namespace: tt.namespace,
 				Name: "example", ServiceName: "example", ServicePort: 80,
-				Timeout:         Duration{Duration: tt.timeout},
-				UpstreamTimeout: Duration{Duration: DefaultUpstreamTimeout},
-				Dial:            DialEndpoints,
-				MaxParked:       DefaultMaxParked,
-				MinReplicas:     1,
+				Timeout:           Duration{Duration: tt.timeout},
+				UpstreamTimeout:   Duration{Duration: DefaultUpstreamTimeout},
+				ClientBodyTimeout: Duration{Duration: DefaultClientBodyTimeout},
+				SendTimeout:       Duration{Duration: DefaultSendTimeout},
+				Dial:              DialEndpoints,
+				MaxParked:         DefaultMaxParked,
+				MinReplicas:       1,
 			}
 			if len(c.Services) != 1 {
 				t.Fatalf("got %d services; want 1", len(c.Services))
@@ -123,6 +125,12 @@ address = "127.0.0.1:9000"
 	}
 	if got, want := c.UpstreamTimeout.Duration, DefaultUpstreamTimeout; got != want {
 		t.Errorf("UpstreamTimeout = %v; want %v", got, want)
+	}
+	if got, want := c.ClientBodyTimeout.Duration, DefaultClientBodyTimeout; got != want {
+		t.Errorf("ClientBodyTimeout = %v; want %v", got, want)
+	}
+	if got, want := c.SendTimeout.Duration, DefaultSendTimeout; got != want {
+		t.Errorf("SendTimeout = %v; want %v", got, want)
 	}
 	if c.Timeout.Set {
 		t.Errorf("Timeout.Set = true; want false for an absent key")
@@ -191,6 +199,44 @@ func TestServiceTimeoutInheritsTopLevel(t *testing.T) {
 				t.Errorf("services[0].Timeout = %v; want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// client_body_timeout and send_timeout: nginx's 60 s by default, a
+// top-level value for every service, a service's own value for it alone.
+func TestClientTimeoutsInheritTopLevel(t *testing.T) {
+	for _, key := range []string{"client_body_timeout", "send_timeout"} {
+		get := func(c *Config) (top, svc time.Duration) {
+			if key == "send_timeout" {
+				return c.SendTimeout.Duration, c.Services[0].SendTimeout.Duration
+			}
+			return c.ClientBodyTimeout.Duration, c.Services[0].ClientBodyTimeout.Duration
+		}
+		tests := []struct {
+			name, top, svc string
+			wantTop, want  time.Duration
+		}{
+			{"both absent", "", "", time.Minute, time.Minute},
+			{"top only", key + ` = "7s"`, "", 7 * time.Second, 7 * time.Second},
+			{"service overrides", key + ` = "7s"`, key + ` = "2m"`, 7 * time.Second, 2 * time.Minute},
+			{"service only", "", key + ` = "500ms"`, time.Minute, 500 * time.Millisecond},
+		}
+		for _, tt := range tests {
+			t.Run(key+"/"+tt.name, func(t *testing.T) {
+				src := tt.top + "\n[[services]]\nhost='a'\ntype='deploy'\nnamespace='n'\nname='a'\nservice_name='a'\nservice_port=1\n" + tt.svc + "\n"
+				c, err := Load(writeConfig(t, src))
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				top, svc := get(c)
+				if top != tt.wantTop {
+					t.Errorf("top-level %s = %v; want %v", key, top, tt.wantTop)
+				}
+				if svc != tt.want {
+					t.Errorf("services[0].%s = %v; want %v", key, svc, tt.want)
+				}
+			})
+		}
 	}
 }
 
@@ -274,6 +320,16 @@ func TestLoadErrors(t *testing.T) {
 			[]wantErr{{17, "services[1].upstream_timeout", `unknown unit "fortnights"`}}},
 		{"zero service timeout", base + "timeout = \"0ms\"\n",
 			[]wantErr{{9, "services[0].timeout", "must be positive"}}},
+		{"zero client_body_timeout", "client_body_timeout = \"0s\"\n" + base,
+			[]wantErr{{1, "client_body_timeout", "must be positive"}}},
+		{"bad send_timeout", "send_timeout = \"1 fortnight\"\n" + base,
+			[]wantErr{{1, "send_timeout", `unknown unit "fortnight"`}}},
+		{"zero service client_body_timeout", base + "client_body_timeout = \"0s\"\n",
+			[]wantErr{{9, "services[0].client_body_timeout", "must be positive"}}},
+		{"integer service send_timeout", base + second + "send_timeout = 60\n",
+			[]wantErr{{16, "services[1].send_timeout", "not the number 60"}}},
+		{"zero service send_timeout", base + "send_timeout = \"0ms\"\n",
+			[]wantErr{{9, "services[0].send_timeout", "must be positive"}}},
 		{"duplicate host after normalisation", replaceLine(base, 3, `host = "App.Example.com:8080"`) + replaceLine(second, 2, `host = "app.example.com."`),
 			[]wantErr{{10, "services[1].host", `duplicate host "app.example.com." (same as services[0]`}}},
 		{"host with scheme", replaceLine(base, 3, `host = "http://x"`),

@@ -47,6 +47,9 @@ func FuzzParse(f *testing.F) {
 			if s.UpstreamTimeout.Duration <= 0 {
 				t.Errorf("services[%d].UpstreamTimeout = %v; want > 0", i, s.UpstreamTimeout.Duration)
 			}
+			if s.ClientBodyTimeout.Duration <= 0 || s.SendTimeout.Duration <= 0 {
+				t.Errorf("services[%d] ClientBodyTimeout, SendTimeout = %v, %v; want > 0", i, s.ClientBodyTimeout.Duration, s.SendTimeout.Duration)
+			}
 			if s.Type != KindDeployment && s.Type != KindStatefulSet {
 				t.Errorf("services[%d].Type = %q; want %q or %q", i, s.Type, KindDeployment, KindStatefulSet)
 			}

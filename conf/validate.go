@@ -43,6 +43,16 @@ func (c *Config) Validate() error {
 	} else if c.ClientHeaderTimeout.Duration <= 0 {
 		add("client_header_timeout", -1, "must be positive")
 	}
+	if !c.ClientBodyTimeout.Set {
+		c.ClientBodyTimeout.Duration = DefaultClientBodyTimeout
+	} else if c.ClientBodyTimeout.Duration <= 0 {
+		add("client_body_timeout", -1, "must be positive")
+	}
+	if !c.SendTimeout.Set {
+		c.SendTimeout.Duration = DefaultSendTimeout
+	} else if c.SendTimeout.Duration <= 0 {
+		add("send_timeout", -1, "must be positive")
+	}
 	if !c.MaxHeaderSize.Set {
 		c.MaxHeaderSize.Bytes = DefaultMaxHeaderSize
 	} else if c.MaxHeaderSize.Bytes < 1<<10 || c.MaxHeaderSize.Bytes > 1<<20 {
@@ -137,6 +147,16 @@ func (c *Config) Validate() error {
 			s.UpstreamTimeout.Duration = c.UpstreamTimeout.Duration
 		} else if s.UpstreamTimeout.Duration <= 0 {
 			add("upstream_timeout", i, "must be positive")
+		}
+		if !s.ClientBodyTimeout.Set {
+			s.ClientBodyTimeout.Duration = c.ClientBodyTimeout.Duration
+		} else if s.ClientBodyTimeout.Duration <= 0 {
+			add("client_body_timeout", i, "must be positive")
+		}
+		if !s.SendTimeout.Set {
+			s.SendTimeout.Duration = c.SendTimeout.Duration
+		} else if s.SendTimeout.Duration <= 0 {
+			add("send_timeout", i, "must be positive")
 		}
 		if s.Address != "" {
 			if err := checkAddress(s.Address); err != nil {

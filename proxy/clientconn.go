@@ -5,8 +5,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/agimo/agimo/tunnel"
 )
@@ -71,6 +75,21 @@ type clientConn struct {
 	// linger asks Close for a lingering close: the request body was not
 	// read (RFC 9112 §9.6; nginx's lingering_close).
 	linger bool
+
+	// sendTimeout bounds the wait of each write (nginx's send_timeout:
+	// between two successful writes, not for the whole response), for the
+	// response to a request of route sent (nil if none matched); the
+	// handler sets them for each request (setSend). wd is the deadline
+	// last set, refreshed when less than 7/8 of it is left, as idleConn
+	// does, to keep timer updates off most writes. sendErr fails every
+	// write after one timed out: part of its bytes may have gone, so the
+	// response cannot go on (fasthttp then closes the connection and the
+	// response body, which frees the upstream's).
+	sendTimeout time.Duration
+	sent        *route
+	log         *zerolog.Logger
+	wd          time.Time
+	sendErr     error
 }
 
 // errBareLF fails the read that brings a blank line ended by a bare LF.
@@ -136,7 +155,37 @@ func (c *clientConn) Write(b []byte) (int, error) {
 	c.lineOpen = true
 	c.wrote = true
 	c.first = false // a response ends the first head, whatever it was
-	return c.Conn.Write(b)
+	if c.sendErr != nil {
+		return 0, c.sendErr
+	}
+	if c.sendTimeout > 0 {
+		if now := time.Now(); c.wd.Sub(now) < c.sendTimeout*7/8 {
+			c.wd = now.Add(c.sendTimeout)
+			if err := c.Conn.SetWriteDeadline(c.wd); err != nil {
+				return 0, err
+			}
+		}
+	}
+	n, err := c.Conn.Write(b)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.sendErr = err
+		if c.sent != nil {
+			// The client's failure, not the upstream's (issue 10).
+			c.sent.m.clientErrs[clientSendTimeout].Inc()
+			c.log.Debug().Str("host", c.sent.host).Str("remote", c.RemoteAddr().String()).
+				Dur("send_timeout", c.sendTimeout).Msg("client stopped reading the response")
+		}
+	}
+	return n, err
+}
+
+// setSend bounds the writes of the response to the request being served
+// by timeout, and blames a timeout on route r (nil if none matched).
+func (c *clientConn) setSend(timeout time.Duration, r *route, log *zerolog.Logger) {
+	if timeout != c.sendTimeout {
+		c.sendTimeout, c.wd = timeout, time.Time{} // armed anew at the next write
+	}
+	c.sent, c.log = r, log
 }
 
 func (c *clientConn) sawEOF() bool          { return c.eof.Load() }

@@ -22,6 +22,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	prepareRequest(ctx, p.opts.TrustForwarded)
+	// Do drops the body stream once sent; its reader stays, to tell a
+	// client's failure from the upstream's.
+	cb, _ := req.BodyStream().(*clientBody)
 
 	resp := fasthttp.AcquireResponse()
 	// Without this, reading the upstream's head would report fasthttp's
@@ -33,7 +36,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 		if addr == "" {
 			addr = st.Addrs[int(r.next.Add(1)-1)%len(st.Addrs)]
 		}
-		err = p.pools.get(addr, r.upstreamTimeout).Do(req, resp)
+		err = p.pools.get(addr, r.upstreamTimeout, r.timeout).Do(req, resp)
 		if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
 			// A 101 to a request that asked for no upgrade: nothing sane
 			// can follow it on this connection.
@@ -55,6 +58,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 	}
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
+		if cb != nil && cb.err != nil {
+			// The client's body failed first, and fasthttp may report its
+			// own error for that ("copied 20480 bytes from body stream
+			// instead of 10485760"): blame the body, not the upstream.
+			err = cb.err
+		}
 		p.upstreamFailed(ctx, r, err)
 		return false
 	}
@@ -136,11 +145,12 @@ func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
 		p.reply(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
 		return
 	case errors.As(err, new(clientBodyError)):
-		// The client's body was malformed (a bad chunk): its fault, not
-		// the upstream's, and the stream is out of step: close.
-		p.log.Debug().Str("host", r.host).Err(err).Msg("bad request body")
-		ctx.SetConnectionClose()
-		p.reply(ctx, fasthttp.StatusBadRequest, "malformed request body")
+		p.clientFailed(ctx, r, err)
+		return
+	case kind == errPoolFull:
+		r.m.errs[errPoolFull].Inc()
+		p.log.Debug().Str("host", r.host).Dur("timeout", r.timeout).Msg("no free upstream connection")
+		p.retryLater(ctx, "no free connection to service "+r.host+" within "+r.timeout.String())
 		return
 	case errors.Is(err, errParkFull):
 		r.m.rejected.Inc()
@@ -163,9 +173,39 @@ func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
 	p.reply(ctx, fasthttp.StatusBadGateway, "upstream "+r.host+" failed: "+kind)
 }
 
+// clientFailed answers a request whose body failed on the client's side:
+// it stalled past client_body_timeout (408, RFC 9110 §15.5.9), ended
+// early (the client closed or reset its connection) or was malformed
+// (400). The upstream request is abandoned (fasthttp closes its
+// connection, which frees it for others) and the client's stream is out
+// of step, so its connection closes. It counts in agimo_client_errors_total,
+// never as an upstream error (issue 10).
+func (p *Proxy) clientFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
+	kind, status, msg := clientBadBody, fasthttp.StatusBadRequest, "malformed request body"
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		kind, status = clientBodyTimeout, fasthttp.StatusRequestTimeout
+		msg = "no request body byte within " + r.bodyTimeout.String()
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errTruncated), errors.Is(err, syscall.ECONNRESET), sawEOF(ctx.Conn()):
+		kind, msg = clientAborted, "request body incomplete"
+	}
+	r.m.clientErrs[kind].Inc()
+	p.log.Debug().Str("host", r.host).Str("kind", kind).Err(err).Msg("request body failed")
+	ctx.SetConnectionClose()
+	p.reply(ctx, status, msg)
+}
+
+// sawEOF reports whether client connection c has reported EOF.
+func sawEOF(c net.Conn) bool {
+	w, ok := c.(eofWatcher)
+	return ok && w.sawEOF()
+}
+
 func errorKind(err error) string {
 	var ne net.Error
 	switch {
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return errPoolFull
 	case isRefused(err):
 		return errRefused
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded),

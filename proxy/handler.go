@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 )
 
@@ -17,8 +18,10 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		// parked, and still active.
 		rc.pending = false
 		r = rc.route
+		p.bindSend(ctx, r)
 	} else {
 		if status, why := checkRequest(ctx); status != 0 {
+			p.bindSend(ctx, nil)
 			p.log.Debug().Str("remote", ctx.RemoteAddr().String()).Int("status", status).Str("reason", why).Msg("request rejected")
 			ctx.SetConnectionClose()
 			p.reply(ctx, status, why)
@@ -26,11 +29,13 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		}
 		var status int
 		if r, status = p.lookup(ctx); status != 0 {
+			p.bindSend(ctx, nil)
 			p.log.Debug().Bytes("host", ctx.Request.Header.Host()).Int("status", status).
 				Str("remote", ctx.RemoteAddr().String()).Msg("no route")
 			p.reply(ctx, status, fasthttp.StatusMessage(status))
 			return
 		}
+		p.bindSend(ctx, r)
 		if r.isProbe(ctx) {
 			p.serveProbe(ctx, r)
 			return
@@ -59,13 +64,13 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 			// streams and fail the request past the limit.
 			body = &limitedBody{r: body, left: p.maxBody}
 		}
-		cb := &clientBody{r: body}
+		cb := &clientBody{r: body, left: int64(n), client: ctx.Conn(), timeout: r.bodyTimeout}
 		if n == -1 {
 			cb.conn, _ = ctx.Conn().(eofWatcher)
 		}
 		ctx.Request.SetBodyStream(cb, n)
 		// The header timeout's deadline is still armed: lift it, so a
-		// large body may stream for as long as it takes.
+		// request may park; cb bounds each read of the body instead.
 		_ = ctx.Conn().SetReadDeadline(time.Time{})
 	}
 
@@ -95,6 +100,22 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	handedOff = p.forward(ctx, r, st, deadline, true)
+}
+
+// bindSend bounds each write of the response to ctx with send_timeout:
+// route r's, or the top-level one if r is nil (no route matched). A
+// connection serves requests for any host in turn, so it is set for each.
+func (p *Proxy) bindSend(ctx *fasthttp.RequestCtx, r *route) {
+	c, ok := ctx.Conn().(interface {
+		setSend(time.Duration, *route, *zerolog.Logger)
+	})
+	switch {
+	case !ok:
+	case r == nil:
+		c.setSend(p.sendTimeout, nil, &p.log)
+	default:
+		c.setSend(r.sendTimeout, r, &p.log)
+	}
 }
 
 // parkFailed answers a request whose park ended without readiness.

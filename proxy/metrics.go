@@ -13,10 +13,25 @@ const (
 	errTimeout  = "timeout"  // upstream silent past upstream_timeout (504)
 	errClosed   = "closed"   // connection closed or reset before a response
 	errProtocol = "protocol" // malformed response
+	// No free connection to the endpoint within the service's timeout
+	// (503 with Retry-After).
+	errPoolFull = "pool_full"
 	errOther    = "other"
 )
 
-var errKinds = []string{errRefused, errDial, errTimeout, errClosed, errProtocol, errOther}
+var errKinds = []string{errRefused, errDial, errTimeout, errClosed, errProtocol, errPoolFull, errOther}
+
+// Client error kinds, the "kind" label of agimo_client_errors_total:
+// failures on the client's side of a request, which no client can make
+// count as upstream errors (issue 10).
+const (
+	clientAborted     = "aborted"      // the client closed or reset its connection before the end of its body
+	clientBodyTimeout = "body_timeout" // no byte of the body for client_body_timeout (408)
+	clientSendTimeout = "send_timeout" // no byte of the response taken for send_timeout
+	clientBadBody     = "bad_body"     // malformed body, such as a bad chunk (400)
+)
+
+var clientKinds = []string{clientAborted, clientBodyTimeout, clientSendTimeout, clientBadBody}
 
 // hostMetrics are one host's series. The two first keep the original
 // Agimo's names and meaning, so existing KEDA queries keep working.
@@ -32,6 +47,9 @@ type hostMetrics struct {
 	phases     map[string]*metrics.PrometheusHistogram // agimo_cold_start_seconds by phase
 	errs       map[string]*metrics.Counter
 	parkTime   *metrics.PrometheusHistogram // agimo_park_duration_seconds: park to release
+	// agimo_client_errors_total by kind: requests that failed on the
+	// client's side (an upload abandoned or stalled, a response not read).
+	clientErrs map[string]*metrics.Counter
 }
 
 // parkBuckets span a warm hit (sub-millisecond) to a slow cold start.
@@ -53,12 +71,16 @@ func newHostMetrics(set *metrics.Set, host string) *hostMetrics {
 		phases:     make(map[string]*metrics.PrometheusHistogram),
 		errs:       make(map[string]*metrics.Counter, len(errKinds)),
 		parkTime:   set.GetOrCreatePrometheusHistogramExt("agimo_park_duration_seconds{"+l+"}", parkBuckets),
+		clientErrs: make(map[string]*metrics.Counter, len(clientKinds)),
 	}
 	for _, ph := range coldPhases {
 		m.phases[ph] = set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf("agimo_cold_start_seconds{%s,phase=%q}", l, ph), parkBuckets)
 	}
 	for _, k := range errKinds {
 		m.errs[k] = set.GetOrCreateCounter(fmt.Sprintf("agimo_upstream_errors_total{%s,kind=%q}", l, k))
+	}
+	for _, k := range clientKinds {
+		m.clientErrs[k] = set.GetOrCreateCounter(fmt.Sprintf("agimo_client_errors_total{%s,kind=%q}", l, k))
 	}
 	return m
 }

@@ -20,6 +20,7 @@ var metricHelp = map[string]string{
 	"agimo_wakeups_total":                 "Workloads scaled up from zero by Agimo (wake = true).",
 	"agimo_wakeup_errors_total":           "Failed attempts to scale a workload up from zero.",
 	"agimo_upstream_errors_total":         "Failed exchanges with an upstream, by kind.",
+	"agimo_client_errors_total":           "Requests that failed on the client's side (upload abandoned or stalled, response not read), by kind.",
 	"agimo_park_duration_seconds":         "Time from a request being parked to its release.",
 	"agimo_cold_start_seconds":            "Time from the first request parked on a cold service to each phase of its cold start.",
 	"agimo_open_connections":              "Client connections now open, however held (served, parked, tunnelled): what max_connections bounds.",

@@ -46,6 +46,7 @@ func TestMetricsExposition(t *testing.T) {
 			"agimo_parked_requests":       dto.MetricType_GAUGE,
 			"agimo_park_duration_seconds": dto.MetricType_HISTOGRAM,
 			"agimo_upstream_errors_total": dto.MetricType_COUNTER,
+			"agimo_client_errors_total":   dto.MetricType_COUNTER,
 		} {
 			f, ok := fams[name]
 			if !ok {

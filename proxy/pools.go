@@ -27,21 +27,26 @@ const (
 	// and go; their IPs must not accumulate).
 	poolForget = 5 * time.Minute
 	// upstreamConns caps connections to one endpoint; more requests wait
-	// for a free one up to their deadline instead of failing.
+	// in line for a free one (see newHostClient) instead of failing.
 	upstreamConns = 1024
 	dialTimeout   = 5 * time.Second
 )
 
-// pools holds one fasthttp.HostClient per upstream address and timeout.
+// pools holds one fasthttp.HostClient per upstream address and timeouts.
 type pools struct {
 	log zerolog.Logger
-	mu  sync.Mutex // guards m
+	mu  sync.Mutex // guards m and conns
 	m   map[poolKey]*pool
+	// conns caps the connections of each new pool: upstreamConns, lower
+	// in tests of a full pool.
+	conns int
 }
 
 type poolKey struct {
 	addr    string
 	timeout time.Duration
+	// wait bounds the wait for a free connection (the service's timeout).
+	wait time.Duration
 }
 
 type pool struct {
@@ -50,25 +55,35 @@ type pool struct {
 }
 
 func newPools(log zerolog.Logger) *pools {
-	return &pools{log: log, m: make(map[poolKey]*pool)}
+	return &pools{log: log, m: make(map[poolKey]*pool), conns: upstreamConns}
 }
 
-// get returns the client for addr, creating it on first use.
-func (ps *pools) get(addr string, timeout time.Duration) *fasthttp.HostClient {
-	k := poolKey{addr, timeout}
+// get returns the client for addr, creating it on first use: timeout is
+// the upstream's idle timeout, wait the longest wait for a free connection.
+func (ps *pools) get(addr string, timeout, wait time.Duration) *fasthttp.HostClient {
+	k := poolKey{addr, timeout, wait}
 	now := time.Now()
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	p, ok := ps.m[k]
 	if !ok {
-		p = &pool{hc: newHostClient(addr, timeout)}
+		p = &pool{hc: newHostClient(addr, timeout, wait, ps.conns)}
 		ps.m[k] = p
 	}
 	p.lastUsed = now
 	return p.hc
 }
 
-func newHostClient(addr string, timeout time.Duration) *fasthttp.HostClient {
+// newHostClient makes the pool of one endpoint. A request that finds all
+// of its conns connections busy waits in line (fasthttp serves waiters
+// first come, first served as connections free up) for up to wait, the
+// service's timeout: the wait a request accepts for a service that cannot
+// take it yet, whether it has no ready endpoint or no free connection.
+// The wait counts from then, not from the request's arrival: fasthttp
+// takes it per client, not per request. Then fasthttp returns
+// ErrNoFreeConns, answered 503 with Retry-After (kind "pool_full"), nothing
+// having been sent upstream (issue 10).
+func newHostClient(addr string, timeout, wait time.Duration, conns int) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr: addr,
 		Dial: func(addr string) (net.Conn, error) {
@@ -85,8 +100,8 @@ func newHostClient(addr string, timeout time.Duration) *fasthttp.HostClient {
 		StreamResponseBody:  true,
 		RetryIfErr:          retryIfErr,
 		MaxIdleConnDuration: poolIdle,
-		MaxConns:            upstreamConns,
-		MaxConnWaitTimeout:  timeout,
+		MaxConns:            conns,
+		MaxConnWaitTimeout:  wait,
 		ReadBufferSize:      16 << 10, // the largest response head we accept
 		// A streamed request body goes upstream through this buffer, one
 		// write(2) per fill: fasthttp's 4 KiB default made a 64 KiB POST

@@ -62,6 +62,10 @@ type Proxy struct {
 	// conns counts open client connections for max_connections.
 	conns *connLimit
 
+	// sendTimeout is the top-level send_timeout, for answers to requests
+	// that match no service (a service's follows reloads with its route).
+	sendTimeout time.Duration
+
 	// stopping is closed when Shutdown starts: parked requests answer 503.
 	stopping  chan struct{}
 	stopOnce  sync.Once
@@ -88,6 +92,7 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 	}
 	p.conns = newConnLimit(cfg.MaxConnections, opts.RetryAfter)
 	opts.Metrics.GetOrCreateGauge("agimo_open_connections", func() float64 { return float64(p.conns.open.Load()) })
+	p.sendTimeout = cfg.SendTimeout.Duration
 	p.pools = newPools(p.log)
 	t, err := p.buildTable(cfg)
 	if err != nil {
@@ -200,6 +205,7 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 		status = fasthttp.StatusRequestEntityTooLarge
 	}
 	p.log.Debug().Err(err).Str("remote", ctx.RemoteAddr().String()).Int("status", status).Msg("bad request")
+	p.bindSend(ctx, nil)
 	ctx.SetConnectionClose()
 	// The rest of a bad request, its body above all, stays unread.
 	markLinger(ctx)

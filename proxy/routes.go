@@ -26,6 +26,8 @@ type route struct {
 	ready           *watch.Service
 	timeout         time.Duration
 	upstreamTimeout time.Duration
+	// bodyTimeout and sendTimeout are client_body_timeout and send_timeout.
+	bodyTimeout, sendTimeout time.Duration
 	// target is a fixed upstream address (address override or dial =
 	// "service"); "" sends requests to ready endpoints.
 	target string
@@ -62,6 +64,8 @@ func (p *Proxy) buildTable(cfg *conf.Config) (*table, error) {
 			ready:           ws,
 			timeout:         s.Timeout.Duration,
 			upstreamTimeout: s.UpstreamTimeout.Duration,
+			bodyTimeout:     s.ClientBodyTimeout.Duration,
+			sendTimeout:     s.SendTimeout.Duration,
 			target:          s.TargetAddr(),
 			maxParked:       int64(s.MaxParked),
 			m:               newHostMetrics(p.metrics, s.Host),

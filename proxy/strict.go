@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -125,10 +127,28 @@ func dropUnderscoreNames(h *fasthttp.RequestHeader) {
 // malformed chunk is answered 400, not blamed on the upstream (502), and
 // keeps the first error: fasthttp's chunked writer may read on after an
 // error returned with data, re-framing garbage.
+//
+// It also bounds each read (client_body_timeout) and checks the body's
+// clean end, so that a client that stalls or leaves mid-body is told from
+// an upstream that fails (issue 10).
 type clientBody struct {
 	r    io.Reader
 	err  error
 	conn eofWatcher // set for a chunked body (clientconn.go)
+	// left counts the bytes a body of declared length still owes (-1 for
+	// a chunked one): fasthttp's request stream ends a body cut short by
+	// the client with a clean io.EOF.
+	left int64
+	// client is the connection the body arrives on. Each read may wait
+	// timeout for it (nginx's client_body_timeout: between two reads, not
+	// for the whole body); rd is the deadline last set, refreshed when
+	// less than 7/8 of it is left, as idleConn does, to keep timer updates
+	// off most reads. Nothing else touches the connection's read deadline
+	// while the body streams: fasthttp's HostClient reads it whole before
+	// the upstream's answer, and a request parks before its first read.
+	client  net.Conn
+	timeout time.Duration
+	rd      time.Time
 }
 
 type clientBodyError struct{ err error }
@@ -140,7 +160,21 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
+	if b.timeout > 0 {
+		if now := time.Now(); b.rd.Sub(now) < b.timeout*7/8 {
+			b.rd = now.Add(b.timeout)
+			if err := b.client.SetReadDeadline(b.rd); err != nil {
+				b.err = clientBodyError{err}
+				return 0, b.err
+			}
+		}
+	}
 	n, err := b.r.Read(p)
+	if b.left >= 0 {
+		if b.left -= int64(n); err == io.EOF && b.left > 0 {
+			err = io.ErrUnexpectedEOF // RFC 9112 §8: an incomplete message
+		}
+	}
 	err = chunkedEnd(err, b.conn)
 	if err != nil && !errors.Is(err, io.EOF) {
 		// Drop bytes that came with a framing error, and fail for good.
