@@ -51,23 +51,28 @@ type faultRig struct {
 	// controls; later watches go to the fake's tracker.
 	ownWatch atomic.Bool
 	watches  chan *apiwatch.FakeWatcher
+	// failed receives a value for every list or watch failed with fail
+	// (dropped once full): the signal that the informers tried again.
+	failed chan string
 }
 
 func newFaultRig(t *testing.T, objs ...runtime.Object) *faultRig {
 	t.Helper()
-	r := &faultRig{cs: fake.NewClientset(objs...), set: metrics.NewSet(), logs: &syncBuffer{}, watches: make(chan *apiwatch.FakeWatcher, 1)}
+	r := &faultRig{cs: fake.NewClientset(objs...), set: metrics.NewSet(), logs: &syncBuffer{}, watches: make(chan *apiwatch.FakeWatcher, 1), failed: make(chan string, 1024)}
 	for _, res := range []string{"endpointslices", "services"} {
 		r.cs.PrependReactor("list", res, func(k8stesting.Action) (bool, runtime.Object, error) {
 			if h := r.hang.Load(); h != nil {
 				<-*h
 			}
 			if err := r.fail.Load(); err != nil {
+				r.noteFailed("list " + res)
 				return true, nil, *err
 			}
 			return false, nil, nil
 		})
 		r.cs.PrependWatchReactor(res, func(a k8stesting.Action) (bool, apiwatch.Interface, error) {
 			if err := r.fail.Load(); err != nil {
+				r.noteFailed("watch " + res)
 				return true, nil, *err
 			}
 			if a.GetResource().Resource == "endpointslices" && r.ownWatch.CompareAndSwap(true, false) {
@@ -87,6 +92,26 @@ func newFaultRig(t *testing.T, objs ...runtime.Object) *faultRig {
 		r.w.Close()
 	})
 	return r
+}
+
+func (r *faultRig) noteFailed(call string) {
+	select {
+	case r.failed <- call:
+	default:
+	}
+}
+
+// waitFailed waits until n more calls failed with the injected fault.
+func (r *faultRig) waitFailed(t *testing.T, n int, within time.Duration, what string) {
+	t.Helper()
+	timeout := time.After(within)
+	for i := range n {
+		select {
+		case <-r.failed:
+		case <-timeout:
+			t.Fatalf("after %v: %d of %d failed calls %s", within, i, n, what)
+		}
+	}
 }
 
 func (r *faultRig) setFail(err error) {

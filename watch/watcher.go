@@ -15,11 +15,11 @@ import (
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	apiwatch "k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
-	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -182,18 +182,23 @@ func (w *Watcher) Update(ctx context.Context, keys []Key) error {
 	}
 	w.mu.Unlock()
 
-	var syncs []cache.InformerSynced
+	var pend []pendingSync
 	for ns, nw := range fresh {
-		s, err := w.newNSWatch(ns, nw)
+		p, err := w.newNSWatch(ns, nw)
 		if err != nil {
 			stopAll(fresh)
 			return err
 		}
-		syncs = append(syncs, s...)
+		pend = append(pend, p...)
+	}
+	syncs := make([]cache.InformerSynced, len(pend))
+	for i, p := range pend {
+		syncs[i] = p.synced
 	}
 	if !w.waitSynced(ctx, slices.Collect(maps.Keys(fresh)), syncs) {
-		stopAll(fresh)
-		return fmt.Errorf("wait for informer caches: %w", context.Cause(ctx))
+		err := fmt.Errorf("wait for informer caches: %s: %w", unsynced(pend), context.Cause(ctx))
+		stopAll(fresh) // stops and waits for the half-started informers
+		return err
 	}
 
 	w.mu.Lock()
@@ -226,6 +231,32 @@ func (w *Watcher) Update(ctx context.Context, keys []Key) error {
 	return nil
 }
 
+// pendingSync is one informer waited for by Update.
+type pendingSync struct {
+	ns, resource string
+	synced       cache.InformerSynced
+	rep          *errReporter
+}
+
+// unsynced names the informers of pend not synced yet, each with the
+// last error its list or watch met, so that a rejected reload says what
+// to fix (issue 10, item 13).
+func unsynced(pend []pendingSync) string {
+	var out []string
+	for _, p := range pend {
+		if p.synced() {
+			continue
+		}
+		s := p.resource + " in namespace " + p.ns + " not synced"
+		if err := p.rep.lastErr(); err != nil {
+			s += " (last error: " + err.Error() + ")"
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; ")
+}
+
 func stopAll(ws map[string]*nsWatch) {
 	for _, nw := range ws {
 		if nw.stop != nil {
@@ -236,35 +267,60 @@ func stopAll(ws map[string]*nsWatch) {
 }
 
 // newNSWatch creates and starts the informers of one namespace.
-func (w *Watcher) newNSWatch(ns string, nw *nsWatch) ([]cache.InformerSynced, error) {
+func (w *Watcher) newNSWatch(ns string, nw *nsWatch) ([]pendingSync, error) {
 	svcs := nw.names
 	// EndpointSlices carry their Service's name as a label, so the API
 	// server filters them for us.
 	sel := discoveryv1.LabelServiceName + " in (" + strings.Join(svcs, ",") + ")"
-	f := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
-		informers.WithNamespace(ns),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
-	sliceInf := f.Discovery().V1().EndpointSlices().Informer()
+	f := informers.NewSharedInformerFactoryWithOptions(w.client, 0, informers.WithNamespace(ns))
+	// Both informers are built here rather than by the factory so that
+	// their list and watch calls go through a reportingLW: failures are
+	// counted and logged as they happen, and an unreachable API server is
+	// retried quickly (issue 10, item 12).
+	sliceRep := w.newErrReporter("endpointslices", "discovery.k8s.io", ns)
+	esClient := w.client.DiscoveryV1().EndpointSlices(ns)
+	sliceInf := f.InformerFor(&discoveryv1.EndpointSlice{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return cache.NewSharedIndexInformer(w.newReportingLW(c, sliceRep,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				o.LabelSelector = sel
+				return esClient.List(ctx, o)
+			},
+			func(ctx context.Context, o metav1.ListOptions) (apiwatch.Interface, error) {
+				o.LabelSelector = sel
+				return esClient.Watch(ctx, o)
+			}), &discoveryv1.EndpointSlice{}, resync, cache.Indexers{})
+	})
 	// Services have no label naming themselves: a single configured
 	// Service is watched by name; several share one watch of the
 	// namespace, stripped to name and ports so each costs ~100 bytes.
+	svcRep := w.newErrReporter("services", "", ns)
+	services := w.client.CoreV1().Services(ns)
+	tweak := func(o *metav1.ListOptions) {
+		if len(svcs) == 1 {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", svcs[0]).String()
+		}
+	}
 	svcInf := f.InformerFor(&corev1.Service{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return coreinformers.NewFilteredServiceInformer(c, ns, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
-			if len(svcs) == 1 {
-				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", svcs[0]).String()
-			}
-		})
+		return cache.NewSharedIndexInformer(w.newReportingLW(c, svcRep,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				tweak(&o)
+				return services.List(ctx, o)
+			},
+			func(ctx context.Context, o metav1.ListOptions) (apiwatch.Interface, error) {
+				tweak(&o)
+				return services.Watch(ctx, o)
+			}), &corev1.Service{}, resync, cache.Indexers{})
 	})
 	if err := errors.Join(
 		sliceInf.AddIndexers(cache.Indexers{serviceIndex: sliceServiceIndex}),
 		sliceInf.SetTransform(stripSlice),
 		svcInf.SetTransform(stripService),
-		sliceInf.SetWatchErrorHandler(w.watchErrorHandler("endpointslices", "discovery.k8s.io", ns)),
-		svcInf.SetWatchErrorHandler(w.watchErrorHandler("services", "", ns)),
+		sliceInf.SetWatchErrorHandler(sliceRep.handler),
+		svcInf.SetWatchErrorHandler(svcRep.handler),
 	); err != nil {
 		return nil, fmt.Errorf("set up informers for namespace %s: %w", ns, err)
 	}
-	var syncs []cache.InformerSynced
+	syncs := []pendingSync{{ns, "endpointslices", sliceInf.HasSynced, sliceRep}, {ns, "services", svcInf.HasSynced, svcRep}}
 	for _, inf := range []cache.SharedIndexInformer{sliceInf, svcInf} {
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    w.onEvent,
@@ -273,7 +329,6 @@ func (w *Watcher) newNSWatch(ns string, nw *nsWatch) ([]cache.InformerSynced, er
 		}); err != nil {
 			return nil, fmt.Errorf("add event handler in namespace %s: %w", ns, err)
 		}
-		syncs = append(syncs, inf.HasSynced)
 	}
 	nw.factory, nw.sliceIdx, nw.svcIdx = f, sliceInf.GetIndexer(), svcInf.GetIndexer()
 	// The informers stop when nw.stop is closed: at Close, or when an
@@ -378,29 +433,4 @@ func stripService(obj any) (any, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: svc.Name, Namespace: svc.Namespace, ResourceVersion: svc.ResourceVersion, UID: svc.UID},
 		Spec:       corev1.ServiceSpec{Ports: svc.Spec.Ports},
 	}, nil
-}
-
-// watchErrorHandler logs a failed list or watch. The informer retries with
-// backoff and the proxy keeps serving from the last known state; a
-// Forbidden is spelled out as the missing RBAC rule (issue 2).
-func (w *Watcher) watchErrorHandler(resource, group, ns string) cache.WatchErrorHandler {
-	var counter *metrics.Counter
-	if w.errSet != nil {
-		counter = w.errSet.GetOrCreateCounter(fmt.Sprintf(`agimo_watch_errors_total{resource=%q}`, resource))
-	}
-	return func(_ *cache.Reflector, err error) {
-		if counter != nil {
-			counter.Inc()
-		}
-		switch {
-		case apierrors.IsForbidden(err):
-			w.log.Error().Err(err).Str("namespace", ns).
-				Str("missing_permission", fmt.Sprintf("list and watch %s (apiGroup %q) in namespace %s", resource, group, ns)).
-				Msg("forbidden by RBAC: grant the missing permission to Agimo's service account")
-		case errors.Is(err, context.Canceled):
-		default:
-			w.log.Warn().Err(err).Str("namespace", ns).Str("resource", resource).
-				Msg("watch failed; serving from last known state and retrying")
-		}
-	}
 }
