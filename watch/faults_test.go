@@ -54,11 +54,14 @@ type faultRig struct {
 	// failed receives a value for every list or watch failed with fail
 	// (dropped once full): the signal that the informers tried again.
 	failed chan string
+	// handled receives every event the watcher has handled (dropped once
+	// full).
+	handled chan any
 }
 
 func newFaultRig(t *testing.T, objs ...runtime.Object) *faultRig {
 	t.Helper()
-	r := &faultRig{cs: fake.NewClientset(objs...), set: metrics.NewSet(), logs: &syncBuffer{}, watches: make(chan *apiwatch.FakeWatcher, 1), failed: make(chan string, 1024)}
+	r := &faultRig{cs: fake.NewClientset(objs...), set: metrics.NewSet(), logs: &syncBuffer{}, watches: make(chan *apiwatch.FakeWatcher, 1), failed: make(chan string, 1024), handled: make(chan any, 1024)}
 	for _, res := range []string{"endpointslices", "services"} {
 		r.cs.PrependReactor("list", res, func(k8stesting.Action) (bool, runtime.Object, error) {
 			if h := r.hang.Load(); h != nil {
@@ -85,6 +88,12 @@ func newFaultRig(t *testing.T, objs ...runtime.Object) *faultRig {
 	}
 	r.w = New(r.cs, []Key{faultKey}, zerolog.New(r.logs), r.set)
 	r.w.syncWarn = 300 * time.Millisecond
+	r.w.handled = func(obj any) {
+		select {
+		case r.handled <- obj:
+		default:
+		}
+	}
 	t.Cleanup(func() {
 		if h := r.hang.Swap(nil); h != nil {
 			close(*h)
@@ -110,6 +119,51 @@ func (r *faultRig) waitFailed(t *testing.T, n int, within time.Duration, what st
 		case <-r.failed:
 		case <-timeout:
 			t.Fatalf("after %v: %d of %d failed calls %s", within, i, n, what)
+		}
+	}
+}
+
+// waitFailedOf waits until n more calls named call ("list endpointslices")
+// failed with the injected fault; the n-th starting means the reports of
+// the earlier ones (counter, log) are done.
+func (r *faultRig) waitFailedOf(t *testing.T, call string, n int, within time.Duration) {
+	t.Helper()
+	timeout := time.After(within)
+	for seen := 0; seen < n; {
+		select {
+		case c := <-r.failed:
+			if c == call {
+				seen++
+			}
+		case <-timeout:
+			t.Fatalf("after %v: %d of %d failed %q calls", within, seen, n, call)
+		}
+	}
+}
+
+// waitLog waits until the log contains s.
+func (r *faultRig) waitLog(t *testing.T, s string, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !strings.Contains(r.logs.String(), s); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: log lacks %q:\n%s", within, s, r.logs.String())
+		}
+	}
+}
+
+// waitHandled waits until the watcher has handled an event for which ok
+// holds.
+func (r *faultRig) waitHandled(t *testing.T, within time.Duration, what string, ok func(any) bool) {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		select {
+		case obj := <-r.handled:
+			if ok(obj) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("after %v: no event handled for %s", within, what)
 		}
 	}
 }
@@ -203,7 +257,13 @@ func TestAPIServerDownAtStart(t *testing.T) {
 				r.hang.Store(&release)
 			}
 			done := r.start(30 * time.Second)
-			time.Sleep(1200 * time.Millisecond)
+			// Wait until the fault has been met: two failed lists (the
+			// first then fully reported), or the warning about the wait.
+			if mode == "erroring" {
+				r.waitFailedOf(t, "list endpointslices", 2, 10*time.Second)
+			} else {
+				r.waitLog(t, "has not answered the first list yet", 10*time.Second)
+			}
 			select {
 			case err := <-done:
 				t.Fatalf("Start returned %v while the API server is %s; want it to keep waiting", err, mode)
@@ -260,7 +320,7 @@ func TestWatchExpiredRelists(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := r.w.Service(faultKey)
-	st := waitFor(t, s, 5*time.Second, "ready at 10.0.0.1", hasAddrs("10.0.0.1:8080"))
+	waitFor(t, s, 5*time.Second, "ready at 10.0.0.1", hasAddrs("10.0.0.1:8080"))
 	var fw *apiwatch.FakeWatcher
 	select {
 	case fw = <-r.watches:
@@ -269,11 +329,17 @@ func TestWatchExpiredRelists(t *testing.T) {
 	}
 	// Change the slice behind the controlled watch's back: no event.
 	r.updateSlice(t, webSlice(true, "10.0.0.2"))
-	time.Sleep(300 * time.Millisecond)
-	select {
-	case <-st.Changed():
-		t.Fatal("state changed without an event; the test's watch is not the informer's")
-	default:
+	// An event on the controlled watch (a second slice, 10.0.0.3) is
+	// handled after anything delivered before it: the state then has
+	// 10.0.0.1, not 10.0.0.2, if the informer's only watch is the test's.
+	marker := slice("apps", "web-marker", "web", ptr("http"), 8080, ep("10.0.0.3", ptr(true), nil))
+	fw.Add(marker)
+	r.waitHandled(t, 5*time.Second, "the marker slice", func(obj any) bool {
+		es, ok := obj.(*discoveryv1.EndpointSlice)
+		return ok && es.Name == "web-marker"
+	})
+	if got := s.State(); !hasAddrs("10.0.0.1:8080", "10.0.0.3:8080")(got) {
+		t.Fatalf("state %v after the marker; want [10.0.0.1:8080 10.0.0.3:8080]: the test's watch is not the informer's", got.Addrs)
 	}
 	fw.Error(&metav1.Status{Status: metav1.StatusFailure, Code: 410, Reason: metav1.StatusReasonExpired, Message: "too old resource version: 1 (5)"})
 	waitFor(t, s, 10*time.Second, "ready at 10.0.0.2 after the relist", hasAddrs("10.0.0.2:8080"))
@@ -295,9 +361,10 @@ func TestAPIServerFaultMidRun(t *testing.T) {
 		name string
 		err  error
 		log  string
+		call string // a call that fails repeatedly during the outage
 	}{
-		{"down", apierrors.NewServiceUnavailable("apiserver is restarting"), "serving from last known state and retrying"},
-		{"forbidden", apierrors.NewForbidden(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}, "", nil), "list and watch endpointslices"},
+		{"down", apierrors.NewServiceUnavailable("apiserver is restarting"), "serving from last known state and retrying", "list endpointslices"},
+		{"forbidden", apierrors.NewForbidden(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}, "", nil), "list and watch endpointslices", "list endpointslices"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newFaultRig(t, webService(), webSlice(true, "10.0.0.1"))
@@ -312,26 +379,27 @@ func TestAPIServerFaultMidRun(t *testing.T) {
 
 			// Break the API server, then end the informer's watch with the
 			// same error, as a real API server would.
+			outage := time.Now()
 			r.setFail(tc.err)
 			status := tc.err.(apierrors.APIStatus).Status()
 			fw.Error(&status)
 			// Meanwhile the cluster changes; Agimo cannot know yet.
 			r.updateSlice(t, webSlice(true, "10.0.0.9"))
-			deadline := time.Now().Add(2500 * time.Millisecond)
-			for time.Now().Before(deadline) {
-				if now := s.State(); now != st {
-					t.Fatalf("state replaced while the API server is %s: ready=%v addrs=%v; want the last known state kept", tc.name, now.Ready, now.Addrs)
-				}
-				if !r.w.Synced() {
-					t.Fatalf("Synced() = false during the outage; /readyz must reflect only the first sync")
-				}
-				time.Sleep(50 * time.Millisecond)
+			// Two more failed calls: the informer has met the fault and
+			// tried again, and the first one has been reported.
+			r.waitFailedOf(t, tc.call, 2, 10*time.Second)
+			if now := s.State(); now != st {
+				t.Fatalf("state replaced while the API server is %s: ready=%v addrs=%v; want the last known state kept", tc.name, now.Ready, now.Addrs)
+			}
+			if !r.w.Synced() {
+				t.Fatalf("Synced() = false during the outage; /readyz must reflect only the first sync")
 			}
 			if got := r.metric(`agimo_watch_errors_total{resource="endpointslices"}`); got <= errsBefore {
 				t.Errorf("agimo_watch_errors_total{endpointslices} = %v (was %v); want it to grow during the outage", got, errsBefore)
 			}
-			if age := r.metric("agimo_watch_last_event_age_seconds"); age < 2 {
-				t.Errorf("agimo_watch_last_event_age_seconds = %v; want ≥ 2 after 2.5s without events", age)
+			// No event since the outage began: the age is at least its length.
+			if since, age := time.Since(outage).Seconds(), r.metric("agimo_watch_last_event_age_seconds"); age < since {
+				t.Errorf("agimo_watch_last_event_age_seconds = %v; want ≥ %.3f, the time since the outage began", age, since)
 			}
 			if !strings.Contains(r.logs.String(), tc.log) {
 				t.Errorf("log lacks %q:\n%s", tc.log, r.logs.String())
@@ -369,11 +437,19 @@ func TestEndpointsFlapping(t *testing.T) {
 			}
 			st = next
 		}
-		// Nothing more is broadcast once the flips stop.
+		// Nothing more is broadcast once the flips stop: a change that
+		// leaves readiness as it is, once handled, has replaced nothing.
+		es := webSlice(false, "10.0.0.1")
+		es.Labels["unrelated"] = "change"
+		r.updateSlice(t, es)
+		r.waitHandled(t, 5*time.Second, "the unrelated change", func(obj any) bool {
+			es, ok := obj.(*discoveryv1.EndpointSlice)
+			return ok && es.Labels["unrelated"] == "change"
+		})
 		select {
 		case <-st.Changed():
 			t.Errorf("spurious broadcast after the last flip")
-		case <-time.After(200 * time.Millisecond):
+		default:
 		}
 	})
 	t.Run("burst", func(t *testing.T) {

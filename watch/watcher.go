@@ -49,6 +49,10 @@ type Watcher struct {
 	synced    atomic.Bool
 	lastEvent atomic.Int64 // unix nanoseconds of the last informer event
 	errSet    *metrics.Set
+
+	// handled, if set (by tests, before Start), is called after each
+	// informer event has been handled: the signal that it had its effect.
+	handled func(obj any)
 }
 
 // nsWatch is the informers of one namespace, for a set of Service names.
@@ -357,6 +361,9 @@ func (w *Watcher) onEvent(obj any) {
 		w.recompute(o.Namespace, o.Labels[discoveryv1.LabelServiceName])
 	case *corev1.Service:
 		w.recompute(o.Namespace, o.Name)
+	}
+	if w.handled != nil {
+		w.handled(obj)
 	}
 }
 
