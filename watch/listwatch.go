@@ -203,7 +203,7 @@ func retry[T any](ctx context.Context, rep *errReporter, call func() (T, error))
 }
 
 // newReportingLW wraps one resource's list and watch calls.
-func (w *Watcher) newReportingLW(client any, rep *errReporter,
+func newReportingLW(client any, rep *errReporter,
 	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
 	watchFn func(context.Context, metav1.ListOptions) (apiwatch.Interface, error),
 ) *reportingLW {

@@ -284,7 +284,7 @@ func (w *Watcher) newNSWatch(ns string, nw *nsWatch) ([]pendingSync, error) {
 	sliceRep := w.newErrReporter("endpointslices", "discovery.k8s.io", ns)
 	esClient := w.client.DiscoveryV1().EndpointSlices(ns)
 	sliceInf := f.InformerFor(&discoveryv1.EndpointSlice{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return cache.NewSharedIndexInformer(w.newReportingLW(c, sliceRep,
+		return cache.NewSharedIndexInformer(newReportingLW(c, sliceRep,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				o.LabelSelector = sel
 				return esClient.List(ctx, o)
@@ -305,7 +305,7 @@ func (w *Watcher) newNSWatch(ns string, nw *nsWatch) ([]pendingSync, error) {
 		}
 	}
 	svcInf := f.InformerFor(&corev1.Service{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return cache.NewSharedIndexInformer(w.newReportingLW(c, svcRep,
+		return cache.NewSharedIndexInformer(newReportingLW(c, svcRep,
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				tweak(&o)
 				return services.List(ctx, o)

@@ -84,6 +84,10 @@ func TestAPIServerOutageSeenAndRecovered(t *testing.T) {
 	cold := createWorkload(t, ns, "cold", "deployment")
 	coldPod := startPod(t, "outage-cold-0")
 	a := startAgimo(t, "timeout = '90s'\n"+cold.Config(), agimoOpts{})
+	// The pod object now: after the restart kube-controller-manager's own watches back off
+	// (client-go's defaults), and creating it then would time the controller, not Agimo.
+	// With no EndpointSlice yet the service stays cold.
+	names := cold.scale(t, 1)
 	const series = `agimo_watch_errors_total{resource="endpointslices"}`
 	before := a.metric(t, series)
 
@@ -110,13 +114,12 @@ func TestAPIServerOutageSeenAndRecovered(t *testing.T) {
 		t.Fatal("kube-apiserver did not come back within 60s")
 	}
 	back := time.Now() // restart-apiserver.sh returns once /readyz answers
-	names := cold.scale(t, 1)
 	cold.setEndpoints(t, readyEndpoint(coldPod, names[0]))
 	r := awaitResult(t, parked, 60*time.Second)
 	expectFrom(t, r, coldPod)
 	lag := r.Done.Sub(back)
 	t.Logf("after the outage: parked request released %s after kube-apiserver was back", lag.Round(time.Millisecond))
-	// Agimo retries an unreachable API server every ~1 s (at most 1.2 s), plus the two writes
+	// Agimo retries an unreachable API server every ~1 s (at most 1.2 s), plus the write
 	// above and the watch event's delivery: ~2 s. 5 s leaves room for a loaded machine and
 	// still catches a return to client-go's backoff, which after 8 s down waits 6–13 s more.
 	if lag > 5*time.Second {
