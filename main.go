@@ -256,11 +256,25 @@ func pprofHandler() http.Handler {
 	return mux
 }
 
-// reload loads the config file again and switches to it if it is valid.
+// reloadTimeout bounds one reload (issue 10, item 13). Its only slow step
+// is the first sync of the informers of namespaces or Services it adds:
+// well under a second on a healthy API server. 30 s also covers a busy
+// one, and the reflector's first backoffs after a 403 (0.8 s doubling:
+// RBAC granted a few seconds after the config still works). A reload
+// that cannot sync (no RBAC for a new namespace, API server unreachable)
+// is rejected past it like an invalid config, so the reload loop is
+// free again for the next one, the operator's revert say.
+var reloadTimeout = 30 * time.Second
+
+// reload loads the config file again and switches to it if it is valid
+// and its new informers sync within reloadTimeout.
 func reload(ctx context.Context, path string, px *proxy.Proxy, w *watch.Watcher, log zerolog.Logger, set *metrics.Set) {
 	cfg, err := conf.Load(path)
 	if err == nil {
-		err = px.Reload(ctx, cfg, w)
+		rctx, cancel := context.WithTimeoutCause(ctx, reloadTimeout,
+			fmt.Errorf("not synced within %v", reloadTimeout))
+		err = px.Reload(rctx, cfg, w)
+		cancel()
 	}
 	if err != nil {
 		set.GetOrCreateCounter(`agimo_config_reloads_total{result="error"}`).Inc()

@@ -85,6 +85,7 @@ func TestCheck(t *testing.T) {
 // with lists of objs (Services and EndpointSlices, by namespace, and by
 // name for a field selector) and watches that stay open, like an API
 // server whose objects never change; with no objs, no service is ready.
+// Everything in namespace lockedNamespace is forbidden.
 // Label selectors are not applied: Agimo's name every configured service,
 // and tests pass objects of those only. client-go's watch-list is turned
 // off so plain list + watch suffices.
@@ -93,6 +94,15 @@ func fakeAPIServer(t *testing.T, objs ...metav1.Object) string {
 	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
 	done := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/namespaces/"+lockedNamespace+"/") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			json.NewEncoder(w).Encode(map[string]any{
+				"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+				"message": "forbidden: no RBAC for namespace " + lockedNamespace,
+			})
+			return
+		}
 		if r.URL.Query().Get("watch") == "true" {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(200)
@@ -135,6 +145,9 @@ current-context: c
 `, srv.URL)
 	return writeFile(t, "kubeconfig", kubeconfig)
 }
+
+// lockedNamespace is the namespace fakeAPIServer answers 403 for.
+const lockedNamespace = "locked"
 
 func freePort(t *testing.T) string {
 	t.Helper()

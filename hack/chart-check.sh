@@ -78,8 +78,11 @@ grep -A1 'resources: \["deployments/scale"\]' "$OUT/wake.yaml" | grep -qF 'resou
   fail "wake: no deployments/scale rule for exactly the woken Deployment"
 grep -A1 'resources: \["statefulsets/scale"\]' "$OUT/wake.yaml" | grep -qF 'resourceNames: ["db-admin"]' ||
   fail "idle_after: no statefulsets/scale rule for exactly the idled StatefulSet"
-grep -A1 'resources: \["deployments"\]' "$OUT/wake.yaml" | grep -qF 'resourceNames: ["example"]' ||
-  fail "wake: no rule to annotate the Deployment"
+grep -A1 'resources: \["leases"\]' "$OUT/wake.yaml" | grep -qF 'resourceNames: ["agimo-deployment-example","agimo-statefulset-db-admin"]' ||
+  fail "wake/idle_after: no get/update rule for exactly the workloads' activity Leases"
+grep -A1 'resources: \["leases"\]' "$OUT/wake.yaml" | grep -qF 'verbs: ["create"]' ||
+  fail "wake/idle_after: no rule to create the activity Leases"
+grep -q 'resources: \["deployments"\]' "$OUT/wake.yaml" && fail "wake/idle_after: a rule on the Deployment itself (activity is in a Lease)"
 grep -qF '"static"' "$OUT/wake.yaml" && fail "scaling RBAC for a workload without wake/idle_after"
 grep -q '^  name: agimo-scale$' "$OUT/wake.yaml" || fail "no agimo-scale Role in the workloads' namespace"
 "$HELM" "${HELM_T[@]}" -f "$CHART/ci/wake-values.yaml" --set-json 'rbac.namespaces=["example"]' >"$OUT/wake-ns.yaml"

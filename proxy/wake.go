@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/agimo/agimo/conf"
 	"github.com/agimo/agimo/watch"
@@ -13,7 +16,7 @@ import (
 // idle_after (issue 7).
 type Scaler interface {
 	WakeUp(ctx context.Context, w watch.Workload, replicas int32) (bool, error)
-	RecordActivity(ctx context.Context, w watch.Workload, at time.Time) error
+	RecordActivity(ctx context.Context, w watch.Workload, at time.Time, idle time.Duration) error
 	ScaleDownIfIdle(ctx context.Context, w watch.Workload, idle time.Duration, now time.Time) (bool, error)
 }
 
@@ -95,12 +98,33 @@ type idleState struct {
 	lastCheck time.Time // when the host was last checked
 }
 
+// idleCallTimeout bounds each of the idler's API calls.
+const idleCallTimeout = 5 * time.Second
+
+// idleParallel is how many hosts the idler checks at once: with a slow or
+// hung API server, one host's calls do not hold up the others'.
+const idleParallel = 4
+
 // idler records activity and scales idle workloads to zero for every
 // route with idle_after, until stop is closed. Each host is checked every
-// idle_after/3 (at most every 5 s), so that activity is recorded at least
-// twice per idle_after and no other Agimo replica can see a busy workload
-// as idle.
+// idle_after/3 (at most every 5 s). Activity is written only when it is
+// ActivityGap later than the one recorded (watch.Scaler), so the checks
+// mostly cost nothing. The API calls are cancelled when stop is closed
+// (Shutdown) and the idler returns only once they have.
 func (p *Proxy) idler(stop <-chan struct{}) {
+	// ctx ends the checks' calls as soon as stop is closed: a hung API
+	// server cannot hold up Shutdown, which waits for the idler.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		select {
+		case <-stop:
+		case <-ctx.Done():
+		}
+		cancel()
+	})
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	state := make(map[string]*idleState) // by host, so it survives reloads
@@ -113,6 +137,8 @@ func (p *Proxy) idler(stop <-chan struct{}) {
 				continue
 			}
 			seen := make(map[string]bool)
+			var g errgroup.Group
+			g.SetLimit(idleParallel)
 			for host, r := range p.routes.Load().byHost {
 				if !r.svc.IdleAfter.Set {
 					continue
@@ -128,8 +154,12 @@ func (p *Proxy) idler(stop <-chan struct{}) {
 					continue
 				}
 				st.lastCheck = now
-				p.idleCheck(r, st, now)
+				g.Go(func() error {
+					p.idleCheck(ctx, r, st, now)
+					return nil
+				})
 			}
+			_ = g.Wait()
 			for host := range state {
 				if !seen[host] {
 					delete(state, host)
@@ -139,19 +169,21 @@ func (p *Proxy) idler(stop <-chan struct{}) {
 	}
 }
 
-func (p *Proxy) idleCheck(r *route, st *idleState, now time.Time) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// idleCheck records r's activity, or scales it down if it had none. Its
+// calls end at idleCallTimeout or with parent, whichever is first.
+func (p *Proxy) idleCheck(parent context.Context, r *route, st *idleState, now time.Time) {
+	ctx, cancel := context.WithTimeout(parent, idleCallTimeout)
 	defer cancel()
 	w := workloadOf(r.svc)
 	n := r.m.requests.Get()
 	if r.m.active.Get() > 0 || n != st.requests {
 		st.requests = n
-		if err := p.opts.Scaler.RecordActivity(ctx, w, now); err != nil {
+		if err := p.opts.Scaler.RecordActivity(ctx, w, now, r.svc.IdleAfter.Duration); err != nil && parent.Err() == nil {
 			p.log.Warn().Err(err).Str("host", r.host).Msg("record activity failed")
 		}
 		return
 	}
-	if _, err := p.opts.Scaler.ScaleDownIfIdle(ctx, w, r.svc.IdleAfter.Duration, now); err != nil {
+	if _, err := p.opts.Scaler.ScaleDownIfIdle(ctx, w, r.svc.IdleAfter.Duration, now); err != nil && parent.Err() == nil {
 		p.log.Warn().Err(err).Str("host", r.host).Msg("idle scale-down failed")
 	}
 }

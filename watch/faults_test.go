@@ -1,26 +1,18 @@
 package watch
 
 import (
-	"context"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-	"github.com/rs/zerolog"
-	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	apiwatch "k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
 )
 
 // API-server faults (issue 6): down or hanging at start, down or
@@ -30,137 +22,6 @@ import (
 // logs, and catches up with changes made meanwhile once the API server is
 // back. The fake clientset's reactors stand in for the API server; the
 // informers, reflectors and their backoff are the real ones.
-
-// faultKey is the one service every fault test watches.
-var faultKey = Key{Namespace: "apps", Service: "web", Port: 80}
-
-// faultRig is a fake API server with switchable faults, installed before
-// the watcher starts (the fake's reactor chain is not safe to change
-// while informers use it).
-type faultRig struct {
-	cs   *fake.Clientset
-	w    *Watcher
-	set  *metrics.Set
-	logs *syncBuffer
-	// fail, when non-nil, is returned for every list and watch of
-	// EndpointSlices and Services.
-	fail atomic.Pointer[error]
-	// hang, while non-nil, blocks lists until closed.
-	hang atomic.Pointer[chan struct{}]
-	// watches receives the first watch of EndpointSlices, which the test
-	// controls; later watches go to the fake's tracker.
-	ownWatch atomic.Bool
-	watches  chan *apiwatch.FakeWatcher
-}
-
-func newFaultRig(t *testing.T, objs ...runtime.Object) *faultRig {
-	t.Helper()
-	r := &faultRig{cs: fake.NewClientset(objs...), set: metrics.NewSet(), logs: &syncBuffer{}, watches: make(chan *apiwatch.FakeWatcher, 1)}
-	for _, res := range []string{"endpointslices", "services"} {
-		r.cs.PrependReactor("list", res, func(k8stesting.Action) (bool, runtime.Object, error) {
-			if h := r.hang.Load(); h != nil {
-				<-*h
-			}
-			if err := r.fail.Load(); err != nil {
-				return true, nil, *err
-			}
-			return false, nil, nil
-		})
-		r.cs.PrependWatchReactor(res, func(a k8stesting.Action) (bool, apiwatch.Interface, error) {
-			if err := r.fail.Load(); err != nil {
-				return true, nil, *err
-			}
-			if a.GetResource().Resource == "endpointslices" && r.ownWatch.CompareAndSwap(true, false) {
-				fw := apiwatch.NewFakeWithChanSize(16, false)
-				r.watches <- fw
-				return true, fw, nil
-			}
-			return false, nil, nil
-		})
-	}
-	r.w = New(r.cs, []Key{faultKey}, zerolog.New(r.logs), r.set)
-	r.w.syncWarn = 300 * time.Millisecond
-	t.Cleanup(func() {
-		if h := r.hang.Swap(nil); h != nil {
-			close(*h)
-		}
-		r.w.Close()
-	})
-	return r
-}
-
-func (r *faultRig) setFail(err error) {
-	if err == nil {
-		r.fail.Store(nil)
-		return
-	}
-	r.fail.Store(&err)
-}
-
-// start runs Start in the background and returns its result channel.
-func (r *faultRig) start(timeout time.Duration) <-chan error {
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		done <- r.w.Start(ctx)
-	}()
-	return done
-}
-
-// metric returns the value of the series named exactly name, or -1.
-func (r *faultRig) metric(name string) float64 {
-	var b strings.Builder
-	r.set.WritePrometheus(&b)
-	for _, line := range strings.Split(b.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
-				return f
-			}
-		}
-	}
-	return -1
-}
-
-func webService() *corev1.Service {
-	return service("apps", "web", corev1.ServicePort{Name: "http", Port: 80})
-}
-
-func webSlice(ready bool, ips ...string) *discoveryv1.EndpointSlice {
-	var eps []discoveryv1.Endpoint
-	for _, ip := range ips {
-		eps = append(eps, ep(ip, ptr(ready), nil))
-	}
-	return slice("apps", "web-1", "web", ptr("http"), 8080, eps...)
-}
-
-func (r *faultRig) updateSlice(t *testing.T, es *discoveryv1.EndpointSlice) {
-	t.Helper()
-	if _, err := r.cs.DiscoveryV1().EndpointSlices("apps").Update(context.Background(), es, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitFor waits, by broadcast only, until s's state satisfies ok.
-func waitFor(t *testing.T, s *Service, within time.Duration, what string, ok func(*State) bool) *State {
-	t.Helper()
-	timeout := time.After(within)
-	for {
-		st := s.State()
-		if ok(st) {
-			return st
-		}
-		select {
-		case <-st.Changed():
-		case <-timeout:
-			t.Fatalf("after %v: state ready=%v addrs=%v; want %s", within, st.Ready, st.Addrs, what)
-		}
-	}
-}
-
-func hasAddrs(want ...string) func(*State) bool {
-	return func(st *State) bool { return st.Ready && slices.Equal(st.Addrs, want) }
-}
 
 // The API server is down (lists fail) or hangs (lists never answer) when
 // Agimo starts: it is not synced, /readyz stays 503 and
@@ -178,7 +39,13 @@ func TestAPIServerDownAtStart(t *testing.T) {
 				r.hang.Store(&release)
 			}
 			done := r.start(30 * time.Second)
-			time.Sleep(1200 * time.Millisecond)
+			// Wait until the fault has been met: two failed lists (the
+			// first then fully reported), or the warning about the wait.
+			if mode == "erroring" {
+				r.waitFailedOf(t, "list endpointslices", 2, 10*time.Second)
+			} else {
+				r.waitLog(t, "has not answered the first list yet", 10*time.Second)
+			}
 			select {
 			case err := <-done:
 				t.Fatalf("Start returned %v while the API server is %s; want it to keep waiting", err, mode)
@@ -235,7 +102,7 @@ func TestWatchExpiredRelists(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := r.w.Service(faultKey)
-	st := waitFor(t, s, 5*time.Second, "ready at 10.0.0.1", hasAddrs("10.0.0.1:8080"))
+	waitFor(t, s, 5*time.Second, "ready at 10.0.0.1", hasAddrs("10.0.0.1:8080"))
 	var fw *apiwatch.FakeWatcher
 	select {
 	case fw = <-r.watches:
@@ -244,11 +111,17 @@ func TestWatchExpiredRelists(t *testing.T) {
 	}
 	// Change the slice behind the controlled watch's back: no event.
 	r.updateSlice(t, webSlice(true, "10.0.0.2"))
-	time.Sleep(300 * time.Millisecond)
-	select {
-	case <-st.Changed():
-		t.Fatal("state changed without an event; the test's watch is not the informer's")
-	default:
+	// An event on the controlled watch (a second slice, 10.0.0.3) is
+	// handled after anything delivered before it: the state then has
+	// 10.0.0.1, not 10.0.0.2, if the informer's only watch is the test's.
+	marker := slice("apps", "web-marker", "web", ptr("http"), 8080, ep("10.0.0.3", ptr(true), nil))
+	fw.Add(marker)
+	r.waitHandled(t, 5*time.Second, "the marker slice", func(obj any) bool {
+		es, ok := obj.(*discoveryv1.EndpointSlice)
+		return ok && es.Name == "web-marker"
+	})
+	if got := s.State(); !hasAddrs("10.0.0.1:8080", "10.0.0.3:8080")(got) {
+		t.Fatalf("state %v after the marker; want [10.0.0.1:8080 10.0.0.3:8080]: the test's watch is not the informer's", got.Addrs)
 	}
 	fw.Error(&metav1.Status{Status: metav1.StatusFailure, Code: 410, Reason: metav1.StatusReasonExpired, Message: "too old resource version: 1 (5)"})
 	waitFor(t, s, 10*time.Second, "ready at 10.0.0.2 after the relist", hasAddrs("10.0.0.2:8080"))
@@ -270,9 +143,10 @@ func TestAPIServerFaultMidRun(t *testing.T) {
 		name string
 		err  error
 		log  string
+		call string // a call that fails repeatedly during the outage
 	}{
-		{"down", apierrors.NewServiceUnavailable("apiserver is restarting"), "serving from last known state and retrying"},
-		{"forbidden", apierrors.NewForbidden(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}, "", nil), "list and watch endpointslices"},
+		{"down", apierrors.NewServiceUnavailable("apiserver is restarting"), "serving from last known state and retrying", "list endpointslices"},
+		{"forbidden", apierrors.NewForbidden(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}, "", nil), "list and watch endpointslices", "list endpointslices"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newFaultRig(t, webService(), webSlice(true, "10.0.0.1"))
@@ -287,26 +161,27 @@ func TestAPIServerFaultMidRun(t *testing.T) {
 
 			// Break the API server, then end the informer's watch with the
 			// same error, as a real API server would.
+			outage := time.Now()
 			r.setFail(tc.err)
 			status := tc.err.(apierrors.APIStatus).Status()
 			fw.Error(&status)
 			// Meanwhile the cluster changes; Agimo cannot know yet.
 			r.updateSlice(t, webSlice(true, "10.0.0.9"))
-			deadline := time.Now().Add(2500 * time.Millisecond)
-			for time.Now().Before(deadline) {
-				if now := s.State(); now != st {
-					t.Fatalf("state replaced while the API server is %s: ready=%v addrs=%v; want the last known state kept", tc.name, now.Ready, now.Addrs)
-				}
-				if !r.w.Synced() {
-					t.Fatalf("Synced() = false during the outage; /readyz must reflect only the first sync")
-				}
-				time.Sleep(50 * time.Millisecond)
+			// Two more failed calls: the informer has met the fault and
+			// tried again, and the first one has been reported.
+			r.waitFailedOf(t, tc.call, 2, 10*time.Second)
+			if now := s.State(); now != st {
+				t.Fatalf("state replaced while the API server is %s: ready=%v addrs=%v; want the last known state kept", tc.name, now.Ready, now.Addrs)
+			}
+			if !r.w.Synced() {
+				t.Fatalf("Synced() = false during the outage; /readyz must reflect only the first sync")
 			}
 			if got := r.metric(`agimo_watch_errors_total{resource="endpointslices"}`); got <= errsBefore {
 				t.Errorf("agimo_watch_errors_total{endpointslices} = %v (was %v); want it to grow during the outage", got, errsBefore)
 			}
-			if age := r.metric("agimo_watch_last_event_age_seconds"); age < 2 {
-				t.Errorf("agimo_watch_last_event_age_seconds = %v; want ≥ 2 after 2.5s without events", age)
+			// No event since the outage began: the age is at least its length.
+			if since, age := time.Since(outage).Seconds(), r.metric("agimo_watch_last_event_age_seconds"); age < since {
+				t.Errorf("agimo_watch_last_event_age_seconds = %v; want ≥ %.3f, the time since the outage began", age, since)
 			}
 			if !strings.Contains(r.logs.String(), tc.log) {
 				t.Errorf("log lacks %q:\n%s", tc.log, r.logs.String())
@@ -344,11 +219,19 @@ func TestEndpointsFlapping(t *testing.T) {
 			}
 			st = next
 		}
-		// Nothing more is broadcast once the flips stop.
+		// Nothing more is broadcast once the flips stop: a change that
+		// leaves readiness as it is, once handled, has replaced nothing.
+		es := webSlice(false, "10.0.0.1")
+		es.Labels["unrelated"] = "change"
+		r.updateSlice(t, es)
+		r.waitHandled(t, 5*time.Second, "the unrelated change", func(obj any) bool {
+			es, ok := obj.(*discoveryv1.EndpointSlice)
+			return ok && es.Labels["unrelated"] == "change"
+		})
 		select {
 		case <-st.Changed():
 			t.Errorf("spurious broadcast after the last flip")
-		case <-time.After(200 * time.Millisecond):
+		default:
 		}
 	})
 	t.Run("burst", func(t *testing.T) {

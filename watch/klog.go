@@ -1,6 +1,9 @@
 package watch
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"github.com/go-logr/logr"
 	"github.com/rs/zerolog"
 	"k8s.io/klog/v2"
@@ -9,26 +12,38 @@ import (
 // RouteKlog sends client-go's klog output to log, so that a JSON log stays
 // JSON. client-go's informational chatter goes to debug, its errors to
 // warn: the watch error handler already reports what matters at error.
+//
+// klog's logger is process-global and read without synchronisation by
+// client-go goroutines that may outlive a Watcher (a stream watcher
+// logging its stream's end): it is set once, and later calls (a second
+// run in tests) only swap the zerolog logger behind it, atomically.
 func RouteKlog(log zerolog.Logger) {
-	klog.SetLogger(logr.New(&klogSink{log: log}))
+	klogTarget.Store(&log)
+	klogOnce.Do(func() { klog.SetLogger(logr.New(&klogSink{})) })
 }
 
+var (
+	klogOnce   sync.Once
+	klogTarget atomic.Pointer[zerolog.Logger]
+)
+
 type klogSink struct {
-	log    zerolog.Logger
 	name   string
 	values []any
 }
 
+func (s *klogSink) log() *zerolog.Logger { return klogTarget.Load() }
+
 func (s *klogSink) Init(logr.RuntimeInfo) {}
 
-func (s *klogSink) Enabled(level int) bool { return s.log.GetLevel() <= zerolog.DebugLevel }
+func (s *klogSink) Enabled(level int) bool { return s.log().GetLevel() <= zerolog.DebugLevel }
 
 func (s *klogSink) Info(level int, msg string, kv ...any) {
-	s.emit(s.log.Debug().Int("v", level), msg, kv)
+	s.emit(s.log().Debug().Int("v", level), msg, kv)
 }
 
 func (s *klogSink) Error(err error, msg string, kv ...any) {
-	s.emit(s.log.Warn().Err(err), msg, kv)
+	s.emit(s.log().Warn().Err(err), msg, kv)
 }
 
 func (s *klogSink) emit(ev *zerolog.Event, msg string, kv []any) {

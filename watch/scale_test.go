@@ -4,10 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
-	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -86,55 +84,4 @@ func TestWakeUp(t *testing.T) {
 			}
 		})
 	}
-}
-
-// ScaleDownIfIdle only scales a workload whose recorded activity is older
-// than idle_after; one with none recorded gets it recorded now instead.
-func TestScaleDownIfIdle(t *testing.T) {
-	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	w := Workload{Kind: conf.KindDeployment, Namespace: "apps", Name: "web"}
-	for _, tc := range []struct {
-		name       string
-		annotation string
-		wantScaled bool
-		wantPatch  bool
-	}{
-		{"idle", now.Add(-10 * time.Minute).Format(time.RFC3339Nano), true, false},
-		{"recent", now.Add(-time.Minute).Format(time.RFC3339Nano), false, false},
-		{"never-recorded", "", false, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cs, updates := scaleAPI(t, []int32{1}, nil)
-			patched := false
-			cs.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
-				patched = true
-				return true, nil, nil
-			})
-			cs.PrependReactor("get", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-				if a.GetSubresource() != "" {
-					return false, nil, nil
-				}
-				d := deployment("apps", "web", 1)
-				d.ResourceVersion = "7"
-				if tc.annotation != "" {
-					d.Annotations = map[string]string{LastActivityAnnotation: tc.annotation}
-				}
-				return true, d, nil
-			})
-			scaled, err := NewScaler(cs, zerolog.Nop()).ScaleDownIfIdle(context.Background(), w, 5*time.Minute, now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if scaled != tc.wantScaled || (tc.wantScaled && (len(*updates) != 1 || (*updates)[0] != 0)) {
-				t.Errorf("scaled = %v, updates = %v; want %v", scaled, *updates, tc.wantScaled)
-			}
-			if patched != tc.wantPatch {
-				t.Errorf("activity recorded = %v; want %v", patched, tc.wantPatch)
-			}
-		})
-	}
-}
-
-func deployment(ns, name string, replicas int32) *appsv1.Deployment {
-	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: appsv1.DeploymentSpec{Replicas: &replicas}}
 }

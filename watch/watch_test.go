@@ -83,6 +83,13 @@ func TestPortName(t *testing.T) {
 // startWatcher runs a Watcher on a fake clientset holding objs.
 func startWatcher(t *testing.T, keys []Key, objs ...any) (*Watcher, *fake.Clientset) {
 	t.Helper()
+	return startWatcherHandled(t, keys, nil, objs...)
+}
+
+// startWatcherHandled is startWatcher with handled called after each
+// event the watcher has handled.
+func startWatcherHandled(t *testing.T, keys []Key, handled func(any), objs ...any) (*Watcher, *fake.Clientset) {
+	t.Helper()
 	cs := fake.NewClientset()
 	ctx := context.Background()
 	for _, o := range objs {
@@ -98,6 +105,7 @@ func startWatcher(t *testing.T, keys []Key, objs ...any) (*Watcher, *fake.Client
 		}
 	}
 	w := New(cs, keys, zerolog.New(zerolog.NewTestWriter(t)), metrics.NewSet())
+	w.handled = handled
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := w.Start(sctx); err != nil {
@@ -176,14 +184,23 @@ func TestNoSpuriousBroadcast(t *testing.T) {
 	key := Key{Namespace: "apps", Service: "web", Port: 80}
 	svc := service("apps", "web", corev1.ServicePort{Name: "http", Port: 80})
 	es := slice("apps", "web-1", "web", ptr("http"), 8080, ep("10.1.0.1", ptr(true), nil))
-	w, cs := startWatcher(t, []Key{key}, svc, es)
+	unrelated := make(chan struct{}, 1)
+	w, cs := startWatcherHandled(t, []Key{key}, func(obj any) {
+		if es, ok := obj.(*discoveryv1.EndpointSlice); ok && es.Labels["unrelated"] == "change" {
+			unrelated <- struct{}{}
+		}
+	}, svc, es)
 	st := waitState(t, w.Service(key), true)
 	es.Labels["unrelated"] = "change"
 	if _, err := cs.DiscoveryV1().EndpointSlices("apps").Update(context.Background(), es, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Let the event arrive; readiness must still be the same snapshot.
-	time.Sleep(200 * time.Millisecond)
+	// Once the event is handled, readiness must still be the same snapshot.
+	select {
+	case <-unrelated:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the unrelated change never reached the watcher")
+	}
 	select {
 	case <-st.Changed():
 		t.Fatal("snapshot replaced by an event that changed nothing")

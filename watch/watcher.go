@@ -2,11 +2,9 @@ package watch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,11 +13,8 @@ import (
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
-	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -49,6 +44,10 @@ type Watcher struct {
 	synced    atomic.Bool
 	lastEvent atomic.Int64 // unix nanoseconds of the last informer event
 	errSet    *metrics.Set
+
+	// handled, if set (by tests, before Start), is called after each
+	// informer event has been handled: the signal that it had its effect.
+	handled func(obj any)
 }
 
 // nsWatch is the informers of one namespace, for a set of Service names.
@@ -182,18 +181,23 @@ func (w *Watcher) Update(ctx context.Context, keys []Key) error {
 	}
 	w.mu.Unlock()
 
-	var syncs []cache.InformerSynced
+	var pend []pendingSync
 	for ns, nw := range fresh {
-		s, err := w.newNSWatch(ns, nw)
+		p, err := w.newNSWatch(ns, nw)
 		if err != nil {
 			stopAll(fresh)
 			return err
 		}
-		syncs = append(syncs, s...)
+		pend = append(pend, p...)
+	}
+	syncs := make([]cache.InformerSynced, len(pend))
+	for i, p := range pend {
+		syncs[i] = p.synced
 	}
 	if !w.waitSynced(ctx, slices.Collect(maps.Keys(fresh)), syncs) {
-		stopAll(fresh)
-		return fmt.Errorf("wait for informer caches: %w", context.Cause(ctx))
+		err := fmt.Errorf("wait for informer caches: %s: %w", unsynced(pend), context.Cause(ctx))
+		stopAll(fresh) // stops and waits for the half-started informers
+		return err
 	}
 
 	w.mu.Lock()
@@ -235,54 +239,6 @@ func stopAll(ws map[string]*nsWatch) {
 	}
 }
 
-// newNSWatch creates and starts the informers of one namespace.
-func (w *Watcher) newNSWatch(ns string, nw *nsWatch) ([]cache.InformerSynced, error) {
-	svcs := nw.names
-	// EndpointSlices carry their Service's name as a label, so the API
-	// server filters them for us.
-	sel := discoveryv1.LabelServiceName + " in (" + strings.Join(svcs, ",") + ")"
-	f := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
-		informers.WithNamespace(ns),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
-	sliceInf := f.Discovery().V1().EndpointSlices().Informer()
-	// Services have no label naming themselves: a single configured
-	// Service is watched by name; several share one watch of the
-	// namespace, stripped to name and ports so each costs ~100 bytes.
-	svcInf := f.InformerFor(&corev1.Service{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return coreinformers.NewFilteredServiceInformer(c, ns, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
-			if len(svcs) == 1 {
-				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", svcs[0]).String()
-			}
-		})
-	})
-	if err := errors.Join(
-		sliceInf.AddIndexers(cache.Indexers{serviceIndex: sliceServiceIndex}),
-		sliceInf.SetTransform(stripSlice),
-		svcInf.SetTransform(stripService),
-		sliceInf.SetWatchErrorHandler(w.watchErrorHandler("endpointslices", "discovery.k8s.io", ns)),
-		svcInf.SetWatchErrorHandler(w.watchErrorHandler("services", "", ns)),
-	); err != nil {
-		return nil, fmt.Errorf("set up informers for namespace %s: %w", ns, err)
-	}
-	var syncs []cache.InformerSynced
-	for _, inf := range []cache.SharedIndexInformer{sliceInf, svcInf} {
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    w.onEvent,
-			UpdateFunc: func(_, obj any) { w.onEvent(obj) },
-			DeleteFunc: w.onEvent,
-		}); err != nil {
-			return nil, fmt.Errorf("add event handler in namespace %s: %w", ns, err)
-		}
-		syncs = append(syncs, inf.HasSynced)
-	}
-	nw.factory, nw.sliceIdx, nw.svcIdx = f, sliceInf.GetIndexer(), svcInf.GetIndexer()
-	// The informers stop when nw.stop is closed: at Close, or when an
-	// Update replaces them; factory.Shutdown then waits for them.
-	nw.stop = make(chan struct{})
-	f.Start(nw.stop)
-	return syncs, nil
-}
-
 // Close stops the informers and waits for their goroutines.
 func (w *Watcher) Close() {
 	w.mu.Lock()
@@ -302,6 +258,9 @@ func (w *Watcher) onEvent(obj any) {
 		w.recompute(o.Namespace, o.Labels[discoveryv1.LabelServiceName])
 	case *corev1.Service:
 		w.recompute(o.Namespace, o.Name)
+	}
+	if w.handled != nil {
+		w.handled(obj)
 	}
 }
 
@@ -378,29 +337,4 @@ func stripService(obj any) (any, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: svc.Name, Namespace: svc.Namespace, ResourceVersion: svc.ResourceVersion, UID: svc.UID},
 		Spec:       corev1.ServiceSpec{Ports: svc.Spec.Ports},
 	}, nil
-}
-
-// watchErrorHandler logs a failed list or watch. The informer retries with
-// backoff and the proxy keeps serving from the last known state; a
-// Forbidden is spelled out as the missing RBAC rule (issue 2).
-func (w *Watcher) watchErrorHandler(resource, group, ns string) cache.WatchErrorHandler {
-	var counter *metrics.Counter
-	if w.errSet != nil {
-		counter = w.errSet.GetOrCreateCounter(fmt.Sprintf(`agimo_watch_errors_total{resource=%q}`, resource))
-	}
-	return func(_ *cache.Reflector, err error) {
-		if counter != nil {
-			counter.Inc()
-		}
-		switch {
-		case apierrors.IsForbidden(err):
-			w.log.Error().Err(err).Str("namespace", ns).
-				Str("missing_permission", fmt.Sprintf("list and watch %s (apiGroup %q) in namespace %s", resource, group, ns)).
-				Msg("forbidden by RBAC: grant the missing permission to Agimo's service account")
-		case errors.Is(err, context.Canceled):
-		default:
-			w.log.Warn().Err(err).Str("namespace", ns).Str("resource", resource).
-				Msg("watch failed; serving from last known state and retrying")
-		}
-	}
 }

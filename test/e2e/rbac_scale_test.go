@@ -15,15 +15,19 @@ import (
 )
 
 // canI asks the API server's authorizer whether ServiceAccount ns/name may do verb on
-// apps resource[/sub] name in namespace.
+// resource[/sub] name in namespace: in group apps, or coordination.k8s.io for leases.
 func canI(t *testing.T, saNS, sa, namespace, verb, resource, sub, name string) bool {
 	t.Helper()
+	group := "apps"
+	if resource == "leases" {
+		group = "coordination.k8s.io"
+	}
 	r, err := env.client.AuthorizationV1().SubjectAccessReviews().Create(ctx(t), &authzv1.SubjectAccessReview{
 		Spec: authzv1.SubjectAccessReviewSpec{
 			User:   "system:serviceaccount:" + saNS + ":" + sa,
 			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + saNS, "system:authenticated"},
 			ResourceAttributes: &authzv1.ResourceAttributes{
-				Namespace: namespace, Verb: verb, Group: "apps", Resource: resource, Subresource: sub, Name: name,
+				Namespace: namespace, Verb: verb, Group: group, Resource: resource, Subresource: sub, Name: name,
 			},
 		},
 	}, metav1.CreateOptions{})
@@ -58,8 +62,8 @@ func TestChartRBACScaling(t *testing.T) {
 				{appNS, "get", "deployments", "scale", "web", true},
 				{appNS, "update", "deployments", "scale", "web", true},
 				{appNS, "patch", "deployments", "scale", "web", true},
-				{appNS, "get", "deployments", "", "web", true},
-				{appNS, "patch", "deployments", "", "web", true},
+				{appNS, "get", "deployments", "", "web", false},
+				{appNS, "patch", "deployments", "", "web", false},
 				{appNS, "update", "deployments", "", "web", false},
 				{appNS, "delete", "deployments", "", "web", false},
 				{appNS, "list", "deployments", "", "", false},
@@ -67,6 +71,12 @@ func TestChartRBACScaling(t *testing.T) {
 				{appNS, "patch", "deployments", "", "plain", false},
 				{appNS, "update", "statefulsets", "scale", "web", false},
 				{agimoNS, "update", "deployments", "scale", "web", false}, // same name, other namespace
+				{appNS, "get", "leases", "", "agimo-deployment-web", true},
+				{appNS, "update", "leases", "", "agimo-deployment-web", true},
+				{appNS, "create", "leases", "", "", true},
+				{appNS, "delete", "leases", "", "agimo-deployment-web", false},
+				{appNS, "update", "leases", "", "agimo-deployment-plain", false},
+				{agimoNS, "create", "leases", "", "", false},
 			} {
 				if got := canI(t, agimoNS, release, c.ns, c.verb, c.resource, c.sub, c.name); got != c.want {
 					res := c.resource
@@ -85,10 +95,11 @@ func TestChartRBACScaling(t *testing.T) {
 			up.wait(t, 20*time.Second)
 			w.bootPod(t, pod)
 			expectFrom(t, awaitResult(t, parked, 30*time.Second), pod)
-			// idle_after: the activity annotation (patch) and the scale-down (get, update scale).
+			// idle_after: the activity Lease (create, get, update) and the scale-down (get,
+			// update scale).
 			w.waitReplicas(t, 0, 30*time.Second)
-			if _, ok := w.annotations(t)[lastActivityAnnotation]; !ok {
-				t.Errorf("no %s annotation on the workload", lastActivityAnnotation)
+			if _, err := w.lastActivity(t); err != nil {
+				t.Errorf("no activity Lease for the workload: %v", err)
 			}
 			_, wakeErrs := wakeSeries(w.Host())
 			if n := a.metric(t, wakeErrs); n != 0 {

@@ -19,10 +19,9 @@ import (
 
 // Issue 7: Agimo raises a workload at zero to min_replicas itself (wake = true), once per
 // cold start, and scales idle ones back to zero (idle_after), coordinated across replicas by
-// the agimo.dev/last-activity annotation. These tests check the replicas really change
-// in the API; the test then plays kubelet (Pod + EndpointSlice ready) as elsewhere.
-
-const lastActivityAnnotation = "agimo.dev/last-activity"
+// an activity Lease per workload (coordination.k8s.io, "agimo-<kind>-<name>"). These tests
+// check the replicas really change in the API; the test then plays kubelet (Pod +
+// EndpointSlice ready) as elsewhere.
 
 // getReplicas reads spec.replicas of w through its scale subresource, as Agimo and KEDA do.
 func (w workload) getReplicas(c context.Context) (int32, error) {
@@ -60,21 +59,17 @@ func (w workload) waitReplicas(t *testing.T, n int32, d time.Duration) {
 	})
 }
 
-// annotations reads the Deployment's or StatefulSet's annotations.
-func (w workload) annotations(t *testing.T) map[string]string {
+// lastActivity reads the activity Agimo recorded for w: its Lease's renewTime.
+func (w workload) lastActivity(t *testing.T) (time.Time, error) {
 	t.Helper()
-	if w.Kind == "deployment" {
-		d, err := env.client.AppsV1().Deployments(w.NS).Get(ctx(t), w.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.Annotations
-	}
-	s, err := env.client.AppsV1().StatefulSets(w.NS).Get(ctx(t), w.Name, metav1.GetOptions{})
+	l, err := env.client.CoordinationV1().Leases(w.NS).Get(ctx(t), "agimo-"+w.Kind+"-"+w.Name, metav1.GetOptions{})
 	if err != nil {
-		t.Fatal(err)
+		return time.Time{}, err
 	}
-	return s.Annotations
+	if l.Spec.RenewTime == nil {
+		return time.Time{}, fmt.Errorf("lease %s/%s has no renewTime", l.Namespace, l.Name)
+	}
+	return l.Spec.RenewTime.Time, nil
 }
 
 // scaleWatch reports the moment a workload at zero gets replicas, from a watch opened
@@ -414,9 +409,9 @@ func TestIdleScaleDown(t *testing.T) {
 	if got := a.metric(t, fmt.Sprintf("agimo_requests_total{host=%q}", w.Host())); got != 1 {
 		t.Errorf("agimo_requests_total = %v; want 1 (probes are not requests)", got)
 	}
-	stamp, err := time.Parse(time.RFC3339Nano, w.annotations(t)[lastActivityAnnotation])
+	stamp, err := w.lastActivity(t)
 	if err != nil {
-		t.Fatalf("annotation %s: %v", lastActivityAnnotation, err)
+		t.Fatalf("activity Lease: %v", err)
 	}
 	if stamp.Before(sent.Add(-time.Second)) || stamp.After(time.Now()) {
 		t.Errorf("last activity %s; want between the request (%s) and now", stamp.Format(time.RFC3339Nano), sent.Format(time.RFC3339Nano))
@@ -432,7 +427,7 @@ func TestIdleScaleDown(t *testing.T) {
 }
 
 // Two Agimo replicas with idle_after, traffic through only one of them: the other sees no
-// requests, but the last-activity annotation the first keeps fresh stops it from scaling
+// requests, but the activity Lease the first keeps fresh stops it from scaling
 // the workload down. When the traffic stops, it goes to zero.
 func TestIdleScaleDownTwoAgimos(t *testing.T) {
 	// idle_after above Agimo's 5 s activity-recording tick; see TestIdleShortIdleAfterTwoAgimos.
@@ -467,8 +462,8 @@ func TestIdleScaleDownTwoAgimos(t *testing.T) {
 }
 
 // The same with idle_after shorter than Agimo's 5 s idle tick (a value the config accepts),
-// and the two replicas' ticks about 4 s apart: the quiet replica finds the annotation the busy
-// one writes every 5 s already older than idle_after.
+// and the two replicas' ticks about 4 s apart: the busy replica records its activity every
+// idle_after/3 at most, and the quiet one scales down only past idle_after plus that.
 func TestIdleShortIdleAfterTwoAgimos(t *testing.T) {
 	const traffic = 16 * time.Second
 	ns := newNamespace(t)

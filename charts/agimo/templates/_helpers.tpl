@@ -91,7 +91,9 @@ The workloads Agimo scales itself: those of the [[services]] entries of `config`
 
 {{/*
 Rules for wake and idle_after: read and change replicas through the scale subresource, and
-read and annotate the workload itself (agimo.dev/last-activity, shared by Agimo replicas).
+keep the workload's activity Lease "agimo-<kind>-<name>" (coordination.k8s.io, shared by Agimo
+replicas). create cannot be limited by name (RBAC never knows the name of an object yet to be
+created), so it is granted for leases in the namespace; get and update only for those Leases.
 Argument: {"deployments": [names], "statefulsets": [names]} restricts the rules to those
 names (a kind with no names gets no rule); "all" grants them for every workload.
 */}}
@@ -106,12 +108,22 @@ names (a kind with no names gets no rule); "all" grants them for every workload.
   resourceNames: {{ toJson . }}
   {{- end }}
   verbs: ["get", "update", "patch"]
-- apiGroups: ["apps"]
-  resources: [{{ $res | quote }}]
-  {{- with $names }}
+{{- end }}
+{{- end }}
+{{- $leases := list }}
+{{- if kindIs "map" $ }}
+{{- range $n := default (list) (get $ "deployments") }}{{ $leases = append $leases (printf "agimo-deployment-%s" $n) }}{{ end }}
+{{- range $n := default (list) (get $ "statefulsets") }}{{ $leases = append $leases (printf "agimo-statefulset-%s" $n) }}{{ end }}
+{{- end }}
+{{- if or (eq (toString $) "all") $leases }}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  {{- with $leases }}
   resourceNames: {{ toJson . }}
   {{- end }}
-  verbs: ["get", "patch"]
-{{- end }}
+  verbs: ["get", "update"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
 {{- end }}
 {{- end }}
