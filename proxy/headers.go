@@ -32,9 +32,10 @@ var (
 
 // prepareRequest turns the client's request into the upstream's: it drops
 // hop-by-hop headers and those the client listed in Connection, and sets
-// X-Forwarded-For/-Proto/-Host (issue 2). The request line is untouched:
-// the path is forwarded byte for byte.
+// X-Forwarded-For/-Proto/-Host (issue 2), after normalizeRequest has made
+// Host agree with the target. The path is forwarded byte for byte.
 func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
+	normalizeRequest(&ctx.Request)
 	h := &ctx.Request.Header
 	// fasthttp parsed the request URI and, on writing, would rebuild the
 	// Host header from it, lower-cased: keep the client's Host as sent.
