@@ -169,6 +169,10 @@ func (p *Proxy) handshake(client, up net.Conn, r *route, head []byte) ([]byte, e
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	resp.StreamBody = true
+	// Without this, the head read would report fasthttp's default
+	// Content-Type for an answer that has none, and appendStatusAndHeaders
+	// would relay it: nothing may be added to the upstream's answer.
+	resp.Header.SetNoDefaultContentType(true)
 	// Read skips interim 1xx answers other than 101.
 	if err := resp.Read(br); err != nil {
 		return nil, fmt.Errorf("read response head: %w", err)
