@@ -76,7 +76,7 @@ func newHostClient(addr string, timeout time.Duration) *fasthttp.HostClient {
 			if err != nil {
 				return nil, err
 			}
-			return newIdleConn(c, addr, timeout), nil
+			return newTrailerFieldConn(newIdleConn(c, addr, timeout)), nil
 		},
 		// Forward exactly what the client sent (issue 2).
 		NoDefaultUserAgentHeader: true,

@@ -164,7 +164,7 @@ func (p *Proxy) handshake(client, up net.Conn, r *route, head []byte) ([]byte, e
 	if _, err := uc.Write(head); err != nil {
 		return nil, fmt.Errorf("write request head: %w", err)
 	}
-	br := acquireHeadReader(uc)
+	br := acquireHeadReader(newTrailerFieldConn(uc))
 	defer releaseHeadReader(br)
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
@@ -317,8 +317,8 @@ func (p *Proxy) relayRefusal(client net.Conn, r *route, resp *fasthttp.Response)
 	case n < 0:
 		cw := httputil.NewChunkedWriter(bw)
 		if _, err = io.Copy(cw, resp.BodyStream()); err == nil {
-			err = cw.Close() // the last chunk; no trailers
-			bw.WriteString("\r\n")
+			err = cw.Close() // the last chunk, then the trailer section
+			bw.Write(appendTrailerSection(nil, h.TrailerHeader(), connectionListed(h)))
 		}
 	}
 	if err == nil {
@@ -356,12 +356,29 @@ func appendStatusAndHeaders(dst []byte, h *fasthttp.ResponseHeader) []byte {
 	dst = append(dst, "\r\n"...)
 	listed := connectionListed(h)
 	for k, v := range h.All() {
-		if isFraming(k) || isHopByHop(k, listed) {
+		if isFraming(k) || isHopByHop(k, listed) || bytes.EqualFold(k, hTrailer) {
 			continue
 		}
 		dst = append(dst, k...)
 		dst = append(dst, ": "...)
 		dst = append(dst, v...)
+		dst = append(dst, "\r\n"...)
+	}
+	// Trailer is end-to-end (RFC 9110 §6.6.2), less what may not go on.
+	kept := false
+	for name := range h.Trailers() {
+		if !trailerName(name, listed) {
+			continue
+		}
+		if kept {
+			dst = append(dst, ", "...)
+		} else {
+			dst = append(dst, "Trailer: "...)
+		}
+		dst = append(dst, name...)
+		kept = true
+	}
+	if kept {
 		dst = append(dst, "\r\n"...)
 	}
 	return dst
