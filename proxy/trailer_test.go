@@ -21,6 +21,7 @@ func TestResponseTrailers(t *testing.T) {
 		announced    []string    // the Trailer field the client must get, in any order
 		gone         []string    // fields that must not reach the client at all
 		todo         string
+		upgrade      bool // the request asks for a WebSocket (relayRefusal answers)
 	}{
 		{name: "grpc-and-checksum",
 			answer:    "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTrailer: grpc-status, grpc-message\r\nTrailer: X-Checksum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\ngrpc-message: fine\r\nX-Checksum: sha256=abc\r\n\r\n",
@@ -59,6 +60,13 @@ func TestResponseTrailers(t *testing.T) {
 			trailer:   http.Header{"X-Checksum": {"c"}},
 			announced: []string{"X-Checksum"},
 			gone:      []string{"Set-Cookie"}},
+		// An upgrade refused with a chunked answer: the relay by hand.
+		{name: "upgrade-refused", upgrade: true,
+			answer:    "HTTP/1.1 403 Forbidden\r\nConnection: X-Hop\r\nTrailer: X-Checksum, Set-Cookie, X-Hop\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nnope\r\n0\r\nX-Checksum: c\r\nX-Hop: h\r\n\r\n",
+			body:      "nope",
+			trailer:   http.Header{"X-Checksum": {"c"}},
+			announced: []string{"X-Checksum"},
+			gone:      []string{"Set-Cookie", "X-Hop"}},
 		// A fixed-length response has no trailer section; its Trailer
 		// field still reaches the client, as any end-to-end field does.
 		{name: "fixed-length-announcing",
@@ -72,13 +80,19 @@ func TestResponseTrailers(t *testing.T) {
 			}
 			u.reset()
 			u.setRespond(func(int, *http.Request, []byte) string { return tc.answer })
-			res := advSend(t, h.addr, "GET /t HTTP/1.1\r\nHost: app.test\r\nTE: trailers\r\nConnection: close\r\n\r\n", 2*time.Second)
+			req := "GET /t HTTP/1.1\r\nHost: app.test\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+			status := 200
+			if tc.upgrade {
+				req = "GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+				status = 403
+			}
+			res := advSend(t, h.addr, req, 2*time.Second)
 			if len(res.Responses) != 1 {
 				t.Fatalf("got %v; want one response", res)
 			}
 			r := res.Responses[0]
-			if r.Status != 200 || r.Body != tc.body || r.BodyErr != nil {
-				t.Fatalf("got %d %q (body error %v); want 200 %q: %v", r.Status, r.Body, r.BodyErr, tc.body, res)
+			if r.Status != status || r.Body != tc.body || r.BodyErr != nil {
+				t.Fatalf("got %d %q (body error %v); want %d %q: %v", r.Status, r.Body, r.BodyErr, status, tc.body, res)
 			}
 			trailer := advTrailer(t, res.Raw)
 			for k, want := range tc.trailer {

@@ -193,7 +193,7 @@ func (c *trailerFieldConn) plain(p []byte) bool {
 	if !c.bol {
 		return false
 	}
-	status := c.status
+	status, interim := c.status, c.interim
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
@@ -205,8 +205,11 @@ func (c *trailerFieldConn) plain(p []byte) bool {
 			if isInterim(line) {
 				return false
 			}
-			status = false
+			status, interim = false, false
 		case len(line) == 0 || len(line) == 1 && line[0] == '\r':
+			if interim {
+				return false
+			}
 			c.head = false
 			return true
 		case isTrailerField(line):

@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+)
+
+// stepConn yields data a few bytes per read, as a socket may.
+type stepConn struct {
+	net.Conn
+	data []byte
+	step int
+}
+
+func (c *stepConn) Read(b []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b[:min(len(b), c.step)], c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
+
+func (c *stepConn) Write(b []byte) (int, error) { return len(b), nil }
+
+// readFiltered reads n bytes (all if n < 0) through c with a buffer of
+// size buf.
+func readFiltered(t *testing.T, c net.Conn, n, buf int) []byte {
+	t.Helper()
+	var out []byte
+	b := make([]byte, buf)
+	for n < 0 || len(out) < n {
+		k := len(b)
+		if n >= 0 {
+			k = min(k, n-len(out))
+		}
+		m, err := c.Read(b[:k])
+		out = append(out, b[:m]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// trailerFieldConn takes from a response head's Trailer fields only the
+// names fasthttp refuses in trailers, however the bytes are split into
+// reads, and never touches a body or anything after a 101.
+func TestTrailerFieldConn(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"plain", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", ""},
+		{"kept", "HTTP/1.1 200 OK\r\nTrailer: X-A, grpc-status\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-A: 1\r\n\r\n", ""},
+		{"some-refused", "HTTP/1.1 200 OK\r\nTrailer: Set-Cookie, X-A\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+			"HTTP/1.1 200 OK\r\nTrailer: X-A\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+		{"all-refused", "HTTP/1.1 200 OK\r\nX-B: b\r\ntrailer :Set-Cookie,Content-Length , Host\r\nContent-Length: 2\r\n\r\nok",
+			"HTTP/1.1 200 OK\r\nX-B: b\r\nContent-Length: 2\r\n\r\nok"},
+		{"bare-lf", "HTTP/1.1 200 OK\nTrailer: Set-Cookie,X-A\nContent-Length: 2\n\nok",
+			"HTTP/1.1 200 OK\nTrailer: X-A\r\nContent-Length: 2\n\nok"},
+		{"after-interim", "HTTP/1.1 100 Continue\r\nTrailer: Set-Cookie\r\n\r\nHTTP/1.1 200 OK\r\nTrailer: Set-Cookie\r\nContent-Length: 0\r\n\r\n",
+			"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"body-untouched", "HTTP/1.1 200 OK\r\nContent-Length: 24\r\n\r\nx\r\nTrailer: Set-Cookie\r\n\r\n", ""},
+		{"after-101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nTrailer: Set-Cookie\r\n\r\n", ""},
+		{"long-line", "HTTP/1.1 200 OK\r\nX-Long: " + string(bytes.Repeat([]byte("a"), 40<<10)) + "\r\nTrailer: Set-Cookie\r\n\r\n",
+			"HTTP/1.1 200 OK\r\nX-Long: " + string(bytes.Repeat([]byte("a"), 40<<10)) + "\r\n\r\n"},
+	} {
+		want := tc.want
+		if want == "" {
+			want = tc.in
+		}
+		for _, step := range []int{1, 2, 3, 7, 64, len(tc.in)} {
+			for _, buf := range []int{1, 5, 4096} {
+				c := newTrailerFieldConn(&stepConn{data: []byte(tc.in), step: step})
+				if got := readFiltered(t, c, -1, buf); string(got) != want {
+					t.Errorf("%s in reads of %d into %d bytes: got %q; want %q", tc.name, step, buf, clipTest(got), clipTest([]byte(want)))
+				}
+			}
+		}
+	}
+}
+
+// A write starts a new response head: its Trailer field is filtered too.
+func TestTrailerFieldConnNextResponse(t *testing.T) {
+	first := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	second := "HTTP/1.1 200 OK\r\nTrailer: Set-Cookie\r\nContent-Length: 0\r\n\r\n"
+	c := newTrailerFieldConn(&stepConn{data: []byte(first + second), step: 5})
+	if got := readFiltered(t, c, len(first), 16); string(got) != first {
+		t.Fatalf("first response: got %q", got)
+	}
+	c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	if got, want := readFiltered(t, c, -1, 16), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"; string(got) != want {
+		t.Errorf("second response: got %q; want %q", got, want)
+	}
+}
+
+func clipTest(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
+}
