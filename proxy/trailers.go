@@ -41,6 +41,28 @@ func announceTrailers(dst, src *fasthttp.ResponseHeader, listed []byte) {
 	}
 }
 
+// appendTrailerAnnouncement appends the Trailer field of a response
+// written by hand (upgrade.go), announcing what announceTrailers would.
+func appendTrailerAnnouncement(dst []byte, h *fasthttp.ResponseHeader, listed []byte) []byte {
+	kept := false
+	for name := range h.Trailers() {
+		if !trailerName(name, listed) {
+			continue
+		}
+		if kept {
+			dst = append(dst, ", "...)
+		} else {
+			dst = append(dst, "Trailer: "...)
+		}
+		dst = append(dst, name...)
+		kept = true
+	}
+	if kept {
+		dst = append(dst, "\r\n"...)
+	}
+	return dst
+}
+
 // copyTrailers adds the trailer section src received (its TrailerHeader,
 // "Name: value" lines) to dst's, minus the fields that must not go on. The
 // head is written by then, so names announced now only place values.
@@ -285,6 +307,9 @@ func isInterim(line []byte) bool {
 // isTrailerField reports whether a header line is a Trailer field (a
 // space before the colon is tolerated, as fasthttp does).
 func isTrailerField(line []byte) bool {
+	if len(line) < len("Trailer:") || line[0]|0x20 != 't' {
+		return false // most lines, at the cost of one comparison
+	}
 	name, _, ok := bytes.Cut(line, []byte{':'})
 	return ok && bytes.EqualFold(bytes.TrimRight(name, " \t"), []byte(fasthttp.HeaderTrailer))
 }

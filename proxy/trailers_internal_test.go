@@ -103,3 +103,26 @@ func clipTest(b []byte) string {
 	}
 	return string(b)
 }
+
+// FuzzTrailerFieldConn: the filter's output does not depend on how the
+// bytes are split into reads, and bytes without a Trailer field pass
+// unchanged.
+func FuzzTrailerFieldConn(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nTrailer: Set-Cookie, X-A\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntrailer:host\r\n\r\nbody",
+		"HTTP/1.1 200 OK\nX: y\n\nTrailer: Set-Cookie\n",
+	} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		whole := readFiltered(t, newTrailerFieldConn(&stepConn{data: in, step: len(in) + 1}), -1, 4096)
+		split := readFiltered(t, newTrailerFieldConn(&stepConn{data: in, step: int(step)%9 + 1}), -1, int(step)%13+1)
+		if !bytes.Equal(whole, split) {
+			t.Fatalf("%q: whole %q; split %q", in, whole, split)
+		}
+		if !bytes.Contains(bytes.ToLower(in), []byte("trailer")) && !bytes.Equal(whole, in) {
+			t.Fatalf("%q: got %q; want it unchanged", in, whole)
+		}
+	})
+}

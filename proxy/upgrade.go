@@ -364,24 +364,7 @@ func appendStatusAndHeaders(dst []byte, h *fasthttp.ResponseHeader) []byte {
 		dst = append(dst, v...)
 		dst = append(dst, "\r\n"...)
 	}
-	// Trailer is end-to-end (RFC 9110 §6.6.2), less what may not go on.
-	kept := false
-	for name := range h.Trailers() {
-		if !trailerName(name, listed) {
-			continue
-		}
-		if kept {
-			dst = append(dst, ", "...)
-		} else {
-			dst = append(dst, "Trailer: "...)
-		}
-		dst = append(dst, name...)
-		kept = true
-	}
-	if kept {
-		dst = append(dst, "\r\n"...)
-	}
-	return dst
+	return appendTrailerAnnouncement(dst, h, listed)
 }
 
 // writeWithin writes b to c, failing if c takes longer than timeout.
