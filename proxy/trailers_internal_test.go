@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -48,9 +49,14 @@ func readFiltered(t *testing.T, c net.Conn, n, buf int) []byte {
 	return out
 }
 
+// smuggledChunk is a chunk whose data looks like a last chunk and a
+// trailer section: it must pass untouched.
+var smuggledChunk = fmt.Sprintf("%x\r\n%s\r\n", len("0\r\nSet-Cookie: x\r\n\r\n"), "0\r\nSet-Cookie: x\r\n\r\n")
+
 // trailerFieldConn takes from a response head's Trailer fields only the
-// names fasthttp refuses in trailers, however the bytes are split into
-// reads, and never touches a body or anything after a 101.
+// names fasthttp refuses in trailers, and then from its trailer section
+// the fields with those names, however the bytes are split into reads;
+// it never touches chunk data, a fixed-length body or what follows a 101.
 func TestTrailerFieldConn(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"plain", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", ""},
@@ -65,6 +71,19 @@ func TestTrailerFieldConn(t *testing.T) {
 			"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
 		{"body-untouched", "HTTP/1.1 200 OK\r\nContent-Length: 24\r\n\r\nx\r\nTrailer: Set-Cookie\r\n\r\n", ""},
 		{"after-101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nTrailer: Set-Cookie\r\n\r\n", ""},
+		// The body's chunks are followed to the trailer section once a
+		// refused name was taken out of the Trailer field.
+		{"section", "HTTP/1.1 200 OK\r\nTrailer: Set-Cookie, X-A\r\nTransfer-Encoding: chunked\r\n\r\n4;e=1\r\nbody\r\n" + smuggledChunk + "0\r\nSet-Cookie: s=1\r\nX-A: 1\r\nhost: h\r\n\r\n",
+			"HTTP/1.1 200 OK\r\nTrailer: X-A\r\nTransfer-Encoding: chunked\r\n\r\n4;e=1\r\nbody\r\n" + smuggledChunk + "0\r\nX-A: 1\r\n\r\n"},
+		{"section-after-interim", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\nTrailer: Set-Cookie\r\n\r\nA\r\n0123456789\r\n0\r\nSet-Cookie: s=1\r\n\r\n",
+			"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n"},
+		// Not followed: a fixed-length body, and a section whose Trailer
+		// field named nothing refused (fasthttp fails it as before).
+		{"fixed-body", "HTTP/1.1 200 OK\r\nTrailer: Set-Cookie\r\nContent-Length: 22\r\n\r\n0\r\nSet-Cookie: s=1\r\n\r\n",
+			"HTTP/1.1 200 OK\r\nContent-Length: 22\r\n\r\n0\r\nSet-Cookie: s=1\r\n\r\n"},
+		{"section-unannounced", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nSet-Cookie: s=1\r\n\r\n", ""},
+		{"bad-chunk-size", "HTTP/1.1 200 OK\r\nTrailer: Set-Cookie\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n0\r\nSet-Cookie: s=1\r\n\r\n",
+			"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n0\r\nSet-Cookie: s=1\r\n\r\n"},
 		{"long-line", "HTTP/1.1 200 OK\r\nX-Long: " + string(bytes.Repeat([]byte("a"), 40<<10)) + "\r\nTrailer: Set-Cookie\r\n\r\n",
 			"HTTP/1.1 200 OK\r\nX-Long: " + string(bytes.Repeat([]byte("a"), 40<<10)) + "\r\n\r\n"},
 	} {
