@@ -70,6 +70,9 @@ func (c *trailerFieldConn) Write(b []byte) (int, error) {
 }
 
 func (c *trailerFieldConn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil // nothing could be returned: do not loop reading
+	}
 	for len(c.out) == 0 {
 		if c.err != nil {
 			err := c.err
