@@ -21,7 +21,11 @@ func (r *route) isProbe(ctx *fasthttp.RequestCtx) bool {
 	if len(r.svc.ProbePaths) == 0 && len(r.svc.ProbeUserAgents) == 0 {
 		return false
 	}
-	path := ctx.Path()
+	// Compared with the path as it goes upstream, byte for byte: a
+	// decoded or normalised path would let "/%68ealthz" or
+	// "/x/../healthz" pass as the probe, uncounted, while the app serves
+	// whatever those bytes name to it (issue 10).
+	path := requestPath(ctx.Request.Header.RequestURI())
 	for _, p := range r.svc.ProbePaths {
 		if string(path) == p {
 			return true

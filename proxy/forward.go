@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -94,6 +95,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 	b := &upstreamBody{resp: resp}
 	if n == -1 && resp.Header.ContentLength() == -1 {
 		b.conn, _ = resp.LocalAddr().(*upstreamAddr)
+		b.trailer = &ctx.Response.Header
 	}
 	if counted {
 		b.active = r.m.active
@@ -254,10 +256,11 @@ func copyResponseHead(dst, src *fasthttp.ResponseHeader) {
 	}
 	listed := connectionListed(src)
 	for k, v := range src.All() {
-		if !isFraming(k) && !isHopByHop(k, listed) {
+		if !isFraming(k) && !isHopByHop(k, listed) && !bytes.EqualFold(k, hTrailer) {
 			dst.AddBytesKV(k, v)
 		}
 	}
+	announceTrailers(dst, src, listed)
 }
 
 // upstreamBody streams the upstream response to the client. Close, which
@@ -269,6 +272,10 @@ type upstreamBody struct {
 	active *metrics.Gauge // nil for requests not counted (probes)
 	// conn is the upstream connection of a chunked response (clientconn.go).
 	conn eofWatcher
+	// trailer is the client's response header of a chunked response: its
+	// trailer section, which fasthttp writes after the last chunk, gets
+	// the upstream's once the body has been read (trailers.go).
+	trailer *fasthttp.ResponseHeader
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {
@@ -277,6 +284,10 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 		// fasthttp's server then closes the client connection without
 		// the last chunk, so the client too sees the response cut short.
 		err = chunkedEnd(err, b.conn)
+	}
+	if err == io.EOF && b.trailer != nil {
+		copyTrailers(b.trailer, b.resp.Header.TrailerHeader(), connectionListed(&b.resp.Header))
+		b.trailer = nil
 	}
 	return n, err
 }

@@ -143,8 +143,9 @@ func looseSpaceOnly(lists ...[]string) bool {
 }
 
 // hopByHopRFC are the fields RFC 9110 §7.6.1 (and Proxy-*, Keep-Alive,
-// which deployed proxies treat alike) make hop-by-hop.
-var hopByHopRFC = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Upgrade"}
+// which deployed proxies treat alike) make hop-by-hop. Trailer, on
+// httputil's list, is end-to-end (RFC 9110 §6.6.2).
+var hopByHopRFC = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Upgrade"}
 
 // FuzzIsHopByHop: isHopByHop(k, listed) strips everything RFC 9110 §7.6.1
 // says must not be forwarded — the standard hop-by-hop fields and every
@@ -209,7 +210,9 @@ func FuzzStripConnectionListed(f *testing.F) {
 // except the framing fields and Host, which a Connection line cannot
 // remove — and (issue 2) exactly one X-Forwarded-For, X-Forwarded-Proto
 // and X-Forwarded-Host, with the proxy's own values (peer address,
-// "http", the Host).
+// "http", the host routed by: an absolute-form target's authority wins
+// over Host, RFC 9112 §3.2.2). A Trailer field left announces no
+// hop-by-hop or listed field.
 func FuzzPrepareRequest(f *testing.F) {
 	for _, s := range []string{
 		"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\n\r\n",
@@ -230,7 +233,11 @@ func FuzzPrepareRequest(f *testing.F) {
 		listed := listElems(conns...)
 		var ctx fasthttp.RequestCtx
 		ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 5555}, nil)
-		host := string(ctx.Request.Header.Host())
+		routed, ok := requestHost(&ctx.Request)
+		if !ok {
+			return // refused before routing
+		}
+		host := string(routed)
 		prepareRequest(&ctx, false)
 
 		h := &ctx.Request.Header
@@ -250,6 +257,11 @@ func FuzzPrepareRequest(f *testing.F) {
 			}
 			if isToken(l) && present[strings.ToLower(l)] {
 				t.Errorf("%s, listed in Connection, forwarded (head %q)", l, raw)
+			}
+		}
+		for _, name := range listElems(values(h, fasthttp.HeaderTrailer)...) {
+			if containsFold(hopByHopRFC, name) || containsFold(listed, name) {
+				t.Errorf("Trailer announces %s, a hop-by-hop field (head %q)", name, raw)
 			}
 		}
 		for k, want := range map[string]string{"X-Forwarded-For": "10.1.2.3", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host} {

@@ -15,7 +15,8 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	var r *route
 	if rc, ok := ctx.Conn().(*replayConn); ok && rc.pending {
 		// A request released from the lot: routed and counted when it
-		// parked, and still active.
+		// parked, and still active. Its head is the client's as received;
+		// prepareRequest makes Host agree with its route, as for any.
 		rc.pending = false
 		r = rc.route
 		p.bindSend(ctx, r)

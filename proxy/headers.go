@@ -11,7 +11,8 @@ import (
 // hopByHop are the headers that describe one connection, not the message
 // (RFC 9110 §7.6.1, and httputil's list), so a proxy must not forward
 // them. Content-Length and Transfer-Encoding are left to fasthttp, which
-// re-frames each body itself.
+// re-frames each body itself. Trailer, on httputil's list, is end-to-end
+// (RFC 9110 §6.6.2): trailers.go passes it on with the trailer fields.
 var hopByHop = [][]byte{
 	[]byte("Connection"),
 	[]byte("Proxy-Connection"),
@@ -19,9 +20,10 @@ var hopByHop = [][]byte{
 	[]byte("Proxy-Authenticate"),
 	[]byte("Proxy-Authorization"),
 	[]byte("Te"),
-	[]byte("Trailer"),
 	[]byte("Upgrade"),
 }
+
+var hTrailer = []byte(fasthttp.HeaderTrailer)
 
 var (
 	hXForwardedFor   = []byte("X-Forwarded-For")
@@ -32,9 +34,10 @@ var (
 
 // prepareRequest turns the client's request into the upstream's: it drops
 // hop-by-hop headers and those the client listed in Connection, and sets
-// X-Forwarded-For/-Proto/-Host (issue 2). The request line is untouched:
-// the path is forwarded byte for byte.
+// X-Forwarded-For/-Proto/-Host (issue 2), after normalizeRequest has made
+// Host agree with the target. The path is forwarded byte for byte.
 func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
+	normalizeRequest(&ctx.Request)
 	h := &ctx.Request.Header
 	// fasthttp parsed the request URI and, on writing, would rebuild the
 	// Host header from it, lower-cased: keep the client's Host as sent.
@@ -42,9 +45,11 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 	h.ResetConnectionClose()
 	// Never let fasthttp add a Content-Type the client did not send.
 	h.SetNoDefaultContentType(true)
+	var listed []byte
 	for _, v := range h.PeekAll(fasthttp.HeaderConnection) {
-		stripConnectionListed(v, h.DelBytes)
+		listed = append(append(listed, v...), ',')
 	}
+	stripConnectionListed(listed, h.DelBytes)
 	for _, k := range hopByHop {
 		h.DelBytes(k)
 	}
@@ -56,6 +61,7 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 		// bodiless GET on a keep-alive connection the upstream just closed.
 		ctx.Request.ResetBody()
 	}
+	prepareRequestTrailers(&ctx.Request, listed)
 
 	var buf [64]byte
 	ip := appendRemoteIP(buf[:0], ctx.RemoteAddr())

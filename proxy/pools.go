@@ -91,7 +91,7 @@ func newHostClient(addr string, timeout, wait time.Duration, conns int) *fasthtt
 			if err != nil {
 				return nil, err
 			}
-			return newIdleConn(c, addr, timeout), nil
+			return newTrailerFieldConn(newIdleConn(c, addr, timeout)), nil
 		},
 		// Forward exactly what the client sent (issue 2).
 		NoDefaultUserAgentHeader: true,

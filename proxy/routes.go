@@ -83,27 +83,14 @@ func Keys(cfg *conf.Config) []watch.Key {
 	return keys
 }
 
-// lookup finds the route for a request. It returns status 400 for a
-// missing or invalid Host and 404 for a host no service claims (issue 2).
+// lookup finds the route for a request by the host it is for (see
+// requestHost). It returns status 400 for a missing or invalid host and 404
+// for a host no service claims (issue 2). It changes nothing in the
+// request: normalizeRequest makes Host agree before it goes upstream.
 func (p *Proxy) lookup(ctx *fasthttp.RequestCtx) (*route, int) {
-	host := ctx.Request.Header.Host()
-	if uri := ctx.Request.Header.RequestURI(); isAbsoluteForm(uri) {
-		// RFC 9112 §3.2.2: the authority of an absolute-form target wins
-		// over Host, and the Host sent upstream is made to agree. Userinfo
-		// is refused (fasthttp would turn it into an Authorization header).
-		_, rest, _ := bytes.Cut(uri, []byte("://"))
-		if end := bytes.IndexAny(rest, "/?#"); end >= 0 {
-			rest = rest[:end]
-		}
-		if bytes.IndexByte(rest, '@') >= 0 {
-			return nil, fasthttp.StatusBadRequest
-		}
-		u := ctx.Request.URI()
-		host = u.Host()
-		ctx.Request.Header.SetHostBytes(host)
-		// The upstream hop is plain HTTP whatever the scheme the client
-		// named; the target is sent in origin form.
-		u.SetScheme("http")
+	host, ok := requestHost(&ctx.Request)
+	if !ok {
+		return nil, fasthttp.StatusBadRequest
 	}
 	var buf [128]byte
 	key, ok := conf.AppendHost(buf[:0], host)
@@ -123,6 +110,61 @@ func (p *Proxy) lookup(ctx *fasthttp.RequestCtx) (*route, int) {
 		}
 	}
 	return nil, fasthttp.StatusNotFound
+}
+
+// requestHost returns the host a request is for: the authority of an
+// absolute-form target, which wins over Host (RFC 9112 §3.2.2), else Host.
+// It reports false for a target with userinfo, which RFC 9110 §4.2.4 says
+// to treat as an error (and fasthttp would turn into an Authorization
+// header).
+func requestHost(req *fasthttp.Request) ([]byte, bool) {
+	uri := req.Header.RequestURI()
+	if !isAbsoluteForm(uri) {
+		return req.Header.Host(), true
+	}
+	_, rest, _ := bytes.Cut(uri, []byte("://"))
+	if end := bytes.IndexAny(rest, "/?#"); end >= 0 {
+		rest = rest[:end]
+	}
+	if bytes.IndexByte(rest, '@') >= 0 {
+		return nil, false
+	}
+	return req.URI().Host(), true
+}
+
+// normalizeRequest makes a routed request agree with the host it was
+// routed by: for an absolute-form target, the Host sent upstream becomes
+// the target's authority (RFC 9112 §3.2.2) and the scheme http, as the
+// upstream hop is plain HTTP whatever scheme the client named. It runs in
+// prepareRequest, so every request that goes upstream passes here: one
+// forwarded at once, one that parked on its goroutine, and one replayed
+// from the lot, whose head is the client's as received (issue 10).
+func normalizeRequest(req *fasthttp.Request) {
+	if !isAbsoluteForm(req.Header.RequestURI()) {
+		return
+	}
+	u := req.URI()
+	req.Header.SetHostBytes(u.Host())
+	u.SetScheme("http")
+}
+
+// requestPath returns the path of a request target as sent: for
+// absolute-form, what follows the authority; in every form, what comes
+// before the query. Nothing is decoded or normalised: these are the bytes
+// the upstream will see.
+func requestPath(uri []byte) []byte {
+	if isAbsoluteForm(uri) {
+		_, uri, _ = bytes.Cut(uri, []byte("://"))
+		end := bytes.IndexAny(uri, "/?#")
+		if end < 0 {
+			return nil
+		}
+		uri = uri[end:]
+	}
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	return uri
 }
 
 // isAbsoluteForm reports whether a request target is "http://..." or

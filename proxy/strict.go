@@ -45,11 +45,15 @@ var (
 )
 
 // checkFields scans the header block as received. It rejects a field name
-// that is not a token (RFC 9110 §5.1), and any Transfer-Encoding fasthttp
-// did not take as chunked: "identity", or a list fasthttp accepted, would
-// let the body be read as a next request (request smuggling, RFC 9112
-// §6.3). Names with an underscore are dropped in prepareRequest.
+// that is not a token (RFC 9110 §5.1), any Transfer-Encoding fasthttp did
+// not take as chunked: "identity", or a list fasthttp accepted, would let
+// the body be read as a next request (request smuggling, RFC 9112 §6.3),
+// and Content-Length together with Transfer-Encoding: fasthttp would
+// forward such a request as chunked, yet it is what a front proxy and an
+// upstream read differently, and RFC 9112 §6.1 lets a server reject it.
+// Names with an underscore are dropped in prepareRequest.
 func checkFields(raw []byte) (int, string) {
+	var length, coding bool
 	for len(raw) > 0 {
 		var line []byte
 		line, raw = cutLine(raw)
@@ -70,9 +74,17 @@ func checkFields(raw []byte) (int, string) {
 				return fasthttp.StatusBadRequest, "invalid header field name"
 			}
 		}
-		if bytes.EqualFold(name, hTransferEncoding) &&
-			!bytes.EqualFold(bytes.Trim(line[colon+1:], " \t"), []byte("chunked")) {
-			return fasthttp.StatusBadRequest, "unsupported Transfer-Encoding"
+		switch {
+		case bytes.EqualFold(name, hTransferEncoding):
+			if !bytes.EqualFold(bytes.Trim(line[colon+1:], " \t"), []byte("chunked")) {
+				return fasthttp.StatusBadRequest, "unsupported Transfer-Encoding"
+			}
+			coding = true
+		case bytes.EqualFold(name, hContentLength):
+			length = true
+		}
+		if length && coding {
+			return fasthttp.StatusBadRequest, "Content-Length with Transfer-Encoding"
 		}
 	}
 	return 0, ""

@@ -171,11 +171,15 @@ func (p *Proxy) handshake(client, up net.Conn, r *route, head []byte) ([]byte, e
 	if _, err := uc.Write(head); err != nil {
 		return nil, fmt.Errorf("write request head: %w", err)
 	}
-	br := acquireHeadReader(uc)
+	br := acquireHeadReader(newTrailerFieldConn(uc))
 	defer releaseHeadReader(br)
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	resp.StreamBody = true
+	// Without this, the head read would report fasthttp's default
+	// Content-Type for an answer that has none, and appendStatusAndHeaders
+	// would relay it: nothing may be added to the upstream's answer.
+	resp.Header.SetNoDefaultContentType(true)
 	// Read skips interim 1xx answers other than 101.
 	if err := resp.Read(br); err != nil {
 		return nil, fmt.Errorf("read response head: %w", err)
@@ -336,8 +340,8 @@ func (p *Proxy) relayRefusal(client net.Conn, r *route, resp *fasthttp.Response)
 	case n < 0:
 		cw := httputil.NewChunkedWriter(bw)
 		if _, err = io.Copy(cw, resp.BodyStream()); err == nil {
-			err = cw.Close() // the last chunk; no trailers
-			bw.WriteString("\r\n")
+			err = cw.Close() // the last chunk, then the trailer section
+			bw.Write(appendTrailerSection(nil, h.TrailerHeader(), connectionListed(h)))
 		}
 	}
 	if err == nil {
@@ -375,7 +379,7 @@ func appendStatusAndHeaders(dst []byte, h *fasthttp.ResponseHeader) []byte {
 	dst = append(dst, "\r\n"...)
 	listed := connectionListed(h)
 	for k, v := range h.All() {
-		if isFraming(k) || isHopByHop(k, listed) {
+		if isFraming(k) || isHopByHop(k, listed) || bytes.EqualFold(k, hTrailer) {
 			continue
 		}
 		dst = append(dst, k...)
@@ -383,7 +387,7 @@ func appendStatusAndHeaders(dst []byte, h *fasthttp.ResponseHeader) []byte {
 		dst = append(dst, v...)
 		dst = append(dst, "\r\n"...)
 	}
-	return dst
+	return appendTrailerAnnouncement(dst, h, listed)
 }
 
 // writeWithin writes b to c, failing if c takes longer than timeout.
