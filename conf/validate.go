@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -28,30 +29,14 @@ func (c *Config) Validate() error {
 			Msg:  fmt.Sprintf(format, args...),
 		})
 	}
-	if !c.Timeout.Set {
-		c.Timeout.Duration = DefaultTimeout
-	} else if c.Timeout.Duration <= 0 {
-		add("timeout", -1, "must be positive")
-	}
-	if !c.UpstreamTimeout.Set {
-		c.UpstreamTimeout.Duration = DefaultUpstreamTimeout
-	} else if c.UpstreamTimeout.Duration <= 0 {
-		add("upstream_timeout", -1, "must be positive")
-	}
-	if !c.ClientHeaderTimeout.Set {
-		c.ClientHeaderTimeout.Duration = DefaultClientHeaderTimeout
-	} else if c.ClientHeaderTimeout.Duration <= 0 {
-		add("client_header_timeout", -1, "must be positive")
-	}
-	if !c.ClientBodyTimeout.Set {
-		c.ClientBodyTimeout.Duration = DefaultClientBodyTimeout
-	} else if c.ClientBodyTimeout.Duration <= 0 {
-		add("client_body_timeout", -1, "must be positive")
-	}
-	if !c.SendTimeout.Set {
-		c.SendTimeout.Duration = DefaultSendTimeout
-	} else if c.SendTimeout.Duration <= 0 {
-		add("send_timeout", -1, "must be positive")
+	for _, d := range []durationKey{
+		{&c.Timeout, DefaultTimeout, "timeout"},
+		{&c.UpstreamTimeout, DefaultUpstreamTimeout, "upstream_timeout"},
+		{&c.ClientHeaderTimeout, DefaultClientHeaderTimeout, "client_header_timeout"},
+		{&c.ClientBodyTimeout, DefaultClientBodyTimeout, "client_body_timeout"},
+		{&c.SendTimeout, DefaultSendTimeout, "send_timeout"},
+	} {
+		d.apply(func(msg string) { add(d.key, -1, "%s", msg) })
 	}
 	if !c.MaxHeaderSize.Set {
 		c.MaxHeaderSize.Bytes = DefaultMaxHeaderSize
@@ -138,25 +123,13 @@ func (c *Config) Validate() error {
 		} else if s.ServicePort < 1 || s.ServicePort > 65535 {
 			add("service_port", i, "port %d out of range 1-65535", s.ServicePort)
 		}
-		if !s.Timeout.Set {
-			s.Timeout.Duration = c.Timeout.Duration
-		} else if s.Timeout.Duration <= 0 {
-			add("timeout", i, "must be positive")
-		}
-		if !s.UpstreamTimeout.Set {
-			s.UpstreamTimeout.Duration = c.UpstreamTimeout.Duration
-		} else if s.UpstreamTimeout.Duration <= 0 {
-			add("upstream_timeout", i, "must be positive")
-		}
-		if !s.ClientBodyTimeout.Set {
-			s.ClientBodyTimeout.Duration = c.ClientBodyTimeout.Duration
-		} else if s.ClientBodyTimeout.Duration <= 0 {
-			add("client_body_timeout", i, "must be positive")
-		}
-		if !s.SendTimeout.Set {
-			s.SendTimeout.Duration = c.SendTimeout.Duration
-		} else if s.SendTimeout.Duration <= 0 {
-			add("send_timeout", i, "must be positive")
+		for _, d := range []durationKey{
+			{&s.Timeout, c.Timeout.Duration, "timeout"},
+			{&s.UpstreamTimeout, c.UpstreamTimeout.Duration, "upstream_timeout"},
+			{&s.ClientBodyTimeout, c.ClientBodyTimeout.Duration, "client_body_timeout"},
+			{&s.SendTimeout, c.SendTimeout.Duration, "send_timeout"},
+		} {
+			d.apply(func(msg string) { add(d.key, i, "%s", msg) })
 		}
 		if s.Address != "" {
 			if err := checkAddress(s.Address); err != nil {
@@ -230,4 +203,21 @@ func (s *Service) TargetAddr() string {
 		return net.JoinHostPort(s.ServiceName+"."+s.Namespace+".svc", strconv.Itoa(s.ServicePort))
 	}
 	return ""
+}
+
+// durationKey is a duration setting: absent, it takes def (a default, or
+// the top-level value for a per-service override); present, it must be
+// positive.
+type durationKey struct {
+	v   *Duration
+	def time.Duration
+	key string
+}
+
+func (d durationKey) apply(fail func(msg string)) {
+	if !d.v.Set {
+		d.v.Duration = d.def
+	} else if d.v.Duration <= 0 {
+		fail("must be positive")
+	}
 }
