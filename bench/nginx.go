@@ -33,7 +33,10 @@ type nginxParams struct {
 //     per request and loses for a reason no one would deploy);
 //   - request bodies streamed (proxy_request_buffering off), as Agimo
 //     streams them: buffering would write a 64 KiB upload to a temp file;
-//   - the same X-Forwarded-* headers Agimo sets;
+//   - the same Host and X-Forwarded-* headers Agimo sets, set in each
+//     location: nginx's proxy_set_header is not inherited into a block
+//     that sets any, so http-level settings would be dropped where a
+//     location sets Connection (checkParity verifies the result);
 //   - for the web host, WebSocket upgrade passthrough and no response
 //     buffering (SSE must reach the client as it is written);
 //   - no access log (Agimo keeps none either).
@@ -82,15 +85,16 @@ http {
 
     proxy_http_version 1.1;
     proxy_request_buffering off;
-    proxy_set_header Host $host;
-    proxy_set_header X-Forwarded-For $remote_addr;
-    proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_set_header X-Forwarded-Host $host;
 
     server {
         listen 127.0.0.1:{{.Port}} backlog=4096;
         server_name {{.HTTPHost}};
         location / {
+            # Agimo forwards the client's Host as sent: $http_host, not $host.
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
             proxy_set_header Connection "";
             proxy_pass http://http_up;
         }
@@ -103,6 +107,10 @@ http {
         proxy_read_timeout 3600s;
         proxy_send_timeout 3600s;
         location / {
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_pass http://web_up;

@@ -199,6 +199,9 @@ func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, firs
 		if e.nginx, err = e.startNginx("nginx"); err != nil {
 			return err
 		}
+		if err := checkParity(e.agimo.addr, e.nginx.addr); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(os.Stderr, "bench: layout %s: %s\n", lay.Name, lay.Desc)
 	for _, sc := range sel {

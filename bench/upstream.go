@@ -35,7 +35,8 @@ const (
 var body4k = bytes.Repeat([]byte("0123456789abcdef"), 256)
 
 // upstreamHandler serves the HTTP scenarios: GET /small, GET /4k, and
-// POST /upload, which reads the whole request body and answers its size.
+// POST /upload, which reads the whole request body and answers its size;
+// and GET /echo-headers for the suite's parity check (parity.go).
 func upstreamHandler(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case "/small":
@@ -44,6 +45,8 @@ func upstreamHandler(ctx *fasthttp.RequestCtx) {
 		ctx.SetBody(body4k)
 	case "/upload":
 		ctx.SetBodyString(strconv.Itoa(len(ctx.PostBody())))
+	case "/echo-headers":
+		echoHeaders(ctx) // parity.go
 	default:
 		ctx.Error("not found", fasthttp.StatusNotFound)
 		return
