@@ -94,3 +94,51 @@ idle_after = '3s'
 		}
 	}
 }
+
+// orderScaler records the order of scaler calls.
+type orderScaler struct {
+	mu    sync.Mutex
+	calls []string
+	woke  chan struct{}
+}
+
+func (s *orderScaler) note(c string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, c)
+}
+
+func (s *orderScaler) WakeUp(context.Context, watch.Workload, int32) (bool, error) {
+	s.note("wake")
+	close(s.woke)
+	return true, nil
+}
+
+func (s *orderScaler) RecordActivity(context.Context, watch.Workload, time.Time, time.Duration) error {
+	s.note("activity")
+	return nil
+}
+
+func (s *orderScaler) ScaleDownIfIdle(context.Context, watch.Workload, time.Duration, time.Time) (bool, error) {
+	return false, nil
+}
+
+// A wake-up records activity before it scales the workload up: with
+// several replicas, one that saw no request would otherwise find the
+// workload up with old activity and scale it straight back to zero.
+func TestWakeRecordsActivityFirst(t *testing.T) {
+	sc := &orderScaler{woke: make(chan struct{})}
+	cfg := oneService + "wake = true\nidle_after = '1h'\n"
+	h := startHarness(t, cfg, func(o *proxy.Options) { o.Scaler = sc })
+	go h.get("app.test", "/") // parks, wakes, then times out
+	select {
+	case <-sc.woke:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no wake-up")
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if len(sc.calls) < 2 || sc.calls[0] != "activity" || sc.calls[1] != "wake" {
+		t.Errorf("scaler calls = %v; want activity recorded before the wake-up", sc.calls)
+	}
+}

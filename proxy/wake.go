@@ -59,6 +59,15 @@ func (p *Proxy) beginCold(r *route) {
 			}
 		}()
 		w := workloadOf(r.svc)
+		if r.svc.IdleAfter.Set {
+			// Activity first: another replica that saw no request would
+			// otherwise find the workload up, its recorded activity old,
+			// and scale it straight back to zero. A failure here is only
+			// logged: waking matters more.
+			if err := p.opts.Scaler.RecordActivity(ctx, w, time.Now(), r.svc.IdleAfter.Duration); err != nil {
+				p.log.Warn().Err(err).Str("host", r.host).Msg("record activity before wake-up failed")
+			}
+		}
 		scaled, err := p.opts.Scaler.WakeUp(ctx, w, int32(r.svc.MinReplicas))
 		switch {
 		case err != nil:
