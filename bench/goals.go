@@ -14,6 +14,9 @@ const (
 	goalVsNginx    = 1.2 // keep-alive throughput, × nginx's
 	goalVsDirect   = 0.6 // keep-alive throughput, × direct
 	goalWSvsDirect = 0.9 // WebSocket echo round trips, × direct
+	// Issue 13: Agimo splices where a Go proxy copies: it should do at
+	// least the round trips of the plain copy loop.
+	goalWSvsRelay = 1.0 // WebSocket echo round trips, × the Go copy-loop relay
 	goalReleaseMS  = 100 // all of 10,000 parked answered within, after the event
 	goalParkedKiB  = 8   // per parked request
 	goalTunnelKiB  = 16  // per idle tunnel
@@ -56,6 +59,15 @@ func goalsTable(res *Results, reps int) *report.Table {
 				r := c.ratio(tAgimo, tDirect, u.rate)
 				t.Add(fmt.Sprintf("WebSocket echo ≥ %.1f× direct", goalWSvsDirect), lay.Name, name, r.Format(report.Ratio),
 					met(r, func(x float64) bool { return x >= goalWSvsDirect }))
+				r = c.ratio(tAgimo, tRelay, u.rate)
+				t.Add(fmt.Sprintf("WebSocket echo ≥ %.1f× Go copy-loop relay", goalWSvsRelay), lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x >= goalWSvsRelay }))
+				r = c.ratio(tAgimo, tNginx, u.rate)
+				t.Add("WebSocket echo ≥ nginx", lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x >= 1 }))
+				r = c.ratio(tAgimo, tNginx, quantileMS(.99))
+				t.Add("WebSocket echo p99 ≤ nginx's", lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x <= 1 }))
 			}
 		}
 		// Release: judged at the largest N measured (10,000 in a full run).

@@ -203,8 +203,9 @@ func throughputTable(cells []*cell) *report.Table {
 
 func ratioTable(cells []*cell) *report.Table {
 	t := &report.Table{
-		Header: []string{"scenario", "conns", "agimo / nginx throughput", "agimo / direct throughput", "agimo / nginx p99", "agimo / nginx CPU per op"},
-		Right:  map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true},
+		Header: []string{"scenario", "conns", "agimo / nginx throughput", "agimo / direct throughput", "agimo / nginx p99", "agimo / nginx CPU per op",
+			"agimo / go-relay throughput", "agimo / go-relay CPU per op"},
+		Right: map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true},
 	}
 	for _, c := range cells {
 		u := unitOf(c.key.Scenario)
@@ -212,7 +213,9 @@ func ratioTable(cells []*cell) *report.Table {
 			c.ratio(tAgimo, tNginx, u.rate).Format(report.Ratio),
 			c.ratio(tAgimo, tDirect, u.rate).Format(report.Ratio),
 			c.ratio(tAgimo, tNginx, quantileMS(.99)).Format(report.Ratio),
-			c.ratio(tAgimo, tNginx, u.cpuPer).Format(report.Ratio))
+			c.ratio(tAgimo, tNginx, u.cpuPer).Format(report.Ratio),
+			c.ratio(tAgimo, tRelay, u.rate).Format(report.Ratio),
+			c.ratio(tAgimo, tRelay, u.cpuPer).Format(report.Ratio))
 	}
 	return t
 }

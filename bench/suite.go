@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agimo/agimo/bench/load"
 )
 
 // suite is one invocation's shared state across layouts.
@@ -177,6 +179,7 @@ type env struct {
 	up    *upstream
 	agimo *agimoProc
 	nginx *nginxProc
+	relay *relayProc // the Go copy-loop relay, for the WebSocket scenarios
 }
 
 // runLayout starts the processes for lay, runs every selected scenario
@@ -200,6 +203,11 @@ func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, firs
 			return err
 		}
 		if err := checkParity(e.agimo.addr, e.nginx.addr); err != nil {
+			return err
+		}
+	}
+	if slices.ContainsFunc(sel, func(sc *scenario) bool { return sc.kind == throughput && sc.mode == load.ModeWS }) {
+		if e.relay, err = startRelay(s.self, e.dir, lay.ProxyCPUs, map[string]string{hostWeb: e.up.web}); err != nil {
 			return err
 		}
 	}
@@ -260,6 +268,9 @@ func (e *env) startNginx(name string) (*nginxProc, error) {
 }
 
 func (e *env) stop() {
+	if e.relay != nil {
+		e.relay.stop()
+	}
 	if e.nginx != nil {
 		e.nginx.stop()
 	}

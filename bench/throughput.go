@@ -20,6 +20,7 @@ const (
 	tDirect = "direct"
 	tAgimo  = "agimo"
 	tNginx  = "nginx"
+	tRelay  = "go-relay" // relay.go: WebSocket scenarios only
 )
 
 // target is where one run sends its load.
@@ -40,6 +41,9 @@ func (e *env) targets(sc *scenario) []target {
 	}
 	if e.nginx != nil {
 		ts = append(ts, target{name: tNginx, addr: e.nginx.addr, pids: e.nginx.pids})
+	}
+	if e.relay != nil && sc.mode == load.ModeWS {
+		ts = append(ts, target{name: tRelay, addr: e.relay.addr, pids: func() []int { return []int{e.relay.p.pid()} }})
 	}
 	return ts
 }
