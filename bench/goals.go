@@ -14,12 +14,21 @@ const (
 	goalVsNginx    = 1.2 // keep-alive throughput, × nginx's
 	goalVsDirect   = 0.6 // keep-alive throughput, × direct
 	goalWSvsDirect = 0.9 // WebSocket echo round trips, × direct
-	// Issue 13: Agimo splices where a Go proxy copies: it should do at
-	// least the round trips of the plain copy loop.
-	goalWSvsRelay = 1.0 // WebSocket echo round trips, × the Go copy-loop relay
 	goalReleaseMS  = 100 // all of 10,000 parked answered within, after the event
 	goalParkedKiB  = 8   // per parked request
 	goalTunnelKiB  = 16  // per idle tunnel
+)
+
+// Issue 13's goals.
+const (
+	// Agimo splices where a Go proxy copies: it should do at least the
+	// WebSocket echo round trips of the plain copy loop (relay.go).
+	goalWSvsRelay = 1.0
+	// Per parked request when the clients arrive all at once, at 10,000.
+	goalParkedAtOnceKiB = 6
+	// CPU per request with 10,000 configured services (the largest count
+	// measured), × with one.
+	goalScaleCPU = 1.05
 )
 
 // goalsTable lists each goal with the measured figure and whether it is
@@ -90,6 +99,23 @@ func goalsTable(res *Results, reps int) *report.Table {
 				last.Format(report.Millis)+"; "+vs.Format(report.Ratio)+" the same burst sent straight to the upstream",
 				met(last, func(x float64) bool { return x <= goalReleaseMS }))
 		}
+		// Scale: the largest count against the smallest (the baseline).
+		for _, g := range groupScale(res.Scale, reps) {
+			if g.Layout != lay.Name || len(g.Counts) < 2 {
+				continue
+			}
+			top := g.Counts[len(g.Counts)-1]
+			for _, wild := range []bool{false, true} {
+				host := "an exact host"
+				if wild {
+					host = "a wildcard host"
+				}
+				r := g.cpuRatio(top, wild)
+				t.Add(fmt.Sprintf("CPU per request ≤ %.2f× with %s service(s)", goalScaleCPU, fmtCount(g.base())), lay.Name,
+					fmt.Sprintf("%s services, http-small to %s", fmtCount(top), host), r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x <= goalScaleCPU }))
+			}
+		}
 	}
 	for _, g := range groupCapacity(res.Capacity) {
 		if g.Target != tAgimo {
@@ -101,6 +127,9 @@ func goalsTable(res *Results, reps int) *report.Table {
 		case "parked-capacity":
 			t.Add(fmt.Sprintf("≤ %d KiB per parked request", goalParkedKiB), "–", report.Num(float64(g.N))+" parked",
 				per.Format(kib), met(per, func(x float64) bool { return x <= goalParkedKiB }))
+		case "parked-at-once":
+			t.Add(fmt.Sprintf("≤ %d KiB per parked request, clients arriving at once", goalParkedAtOnceKiB), "–",
+				report.Num(float64(g.N))+" parked", per.Format(kib), met(per, func(x float64) bool { return x <= goalParkedAtOnceKiB }))
 		case "tunnel-capacity":
 			t.Add(fmt.Sprintf("≤ %d KiB per idle tunnel", goalTunnelKiB), "–", report.Num(float64(g.N))+" tunnels",
 				per.Format(kib), met(per, func(x float64) bool { return x <= goalTunnelKiB }))

@@ -184,7 +184,8 @@ type env struct {
 
 // runLayout starts the processes for lay, runs every selected scenario
 // and stops them. Capacity scenarios measure memory, which does not
-// depend on CPU placement: they run in the first layout only.
+// depend on CPU placement: they run in the first layout only, and so does
+// scale, whose CPU figure is a ratio between agimos in the same layout.
 func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, first bool) error {
 	e := &env{s: s, lay: lay, dir: filepath.Join(s.dir, lay.Name)}
 	if err := os.MkdirAll(e.dir, 0o755); err != nil {
@@ -216,7 +217,7 @@ func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, firs
 		if ctx.Err() != nil {
 			return nil
 		}
-		if (sc.kind == parkedCap || sc.kind == tunnelCap) && !first {
+		if (sc.kind == parkedCap || sc.kind == atOnceCap || sc.kind == tunnelCap || sc.kind == scale) && !first {
 			continue
 		}
 		var err error
@@ -225,8 +226,10 @@ func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, firs
 			err = e.runThroughput(ctx, sc)
 		case release:
 			err = e.runRelease(ctx, sc)
-		case parkedCap:
+		case parkedCap, atOnceCap:
 			err = e.runParkedCapacity(ctx, sc)
+		case scale:
+			err = e.runScale(ctx, sc)
 		case tunnelCap:
 			err = e.runTunnelCapacity(ctx, sc)
 		}

@@ -28,6 +28,7 @@ type target struct {
 	name string
 	addr string       // host:port the load generator connects to
 	pids func() []int // the proxy's processes; nil for direct
+	host string       // Host to send, if not the scenario's
 }
 
 func (e *env) targets(sc *scenario) []target {
@@ -114,6 +115,9 @@ func (e *env) loadArgs(sc *scenario, t target, conns int) []string {
 	host := hostHTTP
 	if sc.web {
 		host = hostWeb
+	}
+	if t.host != "" {
+		host = t.host
 	}
 	o := e.s.o
 	args := []string{"-json", "-mode", string(sc.mode), "-target", "http://" + t.addr + sc.path, "-host", host,
