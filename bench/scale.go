@@ -119,8 +119,12 @@ func (e *env) runScale(ctx context.Context, sc *scenario) error {
 				fmt.Fprintf(os.Stderr, "bench: %s scale n=%d rep %d FAILED: %s\n", e.lay.Name, n, rep+1, firstLine(r.Error))
 				continue
 			}
-			fmt.Fprintf(os.Stderr, "bench: %s scale n=%d rep %d  ready in %.2fs  RSS %.1f MiB  CPU %.1f µs/req exact, %.1f wildcard\n",
-				e.lay.Name, n, rep+1, r.ReadyS, float64(r.RSS)/(1<<20), r.CPUExact, r.CPUWildcard)
+			wild := "no wildcard host"
+			if r.CPUWildcard > 0 {
+				wild = fmt.Sprintf("%.1f wildcard", r.CPUWildcard)
+			}
+			fmt.Fprintf(os.Stderr, "bench: %s scale n=%d rep %d  ready in %.2fs  RSS %.1f MiB  CPU %.1f µs/req exact, %s\n",
+				e.lay.Name, n, rep+1, r.ReadyS, float64(r.RSS)/(1<<20), r.CPUExact, wild)
 		}
 	}
 	if failed > 0 {

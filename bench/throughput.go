@@ -95,7 +95,7 @@ func (e *env) profileRun(ctx context.Context, sc *scenario, conns int) {
 }
 
 func logRun(r *ThroughputRun) {
-	prefix := fmt.Sprintf("bench: %s %s c=%d rep %d %-6s", r.Layout, r.Scenario, r.Conns, r.Rep+1, r.Target)
+	prefix := fmt.Sprintf("bench: %s %s c=%d rep %d %-8s", r.Layout, r.Scenario, r.Conns, r.Rep+1, r.Target)
 	if r.Error != "" {
 		fmt.Fprintf(os.Stderr, "%s  FAILED: %s\n", prefix, firstLine(r.Error))
 		return
