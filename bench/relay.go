@@ -46,12 +46,13 @@ func parseRoutes(args []string) (map[string]string, error) {
 }
 
 // hopByHop are the fields a proxy must not forward (RFC 9110 §7.6.1),
-// besides those the Connection field names.
+// besides those the Connection field names: Agimo's list (proxy/headers.go).
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+	"Proxy-Authorization", "Te", "Upgrade"}
 
 // upgradeHead is the request head the relay sends upstream for r: the
-// request line and fields as received, without hop-by-hop fields, with
+// request line and fields as received, without hop-by-hop fields or
+// names with an underscore, with
 // the upgrade asked for again (RFC 9110 §7.8) and X-Forwarded-For, -Proto
 // and -Host set as Agimo and the suite's nginx set them.
 func upgradeHead(r *http.Request) []byte {
@@ -63,6 +64,13 @@ func upgradeHead(r *http.Request) []byte {
 	}
 	for _, f := range hopByHop {
 		h.Del(f)
+	}
+	// Names with an underscore are dropped, as Agimo and nginx do: a
+	// CGI-style backend may read X_Forwarded_For as X-Forwarded-For.
+	for k := range h {
+		if strings.Contains(k, "_") {
+			delete(h, k)
+		}
 	}
 	h.Set("Connection", "Upgrade")
 	h.Set("Upgrade", r.Header.Get("Upgrade"))

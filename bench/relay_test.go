@@ -61,7 +61,7 @@ func TestRelayForwardsUpgrade(t *testing.T) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	hs := "GET /ws?x=1 HTTP/1.1\r\nHost: " + hostWeb + "\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\n" +
-		"X-Hop: drop me\r\nKeep-Alive: timeout=5\r\nX-Custom: kept\r\nX-Forwarded-For: 192.0.2.1\r\n" +
+		"X-Hop: drop me\r\nX_Underscore: dropped\r\nKeep-Alive: timeout=5\r\nX-Custom: kept\r\nX-Forwarded-For: 192.0.2.1\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	// A masked text frame "hello" (RFC 6455 §5.2), mask 1,2,3,4.
 	mask := []byte{1, 2, 3, 4}
@@ -103,6 +103,7 @@ func TestRelayForwardsUpgrade(t *testing.T) {
 		{"X-Custom", "kept"},
 		{"X-Hop", ""},
 		{"Keep-Alive", ""},
+		{"X_underscore", ""},
 		{"X-Forwarded-For", "127.0.0.1"},
 		{"X-Forwarded-Proto", "http"},
 		{"X-Forwarded-Host", hostWeb},
@@ -156,5 +157,53 @@ func TestParseRoutes(t *testing.T) {
 		if _, err := parseRoutes(bad); err == nil {
 			t.Errorf("parseRoutes(%q) accepted", bad)
 		}
+	}
+}
+
+// TestUpgradeHeadersThroughRelay runs the suite's upgrade parity probe
+// through the relay to the real web upstream handler.
+func TestUpgradeHeadersThroughRelay(t *testing.T) {
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &http.Server{Handler: webMux()}
+	go up.Serve(upLn)
+	rlLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := &http.Server{Handler: &relay{routes: map[string]string{hostWeb: upLn.Addr().String()}}}
+	go rl.Serve(rlLn)
+	t.Cleanup(func() { rl.Close(); up.Close() })
+
+	lines, err := upgradeHeaders(rlLn.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(lines, "\n")
+	for _, want := range []string{"Host: web.bench", "Connection: Upgrade", "Upgrade: websocket", "X-Custom: kept",
+		"X-Forwarded-For: 127.0.0.1", "X-Forwarded-Host: web.bench", "X-Forwarded-Proto: http"} {
+		if !strings.Contains(got, want+"\n") && !strings.HasSuffix(got, want) {
+			t.Errorf("upstream got:\n%s\nwant a line %q", got, want)
+		}
+	}
+	for _, bad := range []string{"X_underscore", "192.0.2.1", "spoofed.example"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("upstream got:\n%s\nwant no %q", got, bad)
+		}
+	}
+	// Same path twice: parity holds, and nothing is noted without nginx.
+	if note, err := checkUpgradeParity(rlLn.Addr().String(), rlLn.Addr().String(), ""); err != nil || note != "" {
+		t.Errorf("got %q, %v; want parity", note, err)
+	}
+}
+
+func TestLineDiff(t *testing.T) {
+	if d := lineDiff([]string{"a: 1", "b: 2"}, []string{"b: 2", "a: 1"}); d != "" {
+		t.Errorf("got %q; want no difference", d)
+	}
+	if d, want := lineDiff([]string{"a: 1", "c: 3"}, []string{"a: 1", "c: x"}), "agimo only: `c: 3`; nginx only: `c: x`"; d != want {
+		t.Errorf("got %q; want %q", d, want)
 	}
 }

@@ -211,6 +211,17 @@ func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, firs
 		if e.relay, err = startRelay(s.self, e.dir, lay.ProxyCPUs, map[string]string{hostWeb: e.up.web}); err != nil {
 			return err
 		}
+		var ngAddr string
+		if e.nginx != nil {
+			ngAddr = e.nginx.addr
+		}
+		note, err := checkUpgradeParity(e.agimo.addr, e.relay.addr, ngAddr)
+		if err != nil {
+			return err
+		}
+		if note != "" && !slices.Contains(s.res.Notes, note) {
+			s.res.Notes = append(s.res.Notes, note)
+		}
 	}
 	fmt.Fprintf(os.Stderr, "bench: layout %s: %s\n", lay.Name, lay.Desc)
 	for _, sc := range sel {
