@@ -76,7 +76,10 @@ func (c *cluster) ensureScaleServices(ctx context.Context, ns string, n, par int
 			name := scaleService(i)
 			svc := &corev1.Service{
 				ObjectMeta: metav1.ObjectMeta{Name: name},
-				Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{
+				// Headless: 10,000 cluster IPs would not fit the local
+				// control plane's service range, and agimo dials the
+				// address override, not a cluster IP.
+				Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{
 					Name: "http", Port: servicePort, TargetPort: intstr.FromInt32(targetPort), Protocol: corev1.ProtocolTCP,
 				}}},
 			}
