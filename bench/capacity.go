@@ -30,7 +30,11 @@ func (e *env) runParkedCapacity(ctx context.Context, sc *scenario) error {
 		return err
 	}
 	// One socket per parked request in agimo, one here.
-	return e.capacityReps(ctx, sc, []string{tAgimo}, 1, e.parkedOnce)
+	once := e.parkedOnce
+	if sc.kind == atOnceCap {
+		once = e.parkedAtOnce
+	}
+	return e.capacityReps(ctx, sc, []string{tAgimo}, 1, once)
 }
 
 // runTunnelCapacity measures RSS per idle WebSocket tunnel, for agimo and
@@ -124,9 +128,27 @@ func (e *env) capacityReps(ctx context.Context, sc *scenario, ts []string, fdsPe
 	return nil
 }
 
-func (e *env) parkedOnce(ctx context.Context, _ string, n int, hp *heapProfile) (r CapacityRun) {
+func (e *env) parkedOnce(ctx context.Context, _ string, n int, hp *heapProfile) CapacityRun {
+	return e.parkN(ctx, n, hp, "parked", func(addr string, req []byte) ([]net.Conn, error) {
+		return openMany(ctx, addr, n, 256, req)
+	})
+}
+
+// parkedAtOnce parks n requests whose clients all arrive at once: agimo
+// accepts and reads them in one burst, as a crowd after an outage or a
+// deploy sends them, instead of 256 at a time.
+func (e *env) parkedAtOnce(ctx context.Context, _ string, n int, hp *heapProfile) CapacityRun {
+	return e.parkN(ctx, n, hp, "parked-at-once", func(addr string, req []byte) ([]net.Conn, error) {
+		return openAtOnce(ctx, addr, n, req)
+	})
+}
+
+// parkN measures a fresh agimo idle and with n requests parked, opened by
+// open.
+func (e *env) parkN(ctx context.Context, n int, hp *heapProfile, name string,
+	open func(addr string, req []byte) ([]net.Conn, error)) (r CapacityRun) {
 	r = CapacityRun{Target: tAgimo, N: n}
-	a, err := e.startCapacityAgimo(fmt.Sprintf("agimo-parked-%d", n), hp)
+	a, err := e.startCapacityAgimo(fmt.Sprintf("agimo-%s-%d", name, n), hp)
 	if err != nil {
 		r.Error = err.Error()
 		return r
@@ -136,7 +158,7 @@ func (e *env) parkedOnce(ctx context.Context, _ string, n int, hp *heapProfile) 
 		r.Error = err.Error()
 		return r
 	}
-	conns, err := openMany(ctx, a.addr, n, 256, getRequest(hostCold, "/small"))
+	conns, err := open(a.addr, getRequest(hostCold, "/small"))
 	defer closeAll(conns) // before a.stop: agimo need not answer them
 	r.Opened = len(conns)
 	if err != nil {

@@ -153,20 +153,7 @@ func (c *cluster) setReady(ctx context.Context, service string, ready bool) (tim
 	if err != nil && !apierrors.IsNotFound(err) {
 		return time.Time{}, fmt.Errorf("get endpointslice %s: %w", name, err)
 	}
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-			discoveryv1.LabelServiceName: service,
-			discoveryv1.LabelManagedBy:   managedBy,
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports: []discoveryv1.EndpointPort{{
-			Name: ptr("http"), Port: ptr(int32(targetPort)), Protocol: ptr(corev1.ProtocolTCP),
-		}},
-		Endpoints: []discoveryv1.Endpoint{{
-			Addresses:  []string{fakePodIP},
-			Conditions: discoveryv1.EndpointConditions{Ready: ptr(ready), Serving: ptr(ready), Terminating: ptr(false)},
-		}},
-	}
+	slice := benchSlice(service, ready)
 	var sent time.Time
 	if apierrors.IsNotFound(err) {
 		sent = time.Now()
@@ -183,3 +170,23 @@ func (c *cluster) setReady(ctx context.Context, service string, ready bool) (tim
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// benchSlice is the EndpointSlice the suite writes for service: one
+// endpoint, fakePodIP, ready or not.
+func benchSlice(service string, ready bool) *discoveryv1.EndpointSlice {
+	name := service + "-bench"
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+			discoveryv1.LabelServiceName: service,
+			discoveryv1.LabelManagedBy:   managedBy,
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports: []discoveryv1.EndpointPort{{
+			Name: ptr("http"), Port: ptr(int32(targetPort)), Protocol: ptr(corev1.ProtocolTCP),
+		}},
+		Endpoints: []discoveryv1.Endpoint{{
+			Addresses:  []string{fakePodIP},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr(ready), Serving: ptr(ready), Terminating: ptr(false)},
+		}},
+	}
+}

@@ -50,8 +50,12 @@ var clientSrc = newSrcPool(10000)
 // IP_BIND_ADDRESS_NO_PORT option defers the port choice to connect(),
 // which may then reuse a port that another destination already has.
 func dialLoopback(ctx context.Context, addr string) (net.Conn, error) {
+	return dialLoopbackWithin(ctx, addr, 10*time.Second)
+}
+
+func dialLoopbackWithin(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{
-		Timeout:   10 * time.Second,
+		Timeout:   timeout,
 		LocalAddr: &net.TCPAddr{IP: clientSrc.get()},
 		Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
@@ -123,6 +127,54 @@ feed:
 		firstErr = ctx.Err()
 	}
 	return open, firstErr
+}
+
+// openAtOnce is openMany without pacing: n clients, each its own
+// goroutine, all released together to connect and send req, as a crowd
+// arriving at once does. Connections the listen backlog drops at first
+// are retried by the kernel (SYN retransmits), hence the long timeout.
+func openAtOnce(ctx context.Context, addr string, n int, req []byte) ([]net.Conn, error) {
+	conns := make([]net.Conn, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var ready, wg sync.WaitGroup
+	ready.Add(n)
+	for i := range n {
+		wg.Go(func() {
+			ready.Done()
+			<-start
+			c, err := dialLoopbackWithin(ctx, addr, time.Minute)
+			if err == nil {
+				if _, err = c.Write(req); err != nil {
+					c.Close()
+				}
+			}
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			conns[i] = c
+		})
+	}
+	ready.Wait()
+	close(start)
+	wg.Wait()
+	var (
+		open  []net.Conn
+		bad   int
+		first error
+	)
+	for i, c := range conns {
+		if c != nil {
+			open = append(open, c)
+		} else if bad++; first == nil {
+			first = errs[i]
+		}
+	}
+	if bad > 0 {
+		return open, fmt.Errorf("%d of %d clients failed, first: %w", bad, n, first)
+	}
+	return open, nil
 }
 
 func closeAll(conns []net.Conn) {

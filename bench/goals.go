@@ -19,6 +19,18 @@ const (
 	goalTunnelKiB  = 16  // per idle tunnel
 )
 
+// Issue 13's goals.
+const (
+	// Agimo splices where a Go proxy copies: it should do at least the
+	// WebSocket echo round trips of the plain copy loop (relay.go).
+	goalWSvsRelay = 1.0
+	// Per parked request when the clients arrive all at once, at 10,000.
+	goalParkedAtOnceKiB = 6
+	// CPU per request with 10,000 configured services (the largest count
+	// measured), × with one.
+	goalScaleCPU = 1.05
+)
+
 // goalsTable lists each goal with the measured figure and whether it is
 // met (judged on the median; the range shows how sure that is).
 func goalsTable(res *Results, reps int) *report.Table {
@@ -56,6 +68,15 @@ func goalsTable(res *Results, reps int) *report.Table {
 				r := c.ratio(tAgimo, tDirect, u.rate)
 				t.Add(fmt.Sprintf("WebSocket echo ≥ %.1f× direct", goalWSvsDirect), lay.Name, name, r.Format(report.Ratio),
 					met(r, func(x float64) bool { return x >= goalWSvsDirect }))
+				r = c.ratio(tAgimo, tRelay, u.rate)
+				t.Add(fmt.Sprintf("WebSocket echo ≥ %.1f× Go copy-loop relay", goalWSvsRelay), lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x >= goalWSvsRelay }))
+				r = c.ratio(tAgimo, tNginx, u.rate)
+				t.Add("WebSocket echo ≥ nginx", lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x >= 1 }))
+				r = c.ratio(tAgimo, tNginx, quantileMS(.99))
+				t.Add("WebSocket echo p99 ≤ nginx's", lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x <= 1 }))
 			}
 		}
 		// Release: judged at the largest N measured (10,000 in a full run).
@@ -78,6 +99,23 @@ func goalsTable(res *Results, reps int) *report.Table {
 				last.Format(report.Millis)+"; "+vs.Format(report.Ratio)+" the same burst sent straight to the upstream",
 				met(last, func(x float64) bool { return x <= goalReleaseMS }))
 		}
+		// Scale: the largest count against the smallest (the baseline).
+		for _, g := range groupScale(res.Scale, reps) {
+			if g.Layout != lay.Name || len(g.Counts) < 2 {
+				continue
+			}
+			top := g.Counts[len(g.Counts)-1]
+			for _, wild := range []bool{false, true} {
+				host := "an exact host"
+				if wild {
+					host = "a wildcard host"
+				}
+				r := g.cpuRatio(top, wild)
+				t.Add(fmt.Sprintf("CPU per request ≤ %.2f× with %s service(s)", goalScaleCPU, fmtCount(g.base())), lay.Name,
+					fmt.Sprintf("%s services, http-small to %s", fmtCount(top), host), r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x <= goalScaleCPU }))
+			}
+		}
 	}
 	for _, g := range groupCapacity(res.Capacity) {
 		if g.Target != tAgimo {
@@ -89,6 +127,9 @@ func goalsTable(res *Results, reps int) *report.Table {
 		case "parked-capacity":
 			t.Add(fmt.Sprintf("≤ %d KiB per parked request", goalParkedKiB), "–", report.Num(float64(g.N))+" parked",
 				per.Format(kib), met(per, func(x float64) bool { return x <= goalParkedKiB }))
+		case "parked-at-once":
+			t.Add(fmt.Sprintf("≤ %d KiB per parked request, clients arriving at once", goalParkedAtOnceKiB), "–",
+				report.Num(float64(g.N))+" parked", per.Format(kib), met(per, func(x float64) bool { return x <= goalParkedAtOnceKiB }))
 		case "tunnel-capacity":
 			t.Add(fmt.Sprintf("≤ %d KiB per idle tunnel", goalTunnelKiB), "–", report.Num(float64(g.N))+" tunnels",
 				per.Format(kib), met(per, func(x float64) bool { return x <= goalTunnelKiB }))

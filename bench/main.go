@@ -20,7 +20,7 @@
 //	go run ./bench http-small release
 //
 // Scenarios: http-small, http-4k, post-64k, ws-echo, ws-throughput, sse,
-// release, parked-capacity, tunnel-capacity. Results go to stdout as
+// release, parked-capacity, parked-at-once, tunnel-capacity, scale. Results go to stdout as
 // Markdown tables and to -out DIR as JSON (every raw figure), Markdown and
 // an SVG plot of the latency distributions. BENCHMARKS.md explains the
 // method and holds the latest results.
@@ -51,6 +51,14 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "upstream" {
 		// The suite's own child process (see upstream.go), not for users.
 		if err := runUpstream(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "relay" {
+		// The Go copy-loop relay target (see relay.go), not for users.
+		if err := runRelay(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
@@ -87,6 +95,7 @@ type options struct {
 	agimoBin, nginxBin     string
 	profile                bool
 	parkedN, tunnelN, relN string
+	atOnceN, scaleN        string
 	render                 string
 }
 
@@ -123,6 +132,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.profile, "profile", false, "scenarios: record agimo with perf during its first run of each throughput figure")
 	fs.StringVar(&o.relN, "release-n", "", "scenarios: parked counts for release (default 100,1000,10000)")
 	fs.StringVar(&o.parkedN, "parked-n", "", "scenarios: parked counts for parked-capacity (default 10000,50000)")
+	fs.StringVar(&o.atOnceN, "parked-at-once-n", "", "scenarios: parked counts for parked-at-once (default 10000)")
+	fs.StringVar(&o.scaleN, "scale-n", "", "scenarios: configured service counts for scale, the smallest is the baseline (default 1,1000,10000)")
 	fs.StringVar(&o.tunnelN, "tunnel-n", "", "scenarios: open tunnels for tunnel-capacity (default 10000)")
 	fs.StringVar(&o.render, "render", "", "re-render results.md and latency.svg from a results.json (and print the Markdown)")
 

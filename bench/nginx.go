@@ -79,7 +79,7 @@ http {
     # Upgrade requests get "Connection: upgrade"; plain ones an empty
     # Connection header, which keeps the upstream connection alive.
     map $http_upgrade $connection_upgrade {
-        default upgrade;
+        default Upgrade; # as Agimo writes it (wsparity.go)
         ''      '';
     }
 

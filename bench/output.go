@@ -86,7 +86,7 @@ func renderMarkdown(res *Results, reps int) string {
 	for _, sc := range scenarios {
 		if slices.ContainsFunc(res.Runs, func(r ThroughputRun) bool { return r.Scenario == sc.name }) ||
 			slices.ContainsFunc(res.Capacity, func(r CapacityRun) bool { return r.Scenario == sc.name }) ||
-			(sc.kind == release && len(res.Releases) > 0) {
+			(sc.kind == release && len(res.Releases) > 0) || (sc.kind == scale && len(res.Scale) > 0) {
 			ran = append(ran, fmt.Sprintf("`%s` %s", sc.name, sc.summary))
 		}
 	}
@@ -121,7 +121,15 @@ func renderMarkdown(res *Results, reps int) string {
 		b.WriteString(capacityTable(groupCapacity(res.Capacity)).Markdown())
 		b.WriteString("\n")
 	}
-	b.WriteString("### Goals (issue 5)\n\n")
+	if len(res.Scale) > 0 {
+		b.WriteString("### Scale: cost of configured services\n\nA fresh agimo per count and repetition, configured with N services (half on wildcard hosts *.sI.bench), " +
+			"each a Service with a ready EndpointSlice in a namespace holding exactly those; time from process start to /readyz answering 200, " +
+			"RSS once settled, RSS per service over the smallest count, and http-small's proxy CPU per request to the last exact host and to a name " +
+			"under the last wildcard, each divided by the smallest count's to its exact host in the same repetition.\n\n")
+		b.WriteString(scaleTable(groupScale(res.Scale, reps)).Markdown())
+		b.WriteString("\n")
+	}
+	b.WriteString("### Goals (issues 5 and 13)\n\n")
 	b.WriteString(goalsTable(res, reps).Markdown())
 	b.WriteString("\n")
 	if len(res.Profiles) > 0 {
@@ -203,8 +211,9 @@ func throughputTable(cells []*cell) *report.Table {
 
 func ratioTable(cells []*cell) *report.Table {
 	t := &report.Table{
-		Header: []string{"scenario", "conns", "agimo / nginx throughput", "agimo / direct throughput", "agimo / nginx p99", "agimo / nginx CPU per op"},
-		Right:  map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true},
+		Header: []string{"scenario", "conns", "agimo / nginx throughput", "agimo / direct throughput", "agimo / nginx p99", "agimo / nginx CPU per op",
+			"agimo / go-relay throughput", "agimo / go-relay CPU per op"},
+		Right: map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true},
 	}
 	for _, c := range cells {
 		u := unitOf(c.key.Scenario)
@@ -212,7 +221,9 @@ func ratioTable(cells []*cell) *report.Table {
 			c.ratio(tAgimo, tNginx, u.rate).Format(report.Ratio),
 			c.ratio(tAgimo, tDirect, u.rate).Format(report.Ratio),
 			c.ratio(tAgimo, tNginx, quantileMS(.99)).Format(report.Ratio),
-			c.ratio(tAgimo, tNginx, u.cpuPer).Format(report.Ratio))
+			c.ratio(tAgimo, tNginx, u.cpuPer).Format(report.Ratio),
+			c.ratio(tAgimo, tRelay, u.rate).Format(report.Ratio),
+			c.ratio(tAgimo, tRelay, u.cpuPer).Format(report.Ratio))
 	}
 	return t
 }

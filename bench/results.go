@@ -24,6 +24,7 @@ type Results struct {
 	Runs     []ThroughputRun  `json:"throughput"`
 	Releases []ReleaseRun     `json:"release"`
 	Capacity []CapacityRun    `json:"capacity"`
+	Scale    []ScaleRun       `json:"scale,omitempty"`
 	Profiles []ProfileRun     `json:"profiles,omitempty"`
 	Failures []ScenarioFailed `json:"failures,omitempty"`
 	// Notes say where the run departed from the settings asked for.

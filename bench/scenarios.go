@@ -17,7 +17,9 @@ const (
 	throughput kind = iota // the load generator against direct, Agimo and nginx
 	release                // parked requests released by one EndpointSlice update
 	parkedCap              // memory per parked request
+	atOnceCap              // the same, every client arriving at once
 	tunnelCap              // memory per idle WebSocket tunnel
+	scale                  // cost of N configured services (scale.go)
 )
 
 // scenario is one name on the command line.
@@ -55,8 +57,13 @@ var scenarios = []*scenario{
 		summary: "N parked requests released by one EndpointSlice update; time from the update to each response"},
 	{name: "parked-capacity", kind: parkedCap, counts: []int{10000, 50000}, smokeN: []int{200},
 		summary: "RSS and goroutines of agimo per parked request"},
+	{name: "parked-at-once", kind: atOnceCap, counts: []int{10000}, smokeN: []int{200},
+		summary: "RSS and goroutines of agimo per parked request, all N clients connecting and sending at once"},
 	{name: "tunnel-capacity", kind: tunnelCap, counts: []int{10000}, smokeN: []int{100},
 		summary: "RSS per idle WebSocket tunnel (agimo; nginx for reference)"},
+	{name: "scale", kind: scale, counts: []int{1, 1000, 10000}, smokeN: []int{1, 100},
+		summary: "agimo with N configured services (half on wildcard hosts), each a Service with a ready EndpointSlice: " +
+			"start to /readyz, RSS per service, http-small CPU per request to an exact and a wildcard host against the smallest N"},
 }
 
 func scenarioNames() []string {
@@ -92,7 +99,8 @@ func selectScenarios(o *options) ([]*scenario, error) {
 		if o.smoke {
 			c.conns, c.counts = c.smokeC, c.smokeN
 		}
-		override := map[kind]string{release: o.relN, parkedCap: o.parkedN, tunnelCap: o.tunnelN}[c.kind]
+		override := map[kind]string{release: o.relN, parkedCap: o.parkedN, atOnceCap: o.atOnceN, tunnelCap: o.tunnelN,
+			scale: o.scaleN}[c.kind]
 		if override != "" {
 			ns, err := parseCounts(override)
 			if err != nil {

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agimo/agimo/bench/load"
 )
 
 // suite is one invocation's shared state across layouts.
@@ -177,11 +179,13 @@ type env struct {
 	up    *upstream
 	agimo *agimoProc
 	nginx *nginxProc
+	relay *relayProc // the Go copy-loop relay, for the WebSocket scenarios
 }
 
 // runLayout starts the processes for lay, runs every selected scenario
 // and stops them. Capacity scenarios measure memory, which does not
-// depend on CPU placement: they run in the first layout only.
+// depend on CPU placement: they run in the first layout only, and so does
+// scale, whose CPU figure is a ratio between agimos in the same layout.
 func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, first bool) error {
 	e := &env{s: s, lay: lay, dir: filepath.Join(s.dir, lay.Name)}
 	if err := os.MkdirAll(e.dir, 0o755); err != nil {
@@ -203,12 +207,28 @@ func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, firs
 			return err
 		}
 	}
+	if slices.ContainsFunc(sel, func(sc *scenario) bool { return sc.kind == throughput && sc.mode == load.ModeWS }) {
+		if e.relay, err = startRelay(s.self, e.dir, lay.ProxyCPUs, map[string]string{hostWeb: e.up.web}); err != nil {
+			return err
+		}
+		var ngAddr string
+		if e.nginx != nil {
+			ngAddr = e.nginx.addr
+		}
+		note, err := checkUpgradeParity(e.agimo.addr, e.relay.addr, ngAddr)
+		if err != nil {
+			return err
+		}
+		if note != "" && !slices.Contains(s.res.Notes, note) {
+			s.res.Notes = append(s.res.Notes, note)
+		}
+	}
 	fmt.Fprintf(os.Stderr, "bench: layout %s: %s\n", lay.Name, lay.Desc)
 	for _, sc := range sel {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if (sc.kind == parkedCap || sc.kind == tunnelCap) && !first {
+		if (sc.kind == parkedCap || sc.kind == atOnceCap || sc.kind == tunnelCap || sc.kind == scale) && !first {
 			continue
 		}
 		var err error
@@ -217,8 +237,10 @@ func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, firs
 			err = e.runThroughput(ctx, sc)
 		case release:
 			err = e.runRelease(ctx, sc)
-		case parkedCap:
+		case parkedCap, atOnceCap:
 			err = e.runParkedCapacity(ctx, sc)
+		case scale:
+			err = e.runScale(ctx, sc)
 		case tunnelCap:
 			err = e.runTunnelCapacity(ctx, sc)
 		}
@@ -260,6 +282,9 @@ func (e *env) startNginx(name string) (*nginxProc, error) {
 }
 
 func (e *env) stop() {
+	if e.relay != nil {
+		e.relay.stop()
+	}
 	if e.nginx != nil {
 		e.nginx.stop()
 	}

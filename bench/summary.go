@@ -60,8 +60,10 @@ func targetRank(t string) int {
 		return 1
 	case tNginx:
 		return 2
+	case tRelay:
+		return 3
 	}
-	return 3
+	return 4
 }
 
 // fig extracts one figure per repetition; NaN where the run is missing

@@ -20,6 +20,7 @@ const (
 	tDirect = "direct"
 	tAgimo  = "agimo"
 	tNginx  = "nginx"
+	tRelay  = "go-relay" // relay.go: WebSocket scenarios only
 )
 
 // target is where one run sends its load.
@@ -27,6 +28,7 @@ type target struct {
 	name string
 	addr string       // host:port the load generator connects to
 	pids func() []int // the proxy's processes; nil for direct
+	host string       // Host to send, if not the scenario's
 }
 
 func (e *env) targets(sc *scenario) []target {
@@ -40,6 +42,9 @@ func (e *env) targets(sc *scenario) []target {
 	}
 	if e.nginx != nil {
 		ts = append(ts, target{name: tNginx, addr: e.nginx.addr, pids: e.nginx.pids})
+	}
+	if e.relay != nil && sc.mode == load.ModeWS {
+		ts = append(ts, target{name: tRelay, addr: e.relay.addr, pids: func() []int { return []int{e.relay.p.pid()} }})
 	}
 	return ts
 }
@@ -90,7 +95,7 @@ func (e *env) profileRun(ctx context.Context, sc *scenario, conns int) {
 }
 
 func logRun(r *ThroughputRun) {
-	prefix := fmt.Sprintf("bench: %s %s c=%d rep %d %-6s", r.Layout, r.Scenario, r.Conns, r.Rep+1, r.Target)
+	prefix := fmt.Sprintf("bench: %s %s c=%d rep %d %-8s", r.Layout, r.Scenario, r.Conns, r.Rep+1, r.Target)
 	if r.Error != "" {
 		fmt.Fprintf(os.Stderr, "%s  FAILED: %s\n", prefix, firstLine(r.Error))
 		return
@@ -110,6 +115,9 @@ func (e *env) loadArgs(sc *scenario, t target, conns int) []string {
 	host := hostHTTP
 	if sc.web {
 		host = hostWeb
+	}
+	if t.host != "" {
+		host = t.host
 	}
 	o := e.s.o
 	args := []string{"-json", "-mode", string(sc.mode), "-target", "http://" + t.addr + sc.path, "-host", host,

@@ -118,6 +118,7 @@ func webMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", wsEcho)
 	mux.HandleFunc("/sse", sse)
+	mux.HandleFunc("/ws-headers", wsHeaders) // wsparity.go
 	return mux
 }
 
