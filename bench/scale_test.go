@@ -135,7 +135,7 @@ func TestIssue13Goals(t *testing.T) {
 	md := squeeze(goalsTable(issue13Results(), 3).Markdown())
 	for _, want := range []string{
 		"| WebSocket echo ≥ 1.0× Go copy-loop relay | pinned | ws-echo, 64 conns | 0.95× | **no**",
-		"| WebSocket echo ≥ nginx | pinned | ws-echo, 64 conns | – | not measured",
+		"| WebSocket echo ≥ 1.2× nginx | pinned | ws-echo, 64 conns | – | not measured",
 		"| ≤ 6 KiB per parked request, clients arriving at once | – | 1,000 parked | 10 KiB | **no**",
 		"| CPU per request ≤ 1.05× with 1 service(s) | pinned | 100 services, http-small to an exact host | 1.06× (1.02×–1.10×) | **no**",
 		"| CPU per request ≤ 1.05× with 1 service(s) | pinned | 100 services, http-small to a wildcard host | 1.12× (1.04×–1.20×) | **no**",

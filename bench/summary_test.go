@@ -96,7 +96,9 @@ func squeeze(s string) string {
 func TestGoalsTable(t *testing.T) {
 	md := squeeze(goalsTable(fakeResults(), 3).Markdown())
 	for _, want := range []string{
-		"| throughput ≥ 1.2× nginx      | pinned | http-small, 64 conns | 1.30× (1.00×–1.50×) | yes",
+		"| throughput ≥ 1.1× nginx      | pinned | http-small, 64 conns | 1.30× (1.00×–1.50×) | yes",
+		"| proxy CPU per request ≤ 1.0× nginx's | pinned | http-small, 64 conns | 1.54× (1.33×–2.00×) | **no**",
+		"| release ≤ 1.5× the same burst sent straight to the upstream | pinned | 10,000 parked | 1.50× | yes",
 		"| throughput ≥ 0.6× direct     | pinned | http-small, 64 conns | 0.65× (0.50×–0.75×) | yes",
 		"| WebSocket echo ≥ 0.9× direct | pinned | ws-echo, 64 conns    |               0.95× | yes",
 		"10,000 parked",
