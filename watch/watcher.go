@@ -121,7 +121,7 @@ func (w *Watcher) waitSynced(ctx context.Context, namespaces []string, syncs []c
 				return
 			case <-t.C:
 				w.log.Warn().Strs("namespaces", namespaces).Dur("waited", time.Since(start).Round(time.Second)).
-					Msg("Kubernetes API server has not answered the first list yet (unreachable or hanging?); still waiting")
+					Msg("Kubernetes API server has not answered the first list yet (unreachable, hanging or forbidden: see the errors above); still waiting")
 			}
 		}
 	})
