@@ -66,7 +66,7 @@ spec:
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if out, err := run(ctx, env.kubectl, "delete", "namespace", ns, "--wait=true"); err != nil {
+		if out, err := run(ctx, env.kubectl, "delete", "namespace", ns, "--wait=true", "--ignore-not-found"); err != nil {
 			t.Errorf("cleanup: %v\n%s", err, out)
 		}
 	})
@@ -141,7 +141,7 @@ func install(t *testing.T, release, ns string, upgrade bool, values ...string) {
 		if out, err := run(ctx, env.helm, "uninstall", release, "-n", ns, "--wait"); err != nil {
 			t.Errorf("cleanup: %v\n%s", err, out)
 		}
-		if out, err := run(ctx, env.kubectl, "delete", "namespace", ns, "--wait=true"); err != nil {
+		if out, err := run(ctx, env.kubectl, "delete", "namespace", ns, "--wait=true", "--ignore-not-found"); err != nil {
 			t.Errorf("cleanup: %v\n%s", err, out)
 		}
 	})
