@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Build the node's images from the tree, as OCI archives in $AGIMO_NODE_DIR/images/ (no
 # Docker, no registry), for hack/node/up.sh to import into containerd:
-#   agimo.local/agimo:dev       the same image as the Dockerfile's: the static binary at
-#                               /agimo, CA roots at /etc/ssl/certs/ca-certificates.crt,
-#                               USER 65532:65532, ENTRYPOINT ["/agimo"], ports 8080 9090
+#   agimo.local/agimo:dev       hack/image.sh: the same image as the Dockerfile's
 #   agimo.local/upstream:dev    the e2e suite's test app (HTTP, WebSocket echo)
 #   agimo.local/pause:1         the pod sandbox (hack/node/pause)
 #   agimo.local/coredns:VERSION cluster DNS (built by hack/node/build.sh)
@@ -15,16 +13,10 @@ OUT=$NODE_DIR/images
 mkdir -p "$OUT"
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
-# Exactly the Dockerfile's build: CGO off (no libc in the image), -trimpath, -s -w.
+hack/image.sh agimo.local/agimo:dev "$OUT/agimo.tar"
 export CGO_ENABLED=0
-go build -trimpath -ldflags="-s -w" -o "$bin/agimo" .
 go build -trimpath -ldflags="-s -w" -tags e2e -o "$bin/upstream" ./test/e2e/upstream
 go build -trimpath -ldflags="-s -w" -o "$bin/pause" ./hack/node/pause
-# The Dockerfile copies the build image's (Debian's) CA bundle; so does this, from the host.
-CA=/etc/ssl/certs/ca-certificates.crt
-[[ -f $CA ]] || { node_log "no $CA (Debian: apt-get install ca-certificates)"; exit 1; }
-hack/node/mkimage.sh agimo.local/agimo:dev "$OUT/agimo.tar" --entrypoint /agimo \
-  --user 65532:65532 --expose 8080 --expose 9090 "$bin/agimo:/agimo" "$CA:/etc/ssl/certs/ca-certificates.crt"
 hack/node/mkimage.sh agimo.local/upstream:dev "$OUT/upstream.tar" --entrypoint /upstream \
   --user 65532:65532 "$bin/upstream:/upstream"
 hack/node/mkimage.sh agimo.local/pause:1 "$OUT/pause.tar" --entrypoint /pause --user 65535:65535 "$bin/pause:/pause"

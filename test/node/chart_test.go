@@ -4,6 +4,7 @@ package node
 
 import (
 	"context"
+	"debug/elf"
 	"fmt"
 	"net/http"
 	"os"
@@ -121,7 +122,8 @@ func TestWakeIdleAfterUpgrade(t *testing.T) {
 
 // checkPod checks that a Ready agimo pod runs under the chart's security context for real:
 // the kernel's view of its process (uid 65532, no capabilities, no_new_privs, seccomp
-// filter, read-only root), and that its readiness probe is /readyz.
+// filter, read-only root), the image's (static binary, CA roots), and that its readiness
+// probe is /readyz.
 func checkPod(t *testing.T, p corev1.Pod) {
 	t.Helper()
 	ready := false
@@ -156,6 +158,20 @@ func checkPod(t *testing.T, p corev1.Pod) {
 	}
 	if len(want) > 0 {
 		t.Errorf("pod %s: /proc/%d/status lacks %v", p.Name, pid, want)
+	}
+	// The Dockerfile's image: a static binary (no ELF interpreter) and the CA roots.
+	exe, err := elf.Open(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, prog := range exe.Progs {
+		if prog.Type == elf.PT_INTERP {
+			t.Errorf("pod %s: /agimo is dynamically linked", p.Name)
+		}
+	}
+	exe.Close()
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/etc/ssl/certs/ca-certificates.crt", pid)); err != nil {
+		t.Errorf("pod %s: no CA roots in the image: %v", p.Name, err)
 	}
 	mounts, err := os.ReadFile(fmt.Sprintf("/proc/%d/mounts", pid))
 	if err != nil {
