@@ -22,6 +22,8 @@ done
 
 exec {lock}>"$NODE_LOCK"
 flock -n "$lock" || { node_log "another node is up on this machine (lock $NODE_LOCK held); hack/node/down.sh stops it"; exit 1; }
+# Until the node's own teardown is armed below, a refusal leaves nothing behind.
+trap 'rm -f "$NODE_LOCK"' EXIT
 # Leftovers of a node that was killed without down.sh: clean first (we hold the lock, so no
 # other node runs).
 if [[ -e $NODE_DIR ]]; then

@@ -171,6 +171,16 @@ service_port = 80
 	if ok.Load() == 0 {
 		t.Error("no request answered during the rolling restart")
 	}
+	// The WebSocket opened before the restart went to an old pod: now gone, the connection
+	// must be closed (not left hanging), after the drain delay and shutdown timeout.
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := ws.ReadMessage(); err == nil {
+		t.Error("WebSocket through a deleted agimo pod still delivers messages")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("WebSocket through a deleted agimo pod left open: %v", err)
+	} else {
+		t.Logf("WebSocket through the old pod ended with: %v", err)
+	}
 	// A new WebSocket goes to the new pods.
 	ws2 := dialWS(t, ip, warm)
 	defer ws2.Close()
