@@ -84,14 +84,22 @@ func TestWakeIdleAfterUpgrade(t *testing.T) {
 		before[p.Name] = true
 	}
 	install(t, rel, rel, true, configValues(t, serviceConfig(host, ns, "wake = true\nidle_after = '6s'")))
-	waitFor(t, 60*time.Second, "old agimo pods gone after the upgrade", func() (bool, error) {
-		pods := agimoPods(t, rel, rel)
-		for _, p := range pods {
+	// Gone, not just terminating: a draining pod still serves what kube-proxy sends it
+	// until its rules catch up (and the kubelet has updated its config volume, so it
+	// would wake too), and its metrics go with it.
+	waitFor(t, 90*time.Second, "old agimo pods gone after the upgrade", func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		pods, err := env.client.CoreV1().Pods(rel).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range pods.Items {
 			if before[p.Name] {
 				return false, nil
 			}
 		}
-		return len(pods) == 2, nil
+		return len(agimoPods(t, rel, rel)) == 2, nil
 	})
 	ip := clusterIP(t, rel, rel)
 	waitRouted(t, ip)
