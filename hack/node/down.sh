@@ -99,7 +99,8 @@ for p in "${HOST_PATHS[@]}"; do rm -rf "$p"; done
 if [[ ${AGIMO_NODE_KEEP:-} == 1 ]]; then
   rm -rf "$NODE_DIR/containerd/root" "$NODE_DIR/containerd/state" "$NODE_DIR/kubelet/root" "$NODE_DIR/cni/ipam"
   stop_pid lock-holder 1
-  mv "$NODE_DIR" "$NODE_DIR.last" 2>/dev/null || { rm -rf "$NODE_DIR.last"; mv "$NODE_DIR" "$NODE_DIR.last"; }
+  rm -rf "$NODE_DIR.last" # the previous failure's (mv would nest into it)
+  mv "$NODE_DIR" "$NODE_DIR.last"
   node_log "logs kept in $NODE_DIR.last/logs"
 else
   stop_pid lock-holder 1
