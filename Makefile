@@ -3,16 +3,17 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: build test test-unit e2e chart-check fuzz demo bench bench-smoke
+.PHONY: build test test-unit e2e e2e-node chart-check fuzz demo bench bench-smoke
 
 build:
 	$(GO) build -o bin/agimo .
 
 # README's test command: unit and integration tests with the race detector (each fuzz
 # target's committed seed corpus runs as an ordinary test), the end-to-end suite against a real
-# kube-apiserver, the Helm chart checks and a smoke run of the bench suite. Time-boxed fuzzing
+# kube-apiserver, the same on a real node (helm install, real pods), the Helm chart checks
+# and a smoke run of the bench suite. Time-boxed fuzzing
 # is `make fuzz`: it can end early on a loaded machine, so it is not part of what must pass.
-test: test-unit e2e chart-check bench-smoke
+test: test-unit e2e e2e-node chart-check bench-smoke
 
 test-unit:
 	$(GO) vet ./...
@@ -25,6 +26,10 @@ fuzz:
 
 e2e:
 	hack/e2e.sh
+
+# A real one-node Kubernetes (hack/node): helm install charts/agimo, real pods from zero.
+e2e-node:
+	hack/node-e2e.sh
 
 chart-check:
 	hack/chart-check.sh

@@ -1,150 +1,127 @@
 #!/usr/bin/env bash
-# Agimo in two minutes (after a one-time build): a real kube-apiserver on loopback, a
-# Deployment at zero replicas, a request that parks, the Deployment scaled up, the request
-# released, a WebSocket through Agimo, and the metrics KEDA would scale on. Cleans up
-# everything it started, also on failure or Ctrl-C.
+# Agimo in a few minutes (after a one-time build), on a real one-node Kubernetes (hack/node):
+# `helm install charts/agimo` with the image built from this tree, a Deployment at zero
+# replicas, a request that parks in Agimo, Agimo waking the Deployment (`wake = true`), a real
+# pod starting, the real endpoint controller publishing it and the request released; then a
+# WebSocket through Agimo and the metrics KEDA would scale on. Tears the node down and leaves
+# the machine as it was, also on failure or Ctrl-C.
 #
-# Usage: hack/demo.sh   (or `make demo`; root: the "pod" runs in a network namespace)
-# The first run builds etcd, kube-apiserver, kube-controller-manager from the Go module
-# proxy (~10-15 min on 2 cores), cached in ${AGIMO_CACHE:-~/.cache/agimo} afterwards.
+# Usage: hack/demo.sh   (or `make demo`; root: it runs a kubelet and containerd)
+# The first run builds the control plane and the node from the Go module proxy (see README:
+# ~20-25 min on 2 cores), cached in ${AGIMO_CACHE:-~/.cache/agimo} afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export AGIMO_CP_DIR=${AGIMO_CP_DIR:-/tmp/agimo-demo-cp}
-source hack/controlplane/common.sh
+source hack/node/common.sh
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-[[ $EUID == 0 ]] || { echo "hack/demo.sh needs root (it creates a network namespace)" >&2; exit 1; }
+[[ $EUID == 0 ]] || { echo "hack/demo.sh needs root (it runs a kubelet and containerd)" >&2; exit 1; }
 
-POD_N=200 # netns number of the demo's one pod (the e2e suite counts up from 1)
 HOST=hello.demo.local
 TMP=$(mktemp -d)
-AGIMO_PID=
 cleanup() {
-  say "cleaning up"
-  if [[ -n $AGIMO_PID ]] && kill -0 "$AGIMO_PID" 2>/dev/null; then
-    kill -TERM "$AGIMO_PID"
-    wait "$AGIMO_PID" 2>/dev/null || true
-  fi
-  hack/netns.sh del "$POD_N" || true
-  hack/controlplane/down.sh || true
+  say "tearing the node down"
+  hack/node/down.sh || true
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 
-say "building the control plane (first run only: ~10-15 min, then cached; progress below)"
-hack/controlplane/build.sh etcd kube-apiserver kube-controller-manager >/dev/null
+say "building the control plane and the node (first run only, then cached; progress below)"
+hack/controlplane/build.sh etcd kube-apiserver kube-controller-manager helm >/dev/null
+hack/node/build.sh >/dev/null
+HELM=$(hack/controlplane/build.sh helm | sed -n 's/^helm=//p')
 find_kubectl
 k() { "$KUBECTL" "$@"; }
+go build -tags e2e -o "$TMP/upstream" ./test/e2e/upstream # its WebSocket client, below
 
-say "building agimo and the demo upstream"
-go build -o "$TMP/agimo" .
-go build -tags e2e -o "$TMP/upstream" ./test/e2e/upstream
+say "starting a one-node Kubernetes: control plane, containerd, kubelet, kube-proxy, CoreDNS"
+eval "$(hack/node/up.sh)"
+k get nodes -o wide
 
-say "starting etcd, kube-apiserver and kube-controller-manager on 127.0.0.1"
-eval "$(hack/controlplane/up.sh)"
-k get --raw /version | grep gitVersion
-
-say "creating Deployment demo/hello at 0 replicas, and its Service (port 80 -> 8080)"
+say "creating Deployment demo/hello at 0 replicas (image agimo.local/upstream:dev), and its Service"
 k create namespace demo
-k -n demo create deployment hello --image=demo/hello:never-pulled --replicas=0 --port=8080
 k -n demo apply -f - <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      containers:
+      - name: hello
+        image: agimo.local/upstream:dev
+        imagePullPolicy: Never
+        args: ["-listen", ":8080", "-name", "\$(POD_NAME)"]
+        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
+---
 apiVersion: v1
 kind: Service
 metadata: {name: hello}
 spec:
   selector: {app: hello}
-  ports: [{name: http, port: 80, targetPort: 8080}]
+  ports: [{name: http, port: 80, targetPort: http}]
 EOF
 
-say "starting the pod's process in network namespace agimo-pod-$POD_N (no kubelet here)"
-POD_IP=$(hack/netns.sh add "$POD_N")
-hack/netns.sh exec "$POD_N" "$TMP/upstream" -listen "$POD_IP:8080" -name hello-pod >"$TMP/upstream.log" 2>&1 &
-echo "pod IP $POD_IP (a veth pair; the range exists only on this machine)"
-
-PORT=$(free_port)
-METRICS=$(free_port "$PORT")
-cat >"$TMP/config.toml" <<EOF
-timeout = '60s'
-[[services]]
-host = '$HOST'
-type = 'deployment'
-namespace = 'demo'
-name = 'hello'
-service_name = 'hello'
-service_port = 80
+cat >"$TMP/values.yaml" <<EOF
+image: {repository: agimo.local/agimo, tag: dev, pullPolicy: Never}
+replicaCount: 1
+config: |
+  timeout = '60s'
+  [[services]]
+  host = '$HOST'
+  type = 'deployment'
+  namespace = 'demo'
+  name = 'hello'
+  service_name = 'hello'
+  service_port = 80
+  wake = true
 EOF
-say "running agimo: proxy 127.0.0.1:$PORT, metrics 127.0.0.1:$METRICS"
-cat "$TMP/config.toml"
-"$TMP/agimo" --conf "$TMP/config.toml" --kubeconfig "$KUBECONFIG" --address 127.0.0.1 \
-  --port "$PORT" --prometheus-exporter-port "$METRICS" --log-format console \
-  --drain-delay 0s >"$TMP/agimo.log" 2>&1 &
-AGIMO_PID=$!
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$METRICS/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-metric() { curl -fsS "http://127.0.0.1:$METRICS/metrics" | awk -v s="$1{host=\"$HOST\"}" '$1 == s {print $2}'; }
+say "helm install agimo charts/agimo (image built from this tree, imported into containerd)"
+cat "$TMP/values.yaml"
+"$HELM" install agimo charts/agimo -n agimo --create-namespace -f "$TMP/values.yaml" --wait --timeout 120s >/dev/null
+k -n agimo get pods -o wide
+IP=$(k -n agimo get svc agimo -o jsonpath='{.spec.clusterIP}')
+POD_IP=$(k -n agimo get pods -l app.kubernetes.io/instance=agimo -o jsonpath='{.items[0].status.podIP}')
+# kube-proxy programs the new Service a moment after the pod is Ready.
+for _ in $(seq 100); do curl -fsS -m 1 "http://$IP:9090/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+metrics() { curl -fsS "http://$POD_IP:9090/metrics"; }
 
-say "curl -H 'Host: $HOST' http://127.0.0.1:$PORT/  (hello has 0 replicas: the request parks)"
-(
-  curl -sS -m 60 -H "Host: $HOST" "http://127.0.0.1:$PORT/" >"$TMP/response" 2>&1 || true
-  now_ms >"$TMP/done"
-) &
-CURL_PID=$!
-for _ in $(seq 100); do [[ $(metric agimo_parked_requests) == 1 ]] && break; sleep 0.1; done
-echo "agimo_parked_requests{host=\"$HOST\"} $(metric agimo_parked_requests)"
-sleep 1
-
-say "scaling hello to 1 replica (what KEDA would do)"
-k -n demo scale deployment hello --replicas=1
-for _ in $(seq 100); do
-  POD=$(k -n demo get pods -l app=hello -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
-  [[ -n $POD ]] && break
-  sleep 0.2
-done
-echo "kube-controller-manager created Pod $POD (Pending: no scheduler or kubelet here)"
-
-say "playing kubelet: the pod is ready, publish its EndpointSlice"
+say "curl -H 'Host: $HOST' http://$IP/  (agimo's ClusterIP; hello has 0 replicas: the request parks and wakes it)"
 start=$(now_ms)
-k apply -f - <<EOF
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: hello-demo
-  namespace: demo
-  labels:
-    kubernetes.io/service-name: hello
-    endpointslice.kubernetes.io/managed-by: demo.agimo.local
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- addresses: ["$POD_IP"]
-  conditions: {ready: true, serving: true, terminating: false}
-  targetRef: {kind: Pod, namespace: demo, name: $POD}
-EOF
-wait "$CURL_PID"
-say "the parked request was released"
+curl -sS -m 60 -H "Host: $HOST" "http://$IP/" >"$TMP/response" 2>&1 || true
+end=$(now_ms)
 cat "$TMP/response"
-grep -q '^pod=hello-pod ' "$TMP/response" || { echo "unexpected response" >&2; exit 1; }
-echo "released $(($(cat "$TMP/done") - start)) ms after the EndpointSlice was written (kubectl apply included)"
+grep -q '^pod=hello-' "$TMP/response" || { echo "unexpected response" >&2; exit 1; }
+echo "answered $((end - start)) ms after it was sent: scale-up by agimo, pod started by the kubelet, published by the endpoint controller"
+
+say "what happened in the cluster"
+k -n demo get deployment hello
+k -n demo get pods -o wide
+k -n demo get endpointslices -o wide
+k -n demo get events --sort-by=.lastTimestamp -o custom-columns=TIME:.lastTimestamp,OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message | tail -n 12
 
 say "a WebSocket through agimo to the woken service"
 status=0
-"$TMP/upstream" -dial "127.0.0.1:$PORT" -host "$HOST" -send "hello over websocket" -send "and again" ||
+"$TMP/upstream" -dial "$IP:80" -host "$HOST" -send "hello over websocket" -send "and again" ||
   { echo "WebSocket FAILED: see agimo's log below"; status=1; }
 
-say "the metrics KEDA scales on (http://127.0.0.1:$METRICS/metrics)"
-curl -fsS "http://127.0.0.1:$METRICS/metrics" |
-  grep -E "^agimo_(requests_total|active_requests|parked_requests|park_duration_seconds_(sum|count))\{host=\"$HOST\"" || true
+say "the metrics KEDA scales on, and the cold start's phases (http://$POD_IP:9090/metrics)"
+metrics | grep -E "^agimo_(requests_total|active_requests|wakeups_total|park_duration_seconds_(sum|count))\{host=\"$HOST\"" || true
+metrics | grep -E "^agimo_cold_start_seconds_(sum|count)\{host=\"$HOST\"" || true
 cat <<EOF
 
 KEDA's ScaledObject (charts/agimo, keda.enabled=true) queries Prometheus with:
   sum by (host) ((rate(agimo_requests_total{host="$HOST"}[1m])) + (agimo_active_requests{host="$HOST"}))
-so one parked request is enough to wake a workload at zero.
+so one parked request is enough to wake a workload at zero; with wake = true, as here, Agimo
+does it itself (and idle_after would scale it back to zero).
 EOF
 
 say "agimo's log"
-cat "$TMP/agimo.log"
+k -n agimo logs deploy/agimo
 exit "$status"

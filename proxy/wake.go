@@ -59,14 +59,19 @@ func (p *Proxy) beginCold(r *route) {
 			}
 		}()
 		w := workloadOf(r.svc)
+		// The wake is activity: record it before scaling up. Another replica,
+		// which saw none of the parked requests, would otherwise find the Lease
+		// as old as the time spent at zero and scale the woken workload back
+		// down before this replica's next idle check records them (issue 15).
+		// Its scale-down reads the scale, then the Lease: once it sees the
+		// replicas, it sees this activity too.
 		if r.svc.IdleAfter.Set {
-			// Activity first: another replica that saw no request would
-			// otherwise find the workload up, its recorded activity old,
-			// and scale it straight back to zero. A failure here is only
-			// logged: waking matters more.
-			if err := p.opts.Scaler.RecordActivity(ctx, w, time.Now(), r.svc.IdleAfter.Duration); err != nil {
-				p.log.Warn().Err(err).Str("host", r.host).Msg("record activity before wake-up failed")
+			// Bounded apart: a slow Lease write must leave the wake its time.
+			rctx, rcancel := context.WithTimeout(ctx, idleCallTimeout)
+			if err := p.opts.Scaler.RecordActivity(rctx, w, time.Now(), r.svc.IdleAfter.Duration); err != nil {
+				p.log.Warn().Err(err).Str("host", r.host).Msg("record activity before wake up failed")
 			}
+			rcancel()
 		}
 		scaled, err := p.opts.Scaler.WakeUp(ctx, w, int32(r.svc.MinReplicas))
 		switch {

@@ -113,7 +113,8 @@ start_apiserver() {
   # shellcheck source=/dev/null
   source "$CP_DIR/env"
   start_bg kube-apiserver "$KUBE_APISERVER_BIN" "${args[@]}"
-  cp_log "waiting for kube-apiserver /readyz on 127.0.0.1:$APISERVER_PORT"
-  wait_ready kube-apiserver "https://127.0.0.1:$APISERVER_PORT/readyz" \
+  # APISERVER_HOST: 127.0.0.1, or the node's address (up.sh with AGIMO_CP_NODE=1).
+  cp_log "waiting for kube-apiserver /readyz on ${APISERVER_HOST:-127.0.0.1}:$APISERVER_PORT"
+  wait_ready kube-apiserver "https://${APISERVER_HOST:-127.0.0.1}:$APISERVER_PORT/readyz" \
     --cacert "$CP_DIR/pki/ca.crt" --cert "$CP_DIR/pki/admin.crt" --key "$CP_DIR/pki/admin.key"
 }

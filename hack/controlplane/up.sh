@@ -8,6 +8,10 @@
 #
 # State (certs, data, logs, PIDs, kubeconfig) lives in ${AGIMO_CP_DIR:-/tmp/agimo-cp}.
 # Stop with hack/controlplane/down.sh. Set AGIMO_CP_NO_KCM=1 to skip kube-controller-manager.
+# AGIMO_CP_NODE=1: for a real node (hack/node/up.sh): kube-apiserver binds and advertises the
+# node's address $AGIMO_NODE_IP instead of 127.0.0.1, so pods reach it through the
+# "kubernetes" Service, and certificates + kubeconfigs are issued for kubelet, kube-proxy and
+# kube-scheduler (and for kube-apiserver's own calls to the kubelet: logs, exec).
 # The only thing printed on stdout is `export KUBECONFIG=...`; progress goes to stderr.
 set -euo pipefail
 # shellcheck source=hack/controlplane/common.sh
@@ -17,6 +21,12 @@ source "$(dirname "$0")/common.sh"
 # nothing on this machine. 10.213.N.0/24 (N>=1) is left for hack/netns.sh's pods.
 SERVICE_CIDR=${AGIMO_SERVICE_CIDR:-10.213.0.0/24}
 SERVICE_IP=${SERVICE_CIDR%.*}.1 # the "kubernetes" Service's ClusterIP, in the serving cert
+NODE=${AGIMO_CP_NODE:-}
+API_HOST=127.0.0.1
+if [[ $NODE == 1 ]]; then
+  API_HOST=${AGIMO_NODE_IP:?AGIMO_CP_NODE=1 needs AGIMO_NODE_IP}
+  NODE_NAME=${AGIMO_NODE_NAME:?AGIMO_CP_NODE=1 needs AGIMO_NODE_NAME}
+fi
 
 if [[ -f $CP_DIR/pids/kube-apiserver.pid ]] && pid_alive kube-apiserver; then
   cp_log "already running in $CP_DIR (run down.sh first to restart)"
@@ -55,6 +65,7 @@ ETCD_PORT=$ETCD_PORT
 APISERVER_PORT=$APISERVER_PORT
 KUBE_APISERVER_BIN=$KUBE_APISERVER_BIN
 SERVICE_CIDR=$SERVICE_CIDR
+APISERVER_HOST=$API_HOST
 EOF
 
 # --- certificates -------------------------------------------------------------------
@@ -76,13 +87,23 @@ issue() {
 }
 issue apiserver "/CN=kube-apiserver" "$(printf '%s\n' \
   'keyUsage=critical,digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' \
-  "subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")"
+  "subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,IP:$API_HOST,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")"
 # system:masters: the admin used by tests and kubectl (bypasses RBAC, as in kubeadm).
 issue admin "/O=system:masters/CN=agimo-admin" \
   "$(printf '%s\n' 'keyUsage=critical,digitalSignature' 'extendedKeyUsage=clientAuth')"
 # The user name RBAC's bootstrap policy grants kube-controller-manager's permissions to.
 issue kcm "/CN=system:kube-controller-manager" \
   "$(printf '%s\n' 'keyUsage=critical,digitalSignature' 'extendedKeyUsage=clientAuth')"
+if [[ $NODE == 1 ]]; then
+  # kubelet: the Node authorizer's identity; kube-proxy, kube-scheduler: the users RBAC's
+  # bootstrap policy binds; apiserver-kubelet-client: kube-apiserver -> kubelet (logs, exec),
+  # which the kubelet's webhook authorizer accepts as system:masters.
+  clientext="$(printf '%s\n' 'keyUsage=critical,digitalSignature' 'extendedKeyUsage=clientAuth')"
+  issue kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$clientext"
+  issue kube-proxy "/CN=system:kube-proxy" "$clientext"
+  issue scheduler "/CN=system:kube-scheduler" "$clientext"
+  issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$clientext"
+fi
 # Service-account tokens are signed with this key (TokenRequest, `kubectl create token`).
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
 openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -95,7 +116,7 @@ kind: Config
 clusters:
 - name: agimo-local
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$API_HOST:$APISERVER_PORT
     certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
 users:
 - name: $2
@@ -111,6 +132,9 @@ EOF
 }
 write_kubeconfig "$CP_DIR/kubeconfig" admin
 write_kubeconfig "$CP_DIR/kcm.kubeconfig" kcm
+if [[ $NODE == 1 ]]; then
+  for u in kubelet kube-proxy scheduler; do write_kubeconfig "$CP_DIR/$u.kubeconfig" "$u"; done
+fi
 
 # --- etcd ---------------------------------------------------------------------------
 # Plain HTTP on loopback: nothing but our kube-apiserver can reach it. --unsafe-no-fsync
@@ -136,11 +160,21 @@ wait_ready_etcd
 # --- kube-apiserver -----------------------------------------------------------------
 # Arguments are saved so restart-apiserver.sh can start an identical server (same port).
 # --endpoint-reconciler-type=none: the reconciler would publish 127.0.0.1 as the
-# "kubernetes" Service's endpoint, which the API server itself rejects (loopback).
+# "kubernetes" Service's endpoint, which the API server itself rejects (loopback). With a
+# node, the address is the node's and the reconciler publishes it: pods need it.
+if [[ $NODE == 1 ]]; then
+  node_args="--endpoint-reconciler-type=lease
+--kubelet-client-certificate=$PKI/apiserver-kubelet-client.crt
+--kubelet-client-key=$PKI/apiserver-kubelet-client.key
+--kubelet-preferred-address-types=InternalIP"
+else
+  node_args="--endpoint-reconciler-type=none"
+fi
 cat >"$CP_DIR/apiserver.args" <<EOF
 --etcd-servers=http://127.0.0.1:$ETCD_PORT
---bind-address=127.0.0.1
---advertise-address=127.0.0.1
+--bind-address=$API_HOST
+--advertise-address=$API_HOST
+$node_args
 --secure-port=$APISERVER_PORT
 --cert-dir=$PKI
 --tls-cert-file=$PKI/apiserver.crt
@@ -151,13 +185,12 @@ cat >"$CP_DIR/apiserver.args" <<EOF
 --service-account-signing-key-file=$PKI/sa.key
 --service-cluster-ip-range=$SERVICE_CIDR
 --authorization-mode=Node,RBAC
---endpoint-reconciler-type=none
 --allow-privileged=true
 --profiling=false
 --enable-priority-and-fairness=false
 --v=1
 EOF
-cp_log "starting kube-apiserver on 127.0.0.1:$APISERVER_PORT"
+cp_log "starting kube-apiserver on $API_HOST:$APISERVER_PORT"
 start_apiserver
 
 # --- kube-controller-manager --------------------------------------------------------
