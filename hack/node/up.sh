@@ -13,12 +13,20 @@ cd "$(dirname "$0")/../.."
 source hack/node/common.sh
 
 [[ $EUID == 0 ]] || { node_log "must run as root"; exit 1; }
+# The node's packages, installed from Debian's archive when missing, so that `make demo` works
+# on a fresh machine as README promises (the postinst scripts start no service without init).
+node_pkgs=(containerd runc iptables conntrack nftables iproute2 openssl curl util-linux ca-certificates)
+missing=()
 for tool in containerd runc ctr iptables ip6tables nft conntrack ip ss openssl curl flock setsid; do
-  command -v "$tool" >/dev/null || {
-    node_log "missing $tool (Debian: apt-get install containerd runc iptables conntrack nftables iproute2 openssl curl util-linux)"
-    exit 1
-  }
+  command -v "$tool" >/dev/null || missing+=("$tool")
 done
+[[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=("the CA bundle") # for the images (hack/image.sh)
+if ((${#missing[@]})); then
+  command -v apt-get >/dev/null || { node_log "missing ${missing[*]} (packages: ${node_pkgs[*]})"; exit 1; }
+  node_log "missing ${missing[*]}: installing Debian's ${node_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${node_pkgs[@]}" >/dev/null
+fi
 
 exec {lock}>"$NODE_LOCK"
 flock -n "$lock" || { node_log "another node is up on this machine (lock $NODE_LOCK held); hack/node/down.sh stops it"; exit 1; }
