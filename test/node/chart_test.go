@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +31,9 @@ func TestHelmDefaultValues(t *testing.T) {
 	}
 	for _, p := range pods {
 		checkPod(t, p)
+		if got, want := gomaxprocs(t, p), float64(runtime.NumCPU()); got != want {
+			t.Errorf("go_gomaxprocs of %s = %v without a CPU limit; want %v (every CPU)", p.Name, got, want)
+		}
 	}
 	ip := clusterIP(t, "agimo", "agimo")
 	waitRouted(t, ip)
@@ -268,4 +273,41 @@ func logPhases(t *testing.T, how string, phases map[string][2]float64) {
 		}
 	}
 	t.Logf("cold-start phases on the real node (%s; agimo_cold_start_seconds_sum/_count):%s", how, b.String())
+}
+
+// TestGOMAXPROCSFollowsCPULimit: with a CPU limit, the chart sets GOMAXPROCS to it (rounded
+// up), which Go's runtime alone would not go below 2; without one, Go's default (every CPU of
+// the node) stands, as TestHelmDefaultValues's pods show.
+func TestGOMAXPROCSFollowsCPULimit(t *testing.T) {
+	install(t, "agimo-cpu", "agimo-cpu", false,
+		valuesFile(t, "replicaCount: 1\nresources:\n  requests: {cpu: 50m, memory: 64Mi}\n  limits: {cpu: 500m, memory: 256Mi}\n"))
+	pods := agimoPods(t, "agimo-cpu", "agimo-cpu")
+	if len(pods) != 1 {
+		t.Fatalf("got %d agimo pods; want 1", len(pods))
+	}
+	if got := gomaxprocs(t, pods[0]); got != 1 {
+		t.Errorf("go_gomaxprocs of %s = %v with a 500m CPU limit; want 1", pods[0].Name, got)
+	}
+}
+
+// gomaxprocs reads go_gomaxprocs from p's metrics listener.
+func gomaxprocs(t *testing.T, p corev1.Pod) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	code, body, err := get(ctx, p.Status.PodIP+":9090", "", "/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("metrics of %s: %d %v", p.Name, code, err)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, "go_gomaxprocs "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no go_gomaxprocs in the metrics of %s", p.Name)
+	return 0
 }
