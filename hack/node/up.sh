@@ -55,7 +55,7 @@ built=$(hack/node/build.sh; hack/controlplane/build.sh etcd kube-apiserver kube-
 while IFS='=' read -r name path; do declare "BIN_${name//-/_}=$path"; done <<<"$built"
 find_kubectl
 echo "KUBECTL=$KUBECTL" >"$NODE_DIR/env"
-[[ -f $NODE_DIR/images/agimo.tar ]] || hack/node/images.sh "$BIN_coredns"
+[[ -f $NODE_DIR/images/agimo.tar && -f $NODE_DIR/images/grpcapp.tar ]] || hack/node/images.sh "$BIN_coredns"
 [[ -f $NODE_DIR/images/coredns.tar ]] || hack/node/images.sh "$BIN_coredns"
 node_log "binaries and images ready (+$((SECONDS - start))s)"
 

@@ -27,6 +27,21 @@ var listAll = metav1.ListOptions{}
 // (port 80 -> 8080). The namespace is deleted when the test ends.
 func app(t *testing.T, ns, name string) {
 	t.Helper()
+	deployApp(t, ns, name, upstreamImage, "{httpGet: {path: /healthz, port: http}, periodSeconds: 1}", "")
+}
+
+// grpcApp is app with the gRPC test app (test/grpcapp), ready by Kubernetes' gRPC probe,
+// its Service port marked h2c (appProtocol kubernetes.io/h2c).
+func grpcApp(t *testing.T, ns, name string) {
+	t.Helper()
+	deployApp(t, ns, name, grpcImage, "{grpc: {port: 8080}, periodSeconds: 1}", "kubernetes.io/h2c")
+}
+
+func deployApp(t *testing.T, ns, name, image, probe, appProtocol string) {
+	t.Helper()
+	if appProtocol != "" {
+		appProtocol = ", appProtocol: " + appProtocol
+	}
 	manifest := fmt.Sprintf(`apiVersion: v1
 kind: Namespace
 metadata: {name: %[1]s}
@@ -48,7 +63,7 @@ spec:
         args: ["-listen", ":8080", "-name", "$(POD_NAME)"]
         env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
         ports: [{name: http, containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
+        readinessProbe: %[4]s
         resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {memory: 64Mi}}
 ---
 apiVersion: v1
@@ -56,8 +71,8 @@ kind: Service
 metadata: {name: %[3]s, namespace: %[1]s}
 spec:
   selector: {app: %[3]s}
-  ports: [{name: http, port: 80, targetPort: http}]
-`, ns, upstreamImage, name)
+  ports: [{name: http, port: 80, targetPort: http%[5]s}]
+`, ns, image, name, probe, appProtocol)
 	f := filepath.Join(t.TempDir(), "app.yaml")
 	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)

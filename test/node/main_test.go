@@ -40,6 +40,7 @@ const (
 	agimoImage    = "agimo.local/agimo"
 	agimoTag      = "dev"
 	upstreamImage = "agimo.local/upstream:dev"
+	grpcImage     = "agimo.local/grpcapp:dev"
 )
 
 func TestMain(m *testing.M) { os.Exit(mainNode(m)) }
