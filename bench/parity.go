@@ -52,19 +52,11 @@ func echoHeaders(ctx *fasthttp.RequestCtx) {
 // forwardedHeaders sends parityRequest through the proxy at addr and
 // returns the header fields the upstream received.
 func forwardedHeaders(addr string) ([]string, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, _, resp, err := sendRaw(addr, parityRequest)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, parityRequest); err != nil {
-		return nil, err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return nil, err
-	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -74,6 +66,25 @@ func forwardedHeaders(addr string) ([]string, error) {
 		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, b)
 	}
 	return strings.Split(string(b), "\n"), nil
+}
+
+// sendRaw writes req as it is to a new connection to addr and reads the
+// response head; the caller closes the connection.
+func sendRaw(addr, req string) (net.Conn, *bufio.Reader, *http.Response, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err = io.WriteString(c, req); err == nil {
+		var resp *http.Response
+		if resp, err = http.ReadResponse(br, nil); err == nil {
+			return c, br, resp, nil
+		}
+	}
+	c.Close()
+	return nil, nil, nil, err
 }
 
 // checkParity fails unless Agimo and nginx forward the same header fields.

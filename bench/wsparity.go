@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -60,20 +57,11 @@ func wsHeaders(w http.ResponseWriter, r *http.Request) {
 // upgradeHeaders sends wsParityRequest through the proxy at addr and
 // returns the header fields the upstream received.
 func upgradeHeaders(addr string) ([]string, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, br, resp, err := sendRaw(addr, wsParityRequest)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, wsParityRequest); err != nil {
-		return nil, err
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return nil, err
-	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		return nil, fmt.Errorf("handshake answered %s", resp.Status)
 	}
