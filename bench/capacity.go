@@ -232,6 +232,19 @@ func (e *env) tunnelsOnce(ctx context.Context, t string, n int, hp *heapProfile)
 		addr, pids = ng.addr, ng.pids
 	}
 	measure := func(after bool) error {
+		fds := 0
+		for _, pid := range pids() {
+			n, err := fdCount(pid)
+			if err != nil {
+				return err
+			}
+			fds += n
+		}
+		if after {
+			r.FDsAfter = fds
+		} else {
+			r.FDsBefore = fds
+		}
 		if a != nil {
 			return e.agimoMemory(a, &r, after)
 		}

@@ -31,6 +31,8 @@ const (
 	// Release of 10,000 parked requests, × the same burst sent straight
 	// to the upstream.
 	goalReleaseVsBurst = 1.5
+	// Open descriptors per idle WebSocket tunnel (nginx: 2).
+	goalTunnelFDs = 3
 	// Per parked request when the clients arrive all at once, at 10,000.
 	goalParkedAtOnceKiB = 6
 	// CPU per request with 10,000 configured services (the largest count
@@ -150,6 +152,9 @@ func goalsTable(res *Results, reps int) *report.Table {
 		case "tunnel-capacity":
 			t.Add(fmt.Sprintf("≤ %d KiB per idle tunnel", goalTunnelKiB), "–", report.Num(float64(g.N))+" tunnels",
 				per.Format(kib), met(per, func(x float64) bool { return x <= goalTunnelKiB }))
+			fds := report.Of(g.fig((*CapacityRun).FDsPerItem))
+			t.Add(fmt.Sprintf("≤ %d descriptors per idle tunnel", goalTunnelFDs), "–", report.Num(float64(g.N))+" tunnels",
+				fds.Format(report.Num), met(fds, func(x float64) bool { return x <= goalTunnelFDs }))
 		}
 	}
 	return t

@@ -196,6 +196,15 @@ func rssBytes(pid int) (int64, error) {
 	return 0, errors.New("rss: no VmRSS line")
 }
 
+// fdCount is the number of descriptors pid has open.
+func fdCount(pid int) (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, fmt.Errorf("fds: %w", err)
+	}
+	return len(ents), nil
+}
+
 // childPIDs lists the processes whose parent is pid (nginx's workers).
 func childPIDs(pid int) []int {
 	parent := strconv.Itoa(pid)

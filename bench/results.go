@@ -121,6 +121,10 @@ type CapacityRun struct {
 	// RSS of the target's processes, idle and loaded.
 	RSSBefore int64 `json:"rss_before_bytes"`
 	RSSAfter  int64 `json:"rss_after_bytes"`
+	// Open descriptors of the target's processes, idle and loaded
+	// (tunnel-capacity).
+	FDsBefore int `json:"fds_before,omitempty"`
+	FDsAfter  int `json:"fds_after,omitempty"`
 	// Agimo only (from its /metrics).
 	GoroutinesBefore float64 `json:"goroutines_before,omitempty"`
 	GoroutinesAfter  float64 `json:"goroutines_after,omitempty"`
@@ -129,6 +133,14 @@ type CapacityRun struct {
 	StackBefore      float64 `json:"stack_inuse_before_bytes,omitempty"`
 	StackAfter       float64 `json:"stack_inuse_after_bytes,omitempty"`
 	Error            string  `json:"error,omitempty"`
+}
+
+// FDsPerItem is the growth in open descriptors per tunnel.
+func (c *CapacityRun) FDsPerItem() float64 {
+	if c.Opened == 0 {
+		return 0
+	}
+	return float64(c.FDsAfter-c.FDsBefore) / float64(c.Opened)
 }
 
 // PerItem is the RSS growth per parked request or tunnel.

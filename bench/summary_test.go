@@ -52,7 +52,7 @@ func fakeResults() *Results {
 	res.Capacity = []CapacityRun{
 		{Scenario: "parked-capacity", Target: tAgimo, N: 1000, Opened: 1000, RSSBefore: 10 << 20, RSSAfter: 10<<20 + 1000*6*1024,
 			GoroutinesBefore: 10, GoroutinesAfter: 2010},
-		{Scenario: "tunnel-capacity", Target: tAgimo, N: 1000, Opened: 1000, RSSBefore: 0, RSSAfter: 1000 * 40 * 1024},
+		{Scenario: "tunnel-capacity", Target: tAgimo, N: 1000, Opened: 1000, RSSBefore: 0, RSSAfter: 1000 * 40 * 1024, FDsBefore: 10, FDsAfter: 10 + 1000*2},
 	}
 	return res
 }
@@ -106,6 +106,7 @@ func TestGoalsTable(t *testing.T) {
 		"| ≤ 8 KiB per parked request",
 		"6 KiB | yes",
 		"40 KiB | **no**",
+		"| ≤ 3 descriptors per idle tunnel | – | 1,000 tunnels | 2 | yes",
 	} {
 		if !strings.Contains(md, squeeze(want)) {
 			t.Errorf("goals table lacks %q:\n%s", want, md)
