@@ -92,18 +92,8 @@ func TestWakeIdleAfterUpgrade(t *testing.T) {
 	// Gone, not just terminating: a draining pod still serves what kube-proxy sends it
 	// until its rules catch up (and the kubelet has updated its config volume, so it
 	// would wake too), and its metrics go with it.
-	waitFor(t, 90*time.Second, "old agimo pods gone after the upgrade", func() (bool, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		pods, err := env.client.CoreV1().Pods(rel).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err
-		}
-		for _, p := range pods.Items {
-			if before[p.Name] {
-				return false, nil
-			}
-		}
+	waitPodsGone(t, rel, before, "old agimo pods gone after the upgrade")
+	waitFor(t, 90*time.Second, "two agimo pods after the upgrade", func() (bool, error) {
 		return len(agimoPods(t, rel, rel)) == 2, nil
 	})
 	ip := clusterIP(t, rel, rel)

@@ -295,3 +295,23 @@ func replicas(ns, name string) (*appsv1.Deployment, error) {
 	defer cancel()
 	return env.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 }
+
+// waitPodsGone waits until none of the pods named in names is left in ns: gone, not just
+// terminating.
+func waitPodsGone(t *testing.T, ns string, names map[string]bool, what string) {
+	t.Helper()
+	waitFor(t, 90*time.Second, what, func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		pods, err := env.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range pods.Items {
+			if names[p.Name] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}

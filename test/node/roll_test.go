@@ -148,20 +148,7 @@ service_port = 80
 		}
 	}
 	kubectl(t, "rollout", "status", "-n", rel, "deployment/"+rel, "--timeout=120s")
-	waitFor(t, 90*time.Second, "old agimo pods gone", func() (bool, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		pods, err := env.client.CoreV1().Pods(rel).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err
-		}
-		for _, p := range pods.Items {
-			if old[p.Name] {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
+	waitPodsGone(t, rel, old, "old agimo pods gone")
 	close(stop)
 	wg.Wait()
 	t.Logf("rolling restart: %s until the old pods were gone; %d requests answered meanwhile", time.Since(start).Round(time.Second), ok.Load())
