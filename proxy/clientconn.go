@@ -80,15 +80,14 @@ type clientConn struct {
 	// between two successful writes, not for the whole response), for the
 	// response to a request of route sent (nil if none matched); the
 	// handler sets them for each request (setSend). wd is the deadline
-	// last set, refreshed when less than 7/8 of it is left, as idleConn
-	// does, to keep timer updates off most writes. sendErr fails every
+	// last set (idleDeadline, as idleConn's). sendErr fails every
 	// write after one timed out: part of its bytes may have gone, so the
 	// response cannot go on (fasthttp then closes the connection and the
 	// response body, which frees the upstream's).
 	sendTimeout time.Duration
 	sent        *route
 	log         *zerolog.Logger
-	wd          time.Time
+	wd          idleDeadline
 	sendErr     error
 }
 
@@ -159,9 +158,8 @@ func (c *clientConn) Write(b []byte) (int, error) {
 		return 0, c.sendErr
 	}
 	if c.sendTimeout > 0 {
-		if now := time.Now(); c.wd.Sub(now) < c.sendTimeout*7/8 {
-			c.wd = now.Add(c.sendTimeout)
-			if err := c.Conn.SetWriteDeadline(c.wd); err != nil {
+		if c.wd.due(c.sendTimeout) {
+			if err := c.Conn.SetWriteDeadline(c.wd.at); err != nil {
 				return 0, err
 			}
 		}
@@ -183,7 +181,7 @@ func (c *clientConn) Write(b []byte) (int, error) {
 // by timeout, and blames a timeout on route r (nil if none matched).
 func (c *clientConn) setSend(timeout time.Duration, r *route, log *zerolog.Logger) {
 	if timeout != c.sendTimeout {
-		c.sendTimeout, c.wd = timeout, time.Time{} // armed anew at the next write
+		c.sendTimeout, c.wd = timeout, idleDeadline{} // armed anew at the next write
 	}
 	c.sent, c.log = r, log
 }

@@ -167,9 +167,8 @@ type idleConn struct {
 	net.Conn
 	addr    string
 	timeout time.Duration
-	// rd, wd are the deadlines last set; refreshed when less than 7/8 of
-	// the timeout is left, to keep timer updates off most reads.
-	rd, wd time.Time
+	// rd, wd are the read and write deadlines last set.
+	rd, wd idleDeadline
 	// answered is set by a read and cleared by the next write: a write
 	// with it set starts a new request on a reused connection. fasthttp's
 	// HostClient writes a whole request before it reads (it neither
@@ -184,6 +183,23 @@ type idleConn struct {
 	// after that was cut short (clientconn.go). laddr carries it to the Response.
 	eof   atomic.Bool
 	laddr *upstreamAddr
+}
+
+// idleDeadline is a read or write deadline kept timeout ahead of the last
+// read or write: an idle timeout (upstream_timeout, client_body_timeout,
+// send_timeout). It is moved only when less than 7/8 of the timeout is
+// left, to keep timer updates off most reads and writes.
+type idleDeadline struct{ at time.Time }
+
+// due reports whether the deadline must move before the next read or
+// write, and if so moves at to timeout from now: set it on the socket.
+func (d *idleDeadline) due(timeout time.Duration) bool {
+	now := time.Now()
+	if d.at.Sub(now) >= timeout*7/8 {
+		return false
+	}
+	d.at = now.Add(timeout)
+	return true
 }
 
 // errRedial fails a request whose pooled connection was closed by the
@@ -246,19 +262,18 @@ func (c *idleConn) fresh() error {
 	_ = c.Conn.Close()
 	c.Conn = nc
 	c.setRaw()
-	if !c.rd.IsZero() {
-		_ = nc.SetReadDeadline(c.rd)
+	if !c.rd.at.IsZero() {
+		_ = nc.SetReadDeadline(c.rd.at)
 	}
-	if !c.wd.IsZero() {
-		_ = nc.SetWriteDeadline(c.wd)
+	if !c.wd.at.IsZero() {
+		_ = nc.SetWriteDeadline(c.wd.at)
 	}
 	return nil
 }
 
 func (c *idleConn) Read(b []byte) (int, error) {
-	if now := time.Now(); c.rd.Sub(now) < c.timeout*7/8 {
-		c.rd = now.Add(c.timeout)
-		if err := c.Conn.SetReadDeadline(c.rd); err != nil {
+	if c.rd.due(c.timeout) {
+		if err := c.Conn.SetReadDeadline(c.rd.at); err != nil {
 			return 0, err
 		}
 	}
@@ -286,9 +301,8 @@ func (c *idleConn) Write(b []byte) (int, error) {
 			return 0, err
 		}
 	}
-	if now := time.Now(); c.wd.Sub(now) < c.timeout*7/8 {
-		c.wd = now.Add(c.timeout)
-		if err := c.Conn.SetWriteDeadline(c.wd); err != nil {
+	if c.wd.due(c.timeout) {
+		if err := c.Conn.SetWriteDeadline(c.wd.at); err != nil {
 			return 0, err
 		}
 	}
@@ -301,7 +315,7 @@ func (c *idleConn) SetReadDeadline(t time.Time) error {
 	if t.IsZero() {
 		return nil
 	}
-	c.rd = t
+	c.rd.at = t
 	return c.Conn.SetReadDeadline(t)
 }
 
@@ -309,6 +323,6 @@ func (c *idleConn) SetWriteDeadline(t time.Time) error {
 	if t.IsZero() {
 		return nil
 	}
-	c.wd = t
+	c.wd.at = t
 	return c.Conn.SetWriteDeadline(t)
 }

@@ -153,14 +153,12 @@ type clientBody struct {
 	left int64
 	// client is the connection the body arrives on. Each read may wait
 	// timeout for it (nginx's client_body_timeout: between two reads, not
-	// for the whole body); rd is the deadline last set, refreshed when
-	// less than 7/8 of it is left, as idleConn does, to keep timer updates
-	// off most reads. Nothing else touches the connection's read deadline
+	// for the whole body); rd is the deadline last set. Nothing else touches the connection's read deadline
 	// while the body streams: fasthttp's HostClient reads it whole before
 	// the upstream's answer, and a request parks before its first read.
 	client  net.Conn
 	timeout time.Duration
-	rd      time.Time
+	rd      idleDeadline
 }
 
 type clientBodyError struct{ err error }
@@ -173,9 +171,8 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	if b.timeout > 0 {
-		if now := time.Now(); b.rd.Sub(now) < b.timeout*7/8 {
-			b.rd = now.Add(b.timeout)
-			if err := b.client.SetReadDeadline(b.rd); err != nil {
+		if b.rd.due(b.timeout) {
+			if err := b.client.SetReadDeadline(b.rd.at); err != nil {
 				b.err = clientBodyError{err}
 				return 0, b.err
 			}
