@@ -54,6 +54,14 @@ func TestChartRBACScaling(t *testing.T) {
 				args = append(args, "--set", "rbac.namespaces={"+appNS+"}")
 			}
 			installChartRBAC(t, agimoNS, release, args...)
+			// The API server's authorizer learns new Roles and bindings from its
+			// own informers, a moment after helm has created them: wait until
+			// the first granted permission shows before judging the table (a
+			// permission that is absent cannot be early).
+			deadline := time.Now().Add(10 * time.Second)
+			for !canI(t, agimoNS, release, appNS, "get", "deployments", "scale", "web") && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
 
 			for _, c := range []struct {
 				ns, verb, resource, sub, name string
