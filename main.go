@@ -32,6 +32,7 @@ import (
 
 	"github.com/agimo/agimo/conf"
 	"github.com/agimo/agimo/proxy"
+	"github.com/agimo/agimo/stats"
 	"github.com/agimo/agimo/watch"
 )
 
@@ -126,7 +127,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	set := metrics.NewSet()
 	var synced, draining atomic.Bool
 	admin := &http.Server{
-		Handler:           proxy.AdminHandler(set, func() bool { return synced.Load() && !draining.Load() }),
+		Handler:           stats.AdminHandler(set, func() bool { return synced.Load() && !draining.Load() }),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	adminLn, err := net.Listen("tcp", net.JoinHostPort(f.address, strconv.Itoa(f.metricsPort)))

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agimo/agimo/proxy"
+	"github.com/agimo/agimo/stats"
 )
 
 // Forwarding under adversarial peers (issue 6): Expect: 100-continue,
@@ -631,7 +631,7 @@ service_port = 80
 	silent := newRecUpstream(t)
 	silent.setServe(func(c net.Conn, r io.Reader) { io.Copy(io.Discard, r) })
 	h.setEndpoints("apps", "app", true, silent.addr())
-	admin := httptest.NewServer(proxy.AdminHandler(h.set, func() bool { return true }))
+	admin := httptest.NewServer(stats.AdminHandler(h.set, func() bool { return true }))
 	defer admin.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -12,7 +12,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/stats"
 	"github.com/agimo/agimo/tunnel"
+	"github.com/agimo/agimo/upstream"
 )
 
 // A chunked body ends with its last-chunk (RFC 9112 §7.1), never with
@@ -24,15 +27,6 @@ import (
 // the socket under it reported EOF, the body was cut short. Forwarding
 // such a body as complete would hand the upstream (or the client) a
 // different message from the one that was sent (issue 6).
-
-// eofWatcher is a connection that can tell whether a read from it
-// reported EOF: a client's clientConn, an upstream's idleConn (through
-// upstreamAddr).
-type eofWatcher interface{ sawEOF() bool }
-
-// errTruncated replaces the clean end fasthttp reports for a chunked body
-// cut off by its sender.
-var errTruncated = errors.New("chunked body ended without its last chunk")
 
 // clientConn is a client connection as the proxy's server sees it. fasthttp
 // hides what its parser saw, so this layer watches the bytes for what the
@@ -80,14 +74,14 @@ type clientConn struct {
 	// between two successful writes, not for the whole response), for the
 	// response to a request of route sent (nil if none matched); the
 	// handler sets them for each request (setSend). wd is the deadline
-	// last set (idleDeadline, as idleConn's). sendErr fails every
+	// last set (upstream.IdleDeadline, as idleConn's). sendErr fails every
 	// write after one timed out: part of its bytes may have gone, so the
 	// response cannot go on (fasthttp then closes the connection and the
 	// response body, which frees the upstream's).
 	sendTimeout time.Duration
-	sent        *route
+	sent        *route.Route
 	log         *zerolog.Logger
-	wd          idleDeadline
+	wd          upstream.IdleDeadline
 	sendErr     error
 }
 
@@ -158,8 +152,8 @@ func (c *clientConn) Write(b []byte) (int, error) {
 		return 0, c.sendErr
 	}
 	if c.sendTimeout > 0 {
-		if c.wd.due(c.sendTimeout) {
-			if err := c.Conn.SetWriteDeadline(c.wd.at); err != nil {
+		if c.wd.Due(c.sendTimeout) {
+			if err := c.Conn.SetWriteDeadline(c.wd.At()); err != nil {
 				return 0, err
 			}
 		}
@@ -169,8 +163,8 @@ func (c *clientConn) Write(b []byte) (int, error) {
 		c.sendErr = err
 		if c.sent != nil {
 			// The client's failure, not the upstream's (issue 10).
-			c.sent.m.clientErrs[clientSendTimeout].Inc()
-			c.log.Debug().Str("host", c.sent.host).Str("remote", c.RemoteAddr().String()).
+			c.sent.M.ClientErrs[stats.ClientSendTimeout].Inc()
+			c.log.Debug().Str("host", c.sent.Host).Str("remote", c.RemoteAddr().String()).
 				Dur("send_timeout", c.sendTimeout).Msg("client stopped reading the response")
 		}
 	}
@@ -179,14 +173,14 @@ func (c *clientConn) Write(b []byte) (int, error) {
 
 // setSend bounds the writes of the response to the request being served
 // by timeout, and blames a timeout on route r (nil if none matched).
-func (c *clientConn) setSend(timeout time.Duration, r *route, log *zerolog.Logger) {
+func (c *clientConn) setSend(timeout time.Duration, r *route.Route, log *zerolog.Logger) {
 	if timeout != c.sendTimeout {
-		c.sendTimeout, c.wd = timeout, idleDeadline{} // armed anew at the next write
+		c.sendTimeout, c.wd = timeout, upstream.IdleDeadline{} // armed anew at the next write
 	}
 	c.sent, c.log = r, log
 }
 
-func (c *clientConn) sawEOF() bool          { return c.eof.Load() }
+func (c *clientConn) SawEOF() bool          { return c.eof.Load() }
 func (c *clientConn) requestLineOpen() bool { return c.lineOpen }
 
 // UnsafeConn lets takeOver reach the socket under this layer.
@@ -214,7 +208,7 @@ func (c *clientConn) Close() error {
 		c.undo()
 		c.undo = nil
 	}
-	c.slot.release()
+	c.slot.Release()
 	return err
 }
 
@@ -235,23 +229,3 @@ func requestLineOpen(c net.Conn) bool {
 	l, ok := c.(interface{ requestLineOpen() bool })
 	return ok && l.requestLineOpen()
 }
-
-// chunkedEnd checks a chunked body's clean end: it turns io.EOF into
-// errTruncated if conn reported EOF first.
-func chunkedEnd(err error, conn eofWatcher) error {
-	if err == io.EOF && conn != nil && conn.sawEOF() {
-		return errTruncated
-	}
-	return err
-}
-
-// upstreamAddr is the local address of an upstream connection, carrying
-// the connection itself: fasthttp stores a connection's LocalAddr in each
-// Response read from it, which is how upstreamBody finds the socket under
-// a streamed response.
-type upstreamAddr struct {
-	net.Addr
-	c *idleConn
-}
-
-func (a *upstreamAddr) sawEOF() bool { return a.c.eof.Load() }

@@ -48,9 +48,9 @@ type connSlot struct {
 	released atomic.Bool
 }
 
-// release frees the slot; only the first call counts. A nil slot (a
+// Release frees the slot; only the first call counts. A nil slot (a
 // connection not accepted by a clientListener) is a no-op.
-func (s *connSlot) release() {
+func (s *connSlot) Release() {
 	if s != nil && s.released.CompareAndSwap(false, true) {
 		s.lim.open.Add(-1)
 	}

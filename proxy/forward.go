@@ -12,6 +12,11 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/agimo/agimo/fields"
+	"github.com/agimo/agimo/park"
+	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/stats"
+	"github.com/agimo/agimo/upstream"
 	"github.com/agimo/agimo/watch"
 )
 
@@ -19,7 +24,7 @@ import (
 // response. If counted, the request is in the route's active gauge, and
 // forward reports whether the response body stream took the gauge over
 // (to decrement it when the body has been written).
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, deadline time.Time, counted bool) bool {
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.State, deadline time.Time, counted bool) bool {
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	prepareRequest(ctx, p.opts.TrustForwarded)
@@ -33,26 +38,23 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 	resp.Header.SetNoDefaultContentType(true)
 	var err error
 	for attempt := 0; ; attempt++ {
-		addr := r.target
-		if addr == "" {
-			addr = st.Addrs[int(r.next.Add(1)-1)%len(st.Addrs)]
-		}
-		err = p.pools.get(addr, r.upstreamTimeout, r.timeout).Do(req, resp)
+		addr := r.Pick(st)
+		err = p.core.Pools.Get(addr, r.UpstreamTimeout, r.Timeout).Do(req, resp)
 		if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
 			// A 101 to a request that asked for no upgrade: nothing sane
 			// can follow it on this connection.
 			resp.SetConnectionClose()
 			err = errUnsolicited101
 		}
-		if err == nil || !isRefused(err) {
+		if err == nil || !upstream.IsRefused(err) {
 			break
 		}
 		// An endpoint just announced ready may not listen yet, and an
 		// endpoint being removed may already be gone: retry (another
 		// endpoint, or this one after a short pause) until the request's
 		// deadline rather than answering 502 (issue 2).
-		r.m.errs[errRefused].Inc()
-		p.log.Debug().Str("host", r.host).Str("upstream", addr).Err(err).Msg("connection refused; retrying")
+		r.M.Errs[stats.UpstreamRefused].Inc()
+		p.log.Debug().Str("host", r.Host).Str("upstream", addr).Err(err).Msg("connection refused; retrying")
 		if st, err = p.awaitRetry(ctx, r, attempt, deadline); err != nil {
 			break
 		}
@@ -69,8 +71,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 		return false
 	}
 
-	r.readyCold() // a cold start may end without a parked request (waiting page)
-	r.firstByteCold()
+	r.ReadyCold() // a cold start may end without a parked request (waiting page)
+	r.FirstByte()
 	copyResponseHead(&ctx.Response.Header, &resp.Header)
 	if clientClose {
 		ctx.SetConnectionClose()
@@ -94,11 +96,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 	ctx.Response.ImmediateHeaderFlush = n < 0
 	b := &upstreamBody{resp: resp}
 	if n == -1 && resp.Header.ContentLength() == -1 {
-		b.conn, _ = resp.LocalAddr().(*upstreamAddr)
+		b.conn = upstream.ConnOf(resp)
 		b.trailer = &ctx.Response.Header
 	}
 	if counted {
-		b.active = r.m.active
+		b.active = r.M.Active
 	}
 	ctx.Response.SetBodyStream(b, n)
 	return counted
@@ -108,27 +110,27 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 // waking early if readiness changes. If the service is no longer ready it
 // parks again. It returns the state to use, or an error once the deadline
 // has passed, the client left or the proxy is stopping.
-func (p *Proxy) awaitRetry(ctx *fasthttp.RequestCtx, r *route, attempt int, deadline time.Time) (*watch.State, error) {
-	st := r.ready.State()
+func (p *Proxy) awaitRetry(ctx *fasthttp.RequestCtx, r *route.Route, attempt int, deadline time.Time) (*watch.State, error) {
+	st := r.Ready.State()
 	if !st.Ready {
 		return p.park(ctx, r, deadline)
 	}
-	if attempt < len(st.Addrs)-1 && r.target == "" {
+	if attempt < len(st.Addrs)-1 && r.Target == "" {
 		return st, nil // try the next endpoint at once
 	}
 	wait := min(10*time.Millisecond<<min(attempt, 5), 250*time.Millisecond, time.Until(deadline))
 	if wait <= 0 {
-		return nil, errParkTimeout
+		return nil, park.ErrTimeout
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-st.Changed():
-	case <-p.stopping:
-		return nil, errStopping
+	case <-p.core.Stopping():
+		return nil, park.ErrStopping
 	}
-	if st = r.ready.State(); !st.Ready {
+	if st = r.Ready.State(); !st.Ready {
 		return p.park(ctx, r, deadline)
 	}
 	return st, nil
@@ -137,10 +139,10 @@ func (p *Proxy) awaitRetry(ctx *fasthttp.RequestCtx, r *route, attempt int, dead
 // upstreamFailed answers a request whose upstream exchange failed: 504 for
 // an upstream that stayed silent, 503 if the service never accepted the
 // connection before the deadline, 502 otherwise.
-func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
-	kind := errorKind(err)
+func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route.Route, err error) {
+	kind := upstream.Kind(err)
 	switch {
-	case errors.Is(err, errClientGone):
+	case errors.Is(err, park.ErrClientGone):
 		ctx.SetConnectionClose()
 		return
 	case errors.Is(err, errBodyTooLarge):
@@ -149,30 +151,30 @@ func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
 	case errors.As(err, new(clientBodyError)):
 		p.clientFailed(ctx, r, err)
 		return
-	case kind == errPoolFull:
-		r.m.errs[errPoolFull].Inc()
-		p.log.Debug().Str("host", r.host).Dur("timeout", r.timeout).Msg("no free upstream connection")
-		p.retryLater(ctx, "no free connection to service "+r.host+" within "+r.timeout.String())
+	case kind == stats.UpstreamPoolFull:
+		r.M.Errs[stats.UpstreamPoolFull].Inc()
+		p.log.Debug().Str("host", r.Host).Dur("timeout", r.Timeout).Msg("no free upstream connection")
+		p.retryLater(ctx, "no free connection to service "+r.Host+" within "+r.Timeout.String())
 		return
-	case errors.Is(err, errParkFull):
-		r.m.rejected.Inc()
-		p.coldRetry(ctx, r, "too many requests waiting for service "+r.host)
+	case errors.Is(err, park.ErrFull):
+		r.M.Rejected.Inc()
+		p.coldRetry(ctx, r, "too many requests waiting for service "+r.Host)
 		return
-	case errors.Is(err, errStopping):
+	case errors.Is(err, park.ErrStopping):
 		p.retryLater(ctx, "agimo is shutting down")
 		return
-	case errors.Is(err, errParkTimeout) || kind == errRefused:
-		r.m.timeouts.Inc()
-		p.coldRetry(ctx, r, "service "+r.host+" did not accept connections within "+r.timeout.String())
+	case errors.Is(err, park.ErrTimeout) || kind == stats.UpstreamRefused:
+		r.M.Timeouts.Inc()
+		p.coldRetry(ctx, r, "service "+r.Host+" did not accept connections within "+r.Timeout.String())
 		return
 	}
-	r.m.errs[kind].Inc()
-	p.log.Debug().Str("host", r.host).Str("kind", kind).Err(err).Msg("upstream failed")
-	if kind == errTimeout {
-		p.reply(ctx, fasthttp.StatusGatewayTimeout, "upstream "+r.host+" timed out")
+	r.M.Errs[kind].Inc()
+	p.log.Debug().Str("host", r.Host).Str("kind", kind).Err(err).Msg("upstream failed")
+	if kind == stats.UpstreamTimeout {
+		p.reply(ctx, fasthttp.StatusGatewayTimeout, "upstream "+r.Host+" timed out")
 		return
 	}
-	p.reply(ctx, fasthttp.StatusBadGateway, "upstream "+r.host+" failed: "+kind)
+	p.reply(ctx, fasthttp.StatusBadGateway, "upstream "+r.Host+" failed: "+kind)
 }
 
 // clientFailed answers a request whose body failed on the client's side:
@@ -182,60 +184,28 @@ func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
 // connection, which frees it for others) and the client's stream is out
 // of step, so its connection closes. It counts in agimo_client_errors_total,
 // never as an upstream error (issue 10).
-func (p *Proxy) clientFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
-	kind, status, msg := clientBadBody, fasthttp.StatusBadRequest, "malformed request body"
+func (p *Proxy) clientFailed(ctx *fasthttp.RequestCtx, r *route.Route, err error) {
+	kind, status, msg := stats.ClientBadBody, fasthttp.StatusBadRequest, "malformed request body"
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		kind, status = clientBodyTimeout, fasthttp.StatusRequestTimeout
-		msg = "no request body byte within " + r.bodyTimeout.String()
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errTruncated), errors.Is(err, syscall.ECONNRESET), sawEOF(ctx.Conn()):
-		kind, msg = clientAborted, "request body incomplete"
+		kind, status = stats.ClientBodyTimeout, fasthttp.StatusRequestTimeout
+		msg = "no request body byte within " + r.BodyTimeout.String()
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, upstream.ErrTruncated), errors.Is(err, syscall.ECONNRESET), sawEOF(ctx.Conn()):
+		kind, msg = stats.ClientAborted, "request body incomplete"
 	}
-	r.m.clientErrs[kind].Inc()
-	p.log.Debug().Str("host", r.host).Str("kind", kind).Err(err).Msg("request body failed")
+	r.M.ClientErrs[kind].Inc()
+	p.log.Debug().Str("host", r.Host).Str("kind", kind).Err(err).Msg("request body failed")
 	ctx.SetConnectionClose()
 	p.reply(ctx, status, msg)
 }
 
 // sawEOF reports whether client connection c has reported EOF.
 func sawEOF(c net.Conn) bool {
-	w, ok := c.(eofWatcher)
-	return ok && w.sawEOF()
-}
-
-func errorKind(err error) string {
-	var ne net.Error
-	switch {
-	case errors.Is(err, fasthttp.ErrNoFreeConns):
-		return errPoolFull
-	case isRefused(err):
-		return errRefused
-	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded),
-		errors.As(err, &ne) && ne.Timeout():
-		return errTimeout
-	case isDialError(err):
-		return errDial
-	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF),
-		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return errClosed
-	}
-	// What is left is either an I/O failure or fasthttp rejecting what
-	// the upstream sent (a malformed status line, head or chunk).
-	var errno syscall.Errno
-	if errors.As(err, &ne) || errors.As(err, &errno) {
-		return errOther
-	}
-	return errProtocol
+	w, ok := c.(upstream.EOFWatcher)
+	return ok && w.SawEOF()
 }
 
 var errUnsolicited101 = errors.New("101 Switching Protocols to a request without Upgrade")
-
-func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
-
-func isDialError(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "dial"
-}
 
 // bodyAllowed reports whether a response with this status may have a body
 // (RFC 9110 §6.4.1: not 1xx, 204 or 304).
@@ -256,7 +226,7 @@ func copyResponseHead(dst, src *fasthttp.ResponseHeader) {
 	}
 	listed := connectionListed(src)
 	for k, v := range src.All() {
-		if !isFraming(k) && !isHopByHop(k, listed) && !bytes.EqualFold(k, hTrailer) {
+		if !fields.IsFraming(k) && !fields.IsHopByHop(k, listed) && !bytes.EqualFold(k, hTrailer) {
 			dst.AddBytesKV(k, v)
 		}
 	}
@@ -271,7 +241,7 @@ type upstreamBody struct {
 	resp   *fasthttp.Response
 	active *metrics.Gauge // nil for requests not counted (probes)
 	// conn is the upstream connection of a chunked response (clientconn.go).
-	conn eofWatcher
+	conn upstream.EOFWatcher
 	// trailer is the client's response header of a chunked response: its
 	// trailer section, which fasthttp writes after the last chunk, gets
 	// the upstream's once the body has been read (trailers.go).
@@ -283,7 +253,7 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 	if err == io.EOF && b.conn != nil {
 		// fasthttp's server then closes the client connection without
 		// the last chunk, so the client too sees the response cut short.
-		err = chunkedEnd(err, b.conn)
+		err = upstream.ChunkedEnd(err, b.conn)
 	}
 	if err == io.EOF && b.trailer != nil {
 		copyTrailers(b.trailer, b.resp.Header.TrailerHeader(), connectionListed(&b.resp.Header))

@@ -9,6 +9,9 @@ import (
 	"unicode"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/fields"
+	"github.com/agimo/agimo/route"
 )
 
 // Fuzz targets for the header logic of issue 6. Each checks the code
@@ -147,7 +150,7 @@ func looseSpaceOnly(lists ...[]string) bool {
 // httputil's list, is end-to-end (RFC 9110 §6.6.2).
 var hopByHopRFC = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Upgrade"}
 
-// FuzzIsHopByHop: isHopByHop(k, listed) strips everything RFC 9110 §7.6.1
+// FuzzIsHopByHop: fields.IsHopByHop(k, listed) strips everything RFC 9110 §7.6.1
 // says must not be forwarded — the standard hop-by-hop fields and every
 // field named (case-insensitively, OWS-trimmed) in the Connection value
 // listed — and nothing else: a field it strips is one of those, allowing
@@ -161,17 +164,17 @@ func FuzzIsHopByHop(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, k, listed string) {
-		got := isHopByHop([]byte(k), []byte(listed))
+		got := fields.IsHopByHop([]byte(k), []byte(listed))
 		must := containsFold(hopByHopRFC, k) || containsFold(listElems(listed), k)
 		if must && !got {
-			t.Errorf("isHopByHop(%q, %q) = false; the field must be stripped", k, listed)
+			t.Errorf("fields.IsHopByHop(%q, %q) = false; the field must be stripped", k, listed)
 		}
 		may := must
 		for _, e := range strings.Split(listed, ",") {
 			may = may || strings.EqualFold(strings.TrimSpace(e), k)
 		}
 		if got && !may {
-			t.Errorf("isHopByHop(%q, %q) = true; the field is neither hop-by-hop nor listed", k, listed)
+			t.Errorf("fields.IsHopByHop(%q, %q) = true; the field is neither hop-by-hop nor listed", k, listed)
 		}
 	})
 }
@@ -186,10 +189,10 @@ func FuzzStripConnectionListed(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, v string) {
 		var deleted []string
-		stripConnectionListed([]byte(v), func(k []byte) { deleted = append(deleted, string(k)) })
+		fields.StripConnectionListed([]byte(v), func(k []byte) { deleted = append(deleted, string(k)) })
 		for _, e := range listElems(v) {
 			if isToken(e) && !containsFold(deleted, e) {
-				t.Errorf("stripConnectionListed(%q) did not delete %q (deleted %q)", v, e, deleted)
+				t.Errorf("fields.StripConnectionListed(%q) did not delete %q (deleted %q)", v, e, deleted)
 			}
 		}
 		var loose []string
@@ -198,7 +201,7 @@ func FuzzStripConnectionListed(f *testing.F) {
 		}
 		for _, d := range deleted {
 			if d == "" || strings.Contains(d, ",") || !containsFold(loose, d) {
-				t.Errorf("stripConnectionListed(%q) deleted %q, which is not one of its elements", v, d)
+				t.Errorf("fields.StripConnectionListed(%q) deleted %q, which is not one of its elements", v, d)
 			}
 		}
 	})
@@ -233,7 +236,7 @@ func FuzzPrepareRequest(f *testing.F) {
 		listed := listElems(conns...)
 		var ctx fasthttp.RequestCtx
 		ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 5555}, nil)
-		routed, ok := requestHost(&ctx.Request)
+		routed, ok := route.Authority(ctx.Request.Header.RequestURI(), ctx.Request.Header.Host())
 		if !ok {
 			return // refused before routing
 		}

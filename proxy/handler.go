@@ -8,11 +8,15 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/park"
+	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/upstream"
 )
 
 // handle is the fasthttp handler for every request.
 func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
-	var r *route
+	var r *route.Route
 	if rc, ok := ctx.Conn().(*replayConn); ok && rc.pending {
 		// A request released from the lot: routed and counted when it
 		// parked, and still active. Its head is the client's as received;
@@ -37,25 +41,25 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		p.bindSend(ctx, r)
-		if r.isProbe(ctx) {
+		if isProbe(ctx, r) {
 			p.serveProbe(ctx, r)
 			return
 		}
-		r.m.requests.Inc()
-		r.m.active.Inc()
+		r.M.Requests.Inc()
+		r.M.Active.Inc()
 	}
 	// A streamed response stays active until its body is written; then the
 	// body's Close decrements (issue 3: an SSE request is active for life).
 	handedOff := false
 	defer func() {
 		if !handedOff {
-			r.m.active.Dec()
+			r.M.Active.Dec()
 		}
 	}()
 
 	if n, hasBody := requestBody(ctx); hasBody {
 		if p.maxBody > 0 && int64(n) > p.maxBody {
-			p.log.Debug().Str("host", r.host).Int("length", n).Msg("request body over max_request_body")
+			p.log.Debug().Str("host", r.Host).Int("length", n).Msg("request body over max_request_body")
 			p.reply(ctx, fasthttp.StatusRequestEntityTooLarge, "request body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
 			return
 		}
@@ -65,9 +69,9 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 			// streams and fail the request past the limit.
 			body = &limitedBody{r: body, left: p.maxBody}
 		}
-		cb := &clientBody{r: body, left: int64(n), client: ctx.Conn(), timeout: r.bodyTimeout}
+		cb := &clientBody{r: body, left: int64(n), client: ctx.Conn(), timeout: r.BodyTimeout}
 		if n == -1 {
-			cb.conn, _ = ctx.Conn().(eofWatcher)
+			cb.conn, _ = ctx.Conn().(upstream.EOFWatcher)
 		}
 		ctx.Request.SetBodyStream(cb, n)
 		// The header timeout's deadline is still armed: lift it, so a
@@ -75,16 +79,16 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		_ = ctx.Conn().SetReadDeadline(time.Time{})
 	}
 
-	deadline := time.Now().Add(r.timeout)
-	st := r.ready.State()
-	if !st.Ready && r.wantsWaitingPage(ctx) {
-		p.beginCold(r)
+	deadline := time.Now().Add(r.Timeout)
+	st := r.Ready.State()
+	if !st.Ready && wantsWaitingPage(ctx, r) {
+		p.core.Policy.Begin(r)
 		p.serveWaitingPage(ctx, r)
 		return
 	}
-	if !st.Ready && p.lot != nil && canPark(ctx) {
-		if handedOff = p.lot.park(ctx, r, deadline); !handedOff {
-			p.parkFailed(ctx, r, errParkFull)
+	if !st.Ready && canPark(ctx) {
+		if handedOff = p.parkInLot(ctx, r, deadline); !handedOff {
+			p.parkFailed(ctx, r, park.ErrFull)
 		}
 		return
 	}
@@ -106,36 +110,36 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 // bindSend bounds each write of the response to ctx with send_timeout:
 // route r's, or the top-level one if r is nil (no route matched). A
 // connection serves requests for any host in turn, so it is set for each.
-func (p *Proxy) bindSend(ctx *fasthttp.RequestCtx, r *route) {
+func (p *Proxy) bindSend(ctx *fasthttp.RequestCtx, r *route.Route) {
 	c, ok := ctx.Conn().(interface {
-		setSend(time.Duration, *route, *zerolog.Logger)
+		setSend(time.Duration, *route.Route, *zerolog.Logger)
 	})
 	switch {
 	case !ok:
 	case r == nil:
 		c.setSend(p.sendTimeout, nil, &p.log)
 	default:
-		c.setSend(r.sendTimeout, r, &p.log)
+		c.setSend(r.SendTimeout, r, &p.log)
 	}
 }
 
 // parkFailed answers a request whose park ended without readiness.
-func (p *Proxy) parkFailed(ctx *fasthttp.RequestCtx, r *route, err error) {
+func (p *Proxy) parkFailed(ctx *fasthttp.RequestCtx, r *route.Route, err error) {
 	switch {
-	case errors.Is(err, errClientGone):
+	case errors.Is(err, park.ErrClientGone):
 		// Nobody to answer; nginx would log 499.
-		p.log.Debug().Str("host", r.host).Msg("client left while parked")
+		p.log.Debug().Str("host", r.Host).Msg("client left while parked")
 		ctx.SetConnectionClose()
-	case errors.Is(err, errStopping):
+	case errors.Is(err, park.ErrStopping):
 		p.retryLater(ctx, "agimo is shutting down")
-	case errors.Is(err, errParkFull):
-		r.m.rejected.Inc()
-		p.log.Debug().Str("host", r.host).Int64("max_parked", r.maxParked).Msg("park rejected")
-		p.coldRetry(ctx, r, "too many requests waiting for service "+r.host)
+	case errors.Is(err, park.ErrFull):
+		r.M.Rejected.Inc()
+		p.log.Debug().Str("host", r.Host).Int64("max_parked", r.MaxParked).Msg("park rejected")
+		p.coldRetry(ctx, r, "too many requests waiting for service "+r.Host)
 	default:
-		r.m.timeouts.Inc()
-		p.log.Debug().Str("host", r.host).Dur("timeout", r.timeout).Msg("park timed out")
-		p.coldRetry(ctx, r, "service "+r.host+" did not become ready within "+r.timeout.String())
+		r.M.Timeouts.Inc()
+		p.log.Debug().Str("host", r.Host).Dur("timeout", r.Timeout).Msg("park timed out")
+		p.coldRetry(ctx, r, "service "+r.Host+" did not become ready within "+r.Timeout.String())
 	}
 }
 

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/stats"
 )
 
 // socketPair returns both ends of a loopback TCP connection.
@@ -62,8 +65,8 @@ func TestHandOffUndoAndSlot(t *testing.T) {
 					t.Errorf("open = %d after takeOver; want 1 until the socket closes", lim.open.Load())
 				}
 				raw.Close()
-				slot.release()
-				slot.release()
+				slot.Release()
+				slot.Release()
 			} else {
 				cc.Close()
 			}
@@ -91,8 +94,8 @@ func TestReplayNeverHandled(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			server, client := socketPair(t)
 			set := metrics.NewSet()
-			r := &route{m: newHostMetrics(set, "x.test")}
-			r.m.active.Inc()
+			r := &route.Route{M: stats.NewHost(set, "x.test")}
+			r.M.Active.Inc()
 			rc := &replayConn{clientConn: newClientConn(server), route: r, pending: true, retryAfter: 7}
 			if tc.answered {
 				io.WriteString(rc, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -118,7 +121,7 @@ func TestReplayNeverHandled(t *testing.T) {
 			}
 			client.Close()
 			<-closed
-			if n := r.m.active.Get(); n != 0 {
+			if n := r.M.Active.Get(); n != 0 {
 				t.Errorf("active = %v; want 0", n)
 			}
 		})

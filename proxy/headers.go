@@ -6,22 +6,9 @@ import (
 	"net/netip"
 
 	"github.com/valyala/fasthttp"
-)
 
-// hopByHop are the headers that describe one connection, not the message
-// (RFC 9110 §7.6.1, and httputil's list), so a proxy must not forward
-// them. Content-Length and Transfer-Encoding are left to fasthttp, which
-// re-frames each body itself. Trailer, on httputil's list, is end-to-end
-// (RFC 9110 §6.6.2): trailers.go passes it on with the trailer fields.
-var hopByHop = [][]byte{
-	[]byte("Connection"),
-	[]byte("Proxy-Connection"),
-	[]byte("Keep-Alive"),
-	[]byte("Proxy-Authenticate"),
-	[]byte("Proxy-Authorization"),
-	[]byte("Te"),
-	[]byte("Upgrade"),
-}
+	"github.com/agimo/agimo/fields"
+)
 
 var hTrailer = []byte(fasthttp.HeaderTrailer)
 
@@ -49,10 +36,8 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 	for _, v := range h.PeekAll(fasthttp.HeaderConnection) {
 		listed = append(append(listed, v...), ',')
 	}
-	stripConnectionListed(listed, h.DelBytes)
-	for _, k := range hopByHop {
-		h.DelBytes(k)
-	}
+	fields.StripConnectionListed(listed, h.DelBytes)
+	fields.DeleteHopByHop(h.DelBytes)
 	if hasUnderscoreName(h.RawHeaders()) {
 		dropUnderscoreNames(h)
 	}
@@ -96,51 +81,6 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 	h.SetBytesKV(hXForwardedProto, protoHTTP)
 	h.SetBytesKV(hXForwardedHost, h.Host())
 }
-
-// isHopByHop reports whether header k must not be forwarded: a standard
-// hop-by-hop header or one named in the Connection value listed.
-func isHopByHop(k, listed []byte) bool {
-	for _, h := range hopByHop {
-		if bytes.EqualFold(k, h) {
-			return true
-		}
-	}
-	for len(listed) > 0 {
-		var tok []byte
-		tok, listed, _ = bytes.Cut(listed, []byte{','})
-		if bytes.EqualFold(bytes.TrimSpace(tok), k) {
-			return true
-		}
-	}
-	return false
-}
-
-var (
-	hContentLength    = []byte("Content-Length")
-	hTransferEncoding = []byte("Transfer-Encoding")
-)
-
-// isFraming reports whether k is a body-framing header, which fasthttp
-// sets itself for each side.
-func isFraming(k []byte) bool {
-	return bytes.EqualFold(k, hContentLength) || bytes.EqualFold(k, hTransferEncoding)
-}
-
-// stripConnectionListed deletes each header named in a Connection value
-// ("keep-alive, X-Secret"): the sender marked them hop-by-hop. Framing
-// fields and Host are never taken: a client must not be able to make the
-// proxy drop the body's length or the route.
-func stripConnectionListed(v []byte, del func([]byte)) {
-	for len(v) > 0 {
-		var tok []byte
-		tok, v, _ = bytes.Cut(v, []byte{','})
-		if tok = bytes.TrimSpace(tok); len(tok) > 0 && !isFraming(tok) && !bytes.EqualFold(tok, hHost) {
-			del(tok)
-		}
-	}
-}
-
-var hHost = []byte("Host")
 
 func appendRemoteIP(dst []byte, a net.Addr) []byte {
 	if ta, ok := a.(*net.TCPAddr); ok {

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/agimo/agimo/proxy"
+	"github.com/agimo/agimo/stats"
 )
 
 // The metrics listener's output parses with Prometheus's own text parser,
@@ -26,7 +26,7 @@ func TestMetricsExposition(t *testing.T) {
 	parkAndRelease(t, h)
 	h.get("app.test", "/")
 
-	admin := httptest.NewServer(proxy.AdminHandler(h.set, func() bool { return true }))
+	admin := httptest.NewServer(stats.AdminHandler(h.set, func() bool { return true }))
 	defer admin.Close()
 	for _, path := range []string{"/metrics", "/"} {
 		resp, err := http.Get(admin.URL + path)
@@ -89,7 +89,7 @@ func TestMetricsPromtoolClean(t *testing.T) {
 	}
 	h := startHarness(t, oneService)
 	parkAndRelease(t, h)
-	admin := httptest.NewServer(proxy.AdminHandler(h.set, func() bool { return true }))
+	admin := httptest.NewServer(stats.AdminHandler(h.set, func() bool { return true }))
 	defer admin.Close()
 	resp, err := http.Get(admin.URL + "/metrics")
 	if err != nil {

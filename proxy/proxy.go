@@ -1,7 +1,11 @@
-// Package proxy is Agimo's HTTP/1.1 front end: it routes each request by
-// its Host header to a configured service, parks it until the service has
-// a ready endpoint (or its timeout passes), then forwards it, streaming
-// both bodies. Upgraded connections are handed to package tunnel.
+// Package proxy is Agimo's HTTP/1.1 front end, the adapter between
+// fasthttp and the shared core (package core): it checks each request,
+// routes it by its Host (package route), parks it until the service has a
+// ready endpoint (package park: the lot for bodiless requests, the
+// request's goroutine otherwise), then forwards it (package upstream),
+// streaming both bodies. Upgraded connections are handed to package
+// tunnel. It also owns what is HTTP/1.1's alone: the connection limit,
+// strict parsing, the lingering close, trailers and the waiting page.
 package proxy
 
 import (
@@ -10,8 +14,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -19,14 +21,18 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/core"
+	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/scale"
 	"github.com/agimo/agimo/tunnel"
 	"github.com/agimo/agimo/watch"
 )
 
 // Readiness is what the proxy needs from package watch.
-type Readiness interface {
-	Service(watch.Key) *watch.Service
-}
+type Readiness = route.Readiness
+
+// Scaler changes workloads' replicas (watch.Scaler).
+type Scaler = scale.Scaler
 
 // Options configure a Proxy beyond its config file.
 type Options struct {
@@ -40,6 +46,9 @@ type Options struct {
 	TrustForwarded bool
 	// Scaler wakes and idles workloads (wake, idle_after); nil disables both.
 	Scaler Scaler
+	// Core is the state shared with the other front ends. If nil, New
+	// makes one from the options above and Shutdown closes it.
+	Core *core.Core
 }
 
 // Proxy is the front end. Create it with New, run it with Serve, stop it
@@ -47,61 +56,47 @@ type Options struct {
 type Proxy struct {
 	log     zerolog.Logger
 	metrics *metrics.Set
-	ready   Readiness
 	opts    Options
+	core    *core.Core
+	ownCore bool // made by New, closed by Shutdown
 
 	maxBody int64 // max_request_body; 0 means no limit
-	routes  atomic.Pointer[table]
-	pools   *pools
 	srv     *fasthttp.Server
 	// tunnels are the open WebSocket tunnels, which fasthttp's Shutdown
 	// neither waits for nor closes (issue 3).
 	tunnels *tunnel.Registry
-	// lot parks bodiless requests without a goroutine each (lot.go).
-	lot *lot
 	// conns counts open client connections for max_connections.
 	conns *connLimit
 
 	// sendTimeout is the top-level send_timeout, for answers to requests
 	// that match no service (a service's follows reloads with its route).
 	sendTimeout time.Duration
-
-	// stopping is closed when Shutdown starts: parked requests answer 503.
-	stopping  chan struct{}
-	stopOnce  sync.Once
-	janitorWG sync.WaitGroup
-	bg        sync.WaitGroup // wake-up calls in flight
 }
 
 // New builds a Proxy for cfg (already validated) with readiness from r.
 func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
-	if opts.Metrics == nil {
-		opts.Metrics = metrics.NewSet()
-	}
-	if opts.RetryAfter <= 0 {
-		opts.RetryAfter = 5
+	c := opts.Core
+	if c == nil {
+		var err error
+		c, err = core.New(cfg, r, core.Options{Log: opts.Log, Metrics: opts.Metrics, RetryAfter: opts.RetryAfter,
+			TrustForwarded: opts.TrustForwarded, Scaler: opts.Scaler})
+		if err != nil {
+			return nil, err
+		}
 	}
 	p := &Proxy{
-		maxBody:  cfg.MaxRequestBody.Bytes,
-		log:      opts.Log,
-		metrics:  opts.Metrics,
-		ready:    r,
-		opts:     opts,
-		stopping: make(chan struct{}),
-		tunnels:  tunnel.NewRegistry(),
+		maxBody: cfg.MaxRequestBody.Bytes,
+		log:     opts.Log,
+		metrics: c.Metrics,
+		opts:    opts,
+		core:    c,
+		ownCore: opts.Core == nil,
+		tunnels: tunnel.NewRegistry(),
 	}
-	p.conns = newConnLimit(cfg.MaxConnections, opts.RetryAfter)
-	opts.Metrics.GetOrCreateGauge("agimo_open_connections", func() float64 { return float64(p.conns.open.Load()) })
+	p.opts.RetryAfter, p.opts.TrustForwarded = c.Opts.RetryAfter, c.Opts.TrustForwarded
+	p.conns = newConnLimit(cfg.MaxConnections, p.opts.RetryAfter)
+	p.metrics.GetOrCreateGauge("agimo_open_connections", func() float64 { return float64(p.conns.open.Load()) })
 	p.sendTimeout = cfg.SendTimeout.Duration
-	p.pools = newPools(p.log)
-	t, err := p.buildTable(cfg)
-	if err != nil {
-		return nil, err
-	}
-	p.routes.Store(t)
-	if p.lot, err = newLot(p); err != nil {
-		return nil, fmt.Errorf("parking lot: %w", err)
-	}
 	p.srv = &fasthttp.Server{
 		Handler: p.handle,
 		// Bodies stream both ways (issue 2: a 1 GiB upload is never held in
@@ -143,16 +138,6 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // Shutdown.
 func (p *Proxy) Serve(ln net.Listener) error {
-	p.janitorWG.Add(1)
-	go func() {
-		defer p.janitorWG.Done()
-		p.pools.janitor(p.stopping)
-	}()
-	p.janitorWG.Add(1)
-	go func() {
-		defer p.janitorWG.Done()
-		p.idler(p.stopping)
-	}()
 	if err := p.srv.Serve(clientListener{ln, p.conns}); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -160,36 +145,38 @@ func (p *Proxy) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops accepting, answers parked requests with 503, and waits
-// until in-flight requests finish or ctx is done.
+// until in-flight requests finish or ctx is done. It stops the core (the
+// parks end), and closes it too if New made it.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	p.stopOnce.Do(func() { close(p.stopping) })
+	p.core.Stop()
 	// main has already given open tunnels the drain delay; a tunnel has no
 	// end of its own to wait for, so close them now (issue 3).
 	p.log.Info().Int("tunnels", p.tunnels.Close()).Msg("closed open tunnels")
 	// fasthttp waits for every handler, parked ones included (they answer
-	// 503 now that stopping is closed), but not for hijacked connections.
+	// 503 now that the core is stopping), but not for hijacked connections.
 	err := p.srv.ShutdownWithContext(ctx)
 	if werr := p.tunnels.Wait(ctx); err == nil {
 		err = werr
 	}
-	p.janitorWG.Wait()
-	p.bg.Wait()
 	p.conns.wg.Wait() // connections refused past max_connections
-	lotDone := make(chan struct{})
-	go func() { p.lot.close(); close(lotDone) }()
-	select {
-	case <-lotDone:
-	case <-ctx.Done():
-		if err == nil {
-			err = ctx.Err()
+	if p.ownCore {
+		if cerr := p.core.Close(ctx); err == nil {
+			err = cerr
 		}
 	}
-	p.pools.closeAll()
 	if err != nil {
 		return fmt.Errorf("shutdown proxy: %w", err)
 	}
 	return nil
 }
+
+// Reload switches the core to cfg (core.Core.Reload).
+func (p *Proxy) Reload(ctx context.Context, cfg *conf.Config, u core.KeyUpdater) error {
+	return p.core.Reload(ctx, cfg, u)
+}
+
+// Keys lists the readiness keys cfg needs, for watch.New.
+func Keys(cfg *conf.Config) []watch.Key { return route.Keys(cfg) }
 
 func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	status := fasthttp.StatusBadRequest

@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/fields"
+	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/upstream"
 )
 
 // Request checks fasthttp does not make, for an edge proxy that must be at
@@ -33,7 +37,7 @@ func checkRequest(ctx *fasthttp.RequestCtx) (int, string) {
 		return fasthttp.StatusHTTPVersionNotSupported, "HTTP version not supported"
 	}
 	if uri := h.RequestURI(); len(uri) > 0 && uri[0] != '/' &&
-		!isAbsoluteForm(uri) && !(len(uri) == 1 && uri[0] == '*' && h.IsOptions()) {
+		!route.IsAbsoluteForm(uri) && !(len(uri) == 1 && uri[0] == '*' && h.IsOptions()) {
 		return fasthttp.StatusBadRequest, "invalid request target"
 	}
 	return checkFields(h.RawHeaders())
@@ -75,12 +79,12 @@ func checkFields(raw []byte) (int, string) {
 			}
 		}
 		switch {
-		case bytes.EqualFold(name, hTransferEncoding):
+		case fields.IsTransferEncoding(name):
 			if !bytes.EqualFold(bytes.Trim(line[colon+1:], " \t"), []byte("chunked")) {
 				return fasthttp.StatusBadRequest, "unsupported Transfer-Encoding"
 			}
 			coding = true
-		case bytes.EqualFold(name, hContentLength):
+		case fields.IsContentLength(name):
 			length = true
 		}
 		if length && coding {
@@ -146,7 +150,7 @@ func dropUnderscoreNames(h *fasthttp.RequestHeader) {
 type clientBody struct {
 	r    io.Reader
 	err  error
-	conn eofWatcher // set for a chunked body (clientconn.go)
+	conn upstream.EOFWatcher // set for a chunked body (clientconn.go)
 	// left counts the bytes a body of declared length still owes (-1 for
 	// a chunked one): fasthttp's request stream ends a body cut short by
 	// the client with a clean io.EOF.
@@ -158,7 +162,7 @@ type clientBody struct {
 	// the upstream's answer, and a request parks before its first read.
 	client  net.Conn
 	timeout time.Duration
-	rd      idleDeadline
+	rd      upstream.IdleDeadline
 }
 
 type clientBodyError struct{ err error }
@@ -171,8 +175,8 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	if b.timeout > 0 {
-		if b.rd.due(b.timeout) {
-			if err := b.client.SetReadDeadline(b.rd.at); err != nil {
+		if b.rd.Due(b.timeout) {
+			if err := b.client.SetReadDeadline(b.rd.At()); err != nil {
 				b.err = clientBodyError{err}
 				return 0, b.err
 			}
@@ -184,7 +188,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 			err = io.ErrUnexpectedEOF // RFC 9112 §8: an incomplete message
 		}
 	}
-	err = chunkedEnd(err, b.conn)
+	err = upstream.ChunkedEnd(err, b.conn)
 	if err != nil && !errors.Is(err, io.EOF) {
 		// Drop bytes that came with a framing error, and fail for good.
 		b.err = clientBodyError{err}

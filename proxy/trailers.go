@@ -5,6 +5,8 @@ import (
 	"io"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/upstream"
 )
 
 // Trailer fields (RFC 9110 §6.5) pass through the proxy both ways, like
@@ -20,23 +22,12 @@ import (
 // fasthttp's parser fails a response that names or sends a field it
 // refuses in trailers: trailerconn.go takes those out before it parses.
 
-// trailerName reports whether name may be announced and sent as a trailer
-// field: not hop-by-hop, and accepted by fasthttp, whose list of fields
-// not allowed in trailers (isBadTrailer) is the one its parser enforces.
-func trailerName(name, listed []byte) bool {
-	if isHopByHop(name, listed) {
-		return false
-	}
-	var h fasthttp.ResponseHeader
-	return h.AddTrailerBytes(name) == nil
-}
-
 // announceTrailers announces on dst the trailer fields src announced that
 // may go on, and nothing else: a name fasthttp refuses (Set-Cookie) is
 // dropped, not the response.
 func announceTrailers(dst, src *fasthttp.ResponseHeader, listed []byte) {
 	for name := range src.Trailers() {
-		if trailerName(name, listed) {
+		if upstream.TrailerName(name, listed) {
 			_ = dst.AddTrailerBytes(name)
 		}
 	}
@@ -47,7 +38,7 @@ func announceTrailers(dst, src *fasthttp.ResponseHeader, listed []byte) {
 func appendTrailerAnnouncement(dst []byte, h *fasthttp.ResponseHeader, listed []byte) []byte {
 	kept := false
 	for name := range h.Trailers() {
-		if !trailerName(name, listed) {
+		if !upstream.TrailerName(name, listed) {
 			continue
 		}
 		if kept {
@@ -72,7 +63,7 @@ func copyTrailers(dst *fasthttp.ResponseHeader, section, listed []byte) {
 		var line []byte
 		line, section = cutLine(section)
 		k, v, ok := bytes.Cut(bytes.TrimSuffix(line, []byte{'\r'}), []byte{':'})
-		if !ok || !trailerName(k, listed) || dst.AddTrailerBytes(k) != nil {
+		if !ok || !upstream.TrailerName(k, listed) || dst.AddTrailerBytes(k) != nil {
 			continue
 		}
 		dst.AddBytesKV(k, bytes.TrimLeft(v, " \t"))
@@ -85,7 +76,7 @@ func appendTrailerSection(dst, section, listed []byte) []byte {
 	for len(section) > 0 {
 		var line []byte
 		line, section = cutLine(section)
-		if k, _, ok := bytes.Cut(line, []byte{':'}); ok && trailerName(k, listed) {
+		if k, _, ok := bytes.Cut(line, []byte{':'}); ok && upstream.TrailerName(k, listed) {
 			dst = append(append(dst, line...), '\n')
 		}
 	}
@@ -107,7 +98,7 @@ func (b *requestTrailers) Read(p []byte) (int, error) {
 	if err == io.EOF {
 		var drop [][]byte
 		for name := range b.h.Trailers() {
-			if !trailerName(name, b.listed) {
+			if !upstream.TrailerName(name, b.listed) {
 				drop = append(drop, bytes.Clone(name))
 			}
 		}
@@ -133,7 +124,7 @@ func prepareRequestTrailers(req *fasthttp.Request, listed []byte) {
 	}
 	keep := make([]byte, 0, 64)
 	for name := range h.Trailers() {
-		if trailerName(name, listed) {
+		if upstream.TrailerName(name, listed) {
 			keep = append(append(keep, name...), ',')
 		}
 	}

@@ -9,7 +9,11 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/agimo/agimo/park"
+	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/stats"
 	"github.com/agimo/agimo/tunnel"
+	"github.com/agimo/agimo/upstream"
 	"github.com/agimo/agimo/watch"
 )
 
@@ -74,7 +78,7 @@ func hasRawField(raw []byte, name string) bool {
 // response of its own. It returns true: the tunnel decrements r's active
 // gauge when it ends, so an open WebSocket keeps KEDA from scaling its
 // app to zero.
-func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route, st *watch.State, deadline time.Time) bool {
+func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.State, deadline time.Time) bool {
 	h := &ctx.Request.Header
 	// prepareRequest drops Connection and Upgrade as hop-by-hop; they are
 	// put back below, Upgrade with exactly the client's tokens.
@@ -87,7 +91,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 	head = append(head, "\r\n\r\n"...)
 
 	ctx.HijackSetNoResponse(true)
-	handOff(ctx, r.m.active.Dec)
+	handOff(ctx, r.M.Active.Dec)
 	ctx.Hijack(func(c net.Conn) { p.startTunnel(ctx, c, r, st, deadline, head) })
 	return true
 }
@@ -100,21 +104,21 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route, st *watch.State, dea
 // answers. Returning lets fasthttp drop its read buffer (max_header_size)
 // and recycle ctx instead of holding them for the tunnel's life: with
 // KeepHijackedConns the connection is ours to close, and the tunnel does.
-func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route, st *watch.State, deadline time.Time, head []byte) {
+func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Route, st *watch.State, deadline time.Time, head []byte) {
 	client, early, slot := takeOver(hj)
 	t, err := p.tunnels.Open(client)
 	if err != nil {
 		p.retryLater(ctx, "agimo is shutting down")
-		writeAnswer(client, &ctx.Response, r.upstreamTimeout)
+		writeAnswer(client, &ctx.Response, r.UpstreamTimeout)
 		client.Close()
-		slot.release()
-		r.m.active.Dec()
+		slot.Release()
+		r.M.Active.Dec()
 		return
 	}
 	// The tunnel closes the client's socket; its slot is free after.
 	end := func() {
 		t.End()
-		slot.release()
+		slot.Release()
 	}
 	up, err := p.dialUpstream(ctx, t, r, st, deadline)
 	if err == nil {
@@ -130,21 +134,21 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route, st 
 			p.handshakeFailed(ctx, client, r, err)
 		}
 		end()
-		r.m.active.Dec()
+		r.M.Active.Dec()
 		return
 	}
 	// Owned by the tunnel: the registry's Wait waits for its End.
 	go func() {
 		defer end() // last, so that Wait covers this whole goroutine
-		defer r.m.active.Dec()
-		m := p.tunnelMetrics(r.host)
-		m.open.Inc()
-		defer m.open.Dec()
+		defer r.M.Active.Dec()
+		m := stats.NewTunnel(p.metrics, r.Host)
+		m.Open.Inc()
+		defer m.Open.Dec()
 		start := time.Now()
 		// tunnel_idle_timeout (0: never) closes a tunnel that moved no
 		// byte for that long, pings included, keepalives not.
-		err := t.Relay(early, late, tunnel.Options{Up: m.up.AddInt64, Down: m.down.AddInt64, IdleTimeout: r.svc.TunnelIdleTimeout.Duration})
-		p.log.Debug().Str("host", r.host).Dur("duration", time.Since(start)).AnErr("reason", err).Msg("tunnel ended")
+		err := t.Relay(early, late, tunnel.Options{Up: m.Up.AddInt64, Down: m.Down.AddInt64, IdleTimeout: r.Svc.TunnelIdleTimeout.Duration})
+		p.log.Debug().Str("host", r.Host).Dur("duration", time.Since(start)).AnErr("reason", err).Msg("tunnel ended")
 	}()
 }
 
@@ -159,14 +163,14 @@ var (
 // 101 to WebSocket it relays the 101 to the client and returns the bytes
 // the upstream sent right behind it (its first frame may share the 101's
 // segment), which must reach the client before anything spliced.
-func (p *Proxy) handshake(client, up net.Conn, r *route, head []byte) ([]byte, error) {
+func (p *Proxy) handshake(client, up net.Conn, r *route.Route, head []byte) ([]byte, error) {
 	// Bound each read and write like a forwarded request's
 	// (upstream_timeout, as an idle timeout).
-	uc := &idleConn{Conn: up, timeout: r.upstreamTimeout}
+	uc := upstream.WithIdleTimeout(up, r.UpstreamTimeout)
 	if _, err := uc.Write(head); err != nil {
 		return nil, fmt.Errorf("write request head: %w", err)
 	}
-	br := acquireHeadReader(newTrailerFieldConn(uc))
+	br := acquireHeadReader(upstream.NewTrailerFieldConn(uc))
 	defer releaseHeadReader(br)
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
@@ -199,8 +203,8 @@ func (p *Proxy) handshake(client, up net.Conn, r *route, head []byte) ([]byte, e
 	if err := up.SetDeadline(time.Time{}); err != nil {
 		return nil, fmt.Errorf("clear upstream deadline: %w", err)
 	}
-	if err := writeWithin(client, appendSwitchHead(nil, &resp.Header, proto), r.upstreamTimeout); err != nil {
-		p.log.Debug().Str("host", r.host).Err(err).Msg("tunnel: write 101 to client")
+	if err := writeWithin(client, appendSwitchHead(nil, &resp.Header, proto), r.UpstreamTimeout); err != nil {
+		p.log.Debug().Str("host", r.Host).Err(err).Msg("tunnel: write 101 to client")
 		return nil, errAnswered
 	}
 	return late, nil
@@ -258,22 +262,19 @@ func takeOver(c net.Conn) (net.Conn, []byte, *connSlot) {
 // dialUpstream connects to a ready endpoint of r, round robin as forward
 // does, retrying a refused connection until deadline (issue 2: an
 // endpoint just announced ready may not listen yet).
-func (p *Proxy) dialUpstream(ctx *fasthttp.RequestCtx, t *tunnel.Tunnel, r *route, st *watch.State, deadline time.Time) (net.Conn, error) {
-	d := net.Dialer{Timeout: dialTimeout}
+func (p *Proxy) dialUpstream(ctx *fasthttp.RequestCtx, t *tunnel.Tunnel, r *route.Route, st *watch.State, deadline time.Time) (net.Conn, error) {
+	d := net.Dialer{Timeout: upstream.DialTimeout}
 	for attempt := 0; ; attempt++ {
-		addr := r.target
-		if addr == "" {
-			addr = st.Addrs[int(r.next.Add(1)-1)%len(st.Addrs)]
-		}
+		addr := r.Pick(st)
 		c, err := d.DialContext(t.Context(), "tcp", addr)
 		if err == nil {
 			return c, nil
 		}
-		if !isRefused(err) {
+		if !upstream.IsRefused(err) {
 			return nil, fmt.Errorf("dial %s: %w", addr, err)
 		}
-		r.m.errs[errRefused].Inc()
-		p.log.Debug().Str("host", r.host).Str("upstream", addr).Err(err).Msg("tunnel: connection refused; retrying")
+		r.M.Errs[stats.UpstreamRefused].Inc()
+		p.log.Debug().Str("host", r.Host).Str("upstream", addr).Err(err).Msg("tunnel: connection refused; retrying")
 		if st, err = p.awaitRetry(ctx, r, attempt, deadline); err != nil {
 			return nil, err
 		}
@@ -282,16 +283,16 @@ func (p *Proxy) dialUpstream(ctx *fasthttp.RequestCtx, t *tunnel.Tunnel, r *rout
 
 // handshakeFailed answers the client as forward would (502, 503 or 504)
 // unless it has left, and closes the connection.
-func (p *Proxy) handshakeFailed(ctx *fasthttp.RequestCtx, client net.Conn, r *route, err error) {
-	if errors.Is(err, errClientGone) {
+func (p *Proxy) handshakeFailed(ctx *fasthttp.RequestCtx, client net.Conn, r *route.Route, err error) {
+	if errors.Is(err, park.ErrClientGone) {
 		return
 	}
 	if errors.Is(err, errNotWebSocket) {
-		r.m.errs[errProtocol].Inc()
-		p.log.Debug().Str("host", r.host).Err(err).Msg("upstream failed")
-		p.reply(ctx, fasthttp.StatusBadGateway, "upstream "+r.host+" failed: "+errProtocol)
+		r.M.Errs[stats.UpstreamProtocol].Inc()
+		p.log.Debug().Str("host", r.Host).Err(err).Msg("upstream failed")
+		p.reply(ctx, fasthttp.StatusBadGateway, "upstream "+r.Host+" failed: "+stats.UpstreamProtocol)
 	} else {
 		p.upstreamFailed(ctx, r, err)
 	}
-	writeAnswer(client, &ctx.Response, r.upstreamTimeout)
+	writeAnswer(client, &ctx.Response, r.UpstreamTimeout)
 }

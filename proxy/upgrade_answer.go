@@ -12,7 +12,10 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/agimo/agimo/fields"
+	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/tunnel"
+	"github.com/agimo/agimo/upstream"
 )
 
 // What the upgrade path writes to a hijacked client, where fasthttp no
@@ -24,7 +27,7 @@ import (
 // then lingers so that it is read (see tunnel.Linger).
 func writeAnswer(client net.Conn, resp *fasthttp.Response, timeout time.Duration) {
 	resp.SetConnectionClose()
-	bw := bufio.NewWriterSize(&idleConn{Conn: client, timeout: timeout}, 1024)
+	bw := bufio.NewWriterSize(upstream.WithIdleTimeout(client, timeout), 1024)
 	if resp.Write(bw) == nil && bw.Flush() == nil {
 		tunnel.Linger(client)
 	}
@@ -34,7 +37,7 @@ func writeAnswer(client net.Conn, resp *fasthttp.Response, timeout time.Duration
 // a plain response with Connection: close, its body streamed with the
 // same rules as forward (hop-by-hop headers dropped, a body of unknown
 // length chunked).
-func (p *Proxy) relayRefusal(client net.Conn, r *route, resp *fasthttp.Response) error {
+func (p *Proxy) relayRefusal(client net.Conn, r *route.Route, resp *fasthttp.Response) error {
 	h := &resp.Header
 	head := appendStatusAndHeaders(make([]byte, 0, 512), h)
 	n := h.ContentLength()
@@ -50,7 +53,7 @@ func (p *Proxy) relayRefusal(client net.Conn, r *route, resp *fasthttp.Response)
 	}
 	head = append(head, "Connection: close\r\n\r\n"...)
 
-	bw := bufio.NewWriterSize(&idleConn{Conn: client, timeout: r.upstreamTimeout}, 4096)
+	bw := bufio.NewWriterSize(upstream.WithIdleTimeout(client, r.UpstreamTimeout), 4096)
 	bw.Write(head)
 	var err error
 	switch {
@@ -66,7 +69,7 @@ func (p *Proxy) relayRefusal(client net.Conn, r *route, resp *fasthttp.Response)
 	if err == nil {
 		err = bw.Flush()
 	}
-	p.log.Debug().Str("host", r.host).Int("status", h.StatusCode()).AnErr("error", err).Msg("upgrade refused by upstream")
+	p.log.Debug().Str("host", r.Host).Int("status", h.StatusCode()).AnErr("error", err).Msg("upgrade refused by upstream")
 	return err
 }
 
@@ -98,7 +101,7 @@ func appendStatusAndHeaders(dst []byte, h *fasthttp.ResponseHeader) []byte {
 	dst = append(dst, "\r\n"...)
 	listed := connectionListed(h)
 	for k, v := range h.All() {
-		if isFraming(k) || isHopByHop(k, listed) || bytes.EqualFold(k, hTrailer) {
+		if fields.IsFraming(k) || fields.IsHopByHop(k, listed) || bytes.EqualFold(k, hTrailer) {
 			continue
 		}
 		dst = append(dst, k...)

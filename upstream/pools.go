@@ -1,4 +1,10 @@
-package proxy
+// Package upstream is Agimo's side towards the apps: one pool of
+// keep-alive connections per endpoint (fasthttp's HostClient), dialled to
+// ready pod IPs, with an idle timeout on every read and write
+// (upstream_timeout), a check that a reused connection is still open, the
+// retry policy, and the classification of failures into the kinds of
+// agimo_upstream_errors_total.
+package upstream
 
 import (
 	"errors"
@@ -13,6 +19,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/stats"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,11 +37,11 @@ const (
 	// upstreamConns caps connections to one endpoint; more requests wait
 	// in line for a free one (see newHostClient) instead of failing.
 	upstreamConns = 1024
-	dialTimeout   = 5 * time.Second
+	DialTimeout   = 5 * time.Second
 )
 
-// pools holds one fasthttp.HostClient per upstream address and timeouts.
-type pools struct {
+// Pools holds one fasthttp.HostClient per upstream address and timeouts.
+type Pools struct {
 	log zerolog.Logger
 	mu  sync.Mutex // guards m and conns
 	m   map[poolKey]*pool
@@ -51,16 +59,16 @@ type poolKey struct {
 
 type pool struct {
 	hc       *fasthttp.HostClient
-	lastUsed time.Time // guarded by pools.mu
+	lastUsed time.Time // guarded by Pools.mu
 }
 
-func newPools(log zerolog.Logger) *pools {
-	return &pools{log: log, m: make(map[poolKey]*pool), conns: upstreamConns}
+func NewPools(log zerolog.Logger) *Pools {
+	return &Pools{log: log, m: make(map[poolKey]*pool), conns: upstreamConns}
 }
 
-// get returns the client for addr, creating it on first use: timeout is
+// Get returns the client for addr, creating it on first use: timeout is
 // the upstream's idle timeout, wait the longest wait for a free connection.
-func (ps *pools) get(addr string, timeout, wait time.Duration) *fasthttp.HostClient {
+func (ps *Pools) Get(addr string, timeout, wait time.Duration) *fasthttp.HostClient {
 	k := poolKey{addr, timeout, wait}
 	now := time.Now()
 	ps.mu.Lock()
@@ -87,11 +95,11 @@ func newHostClient(addr string, timeout, wait time.Duration, conns int) *fasthtt
 	return &fasthttp.HostClient{
 		Addr: addr,
 		Dial: func(addr string) (net.Conn, error) {
-			c, err := net.DialTimeout("tcp", addr, dialTimeout)
+			c, err := net.DialTimeout("tcp", addr, DialTimeout)
 			if err != nil {
 				return nil, err
 			}
-			return newTrailerFieldConn(newIdleConn(c, addr, timeout)), nil
+			return NewTrailerFieldConn(NewIdleConn(c, addr, timeout)), nil
 		},
 		// Forward exactly what the client sent (issue 2).
 		NoDefaultUserAgentHeader: true,
@@ -118,15 +126,15 @@ func newHostClient(addr string, timeout, wait time.Duration, conns int) *fasthtt
 // (the upstream got the request and is slow: 504), and a request with a
 // body is never sent twice (issue 6).
 func retryIfErr(req *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
-	if attempts > 1 || req.IsBodyStream() || errorKind(err) != errClosed {
+	if attempts > 1 || req.IsBodyStream() || Kind(err) != stats.UpstreamClosed {
 		return false, false
 	}
 	h := &req.Header
 	return false, h.IsGet() || h.IsHead() || h.IsOptions()
 }
 
-// janitor forgets pools unused for poolForget until stop is closed.
-func (ps *pools) janitor(stop <-chan struct{}) {
+// Janitor forgets Pools unused for poolForget until stop is closed.
+func (ps *Pools) Janitor(stop <-chan struct{}) {
 	t := time.NewTicker(poolForget / 5)
 	defer t.Stop()
 	for {
@@ -146,7 +154,18 @@ func (ps *pools) janitor(stop <-chan struct{}) {
 	}
 }
 
-func (ps *pools) closeAll() {
+// SetConns lowers the cap on connections to one endpoint, so a test can
+// fill a pool with a few requests. Pools made before are dropped: call it
+// while no request is in flight.
+func (ps *Pools) SetConns(n int) {
+	ps.CloseAll()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.conns = n
+}
+
+// CloseAll closes every pool's idle connections and forgets the pools.
+func (ps *Pools) CloseAll() {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for k, p := range ps.m {
@@ -155,7 +174,7 @@ func (ps *pools) closeAll() {
 	}
 }
 
-// idleConn fails a read or write that waits longer than timeout for the
+// IdleConn fails a read or write that waits longer than timeout for the
 // upstream: an idle timeout, like nginx's proxy_read_timeout, so a slow
 // upstream gets a 504 while a long SSE stream that keeps talking lives on.
 // fasthttp's own ReadTimeout would bound the whole response instead.
@@ -163,12 +182,12 @@ func (ps *pools) closeAll() {
 // It also replaces a pooled connection the upstream closed while it sat
 // idle (see fresh), which fasthttp would otherwise write the next request
 // to and fail.
-type idleConn struct {
+type IdleConn struct {
 	net.Conn
 	addr    string
 	timeout time.Duration
 	// rd, wd are the read and write deadlines last set.
-	rd, wd idleDeadline
+	rd, wd IdleDeadline
 	// answered is set by a read and cleared by the next write: a write
 	// with it set starts a new request on a reused connection. fasthttp's
 	// HostClient writes a whole request before it reads (it neither
@@ -182,18 +201,18 @@ type idleConn struct {
 	// eof is set when a read reports EOF: a chunked response that ends
 	// after that was cut short (clientconn.go). laddr carries it to the Response.
 	eof   atomic.Bool
-	laddr *upstreamAddr
+	laddr *addrConn
 }
 
-// idleDeadline is a read or write deadline kept timeout ahead of the last
+// IdleDeadline is a read or write deadline kept timeout ahead of the last
 // read or write: an idle timeout (upstream_timeout, client_body_timeout,
 // send_timeout). It is moved only when less than 7/8 of the timeout is
 // left, to keep timer updates off most reads and writes.
-type idleDeadline struct{ at time.Time }
+type IdleDeadline struct{ at time.Time }
 
-// due reports whether the deadline must move before the next read or
+// Due reports whether the deadline must move before the next read or
 // write, and if so moves at to timeout from now: set it on the socket.
-func (d *idleDeadline) due(timeout time.Duration) bool {
+func (d *IdleDeadline) Due(timeout time.Duration) bool {
 	now := time.Now()
 	if d.at.Sub(now) >= timeout*7/8 {
 		return false
@@ -202,22 +221,32 @@ func (d *idleDeadline) due(timeout time.Duration) bool {
 	return true
 }
 
+// At is the deadline last set by Due.
+func (d *IdleDeadline) At() time.Time { return d.at }
+
+// WithIdleTimeout bounds each read and write of c by timeout, as for a
+// pooled connection, for a connection outside the pools (a tunnel's
+// handshake, an answer written on a taken-over socket).
+func WithIdleTimeout(c net.Conn, timeout time.Duration) *IdleConn {
+	return &IdleConn{Conn: c, timeout: timeout}
+}
+
 // errRedial fails a request whose pooled connection was closed by the
 // upstream and which could not get a new one.
 var errRedial = errors.New("upstream closed the pooled connection")
 
-// newIdleConn wraps a freshly dialled upstream connection.
-func newIdleConn(nc net.Conn, addr string, timeout time.Duration) *idleConn {
-	c := &idleConn{Conn: nc, addr: addr, timeout: timeout}
+// NewIdleConn wraps a freshly dialled upstream connection.
+func NewIdleConn(nc net.Conn, addr string, timeout time.Duration) *IdleConn {
+	c := &IdleConn{Conn: nc, addr: addr, timeout: timeout}
 	c.setRaw()
 	return c
 }
 
 // setRaw keeps the socket's RawConn and a peek closure made once, so the
 // check in fresh allocates nothing per request.
-func (c *idleConn) setRaw() {
+func (c *IdleConn) setRaw() {
 	c.eof.Store(false)
-	c.laddr = &upstreamAddr{Addr: c.Conn.LocalAddr(), c: c}
+	c.laddr = &addrConn{Addr: c.Conn.LocalAddr(), c: c}
 	c.raw = nil
 	if sc, ok := c.Conn.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
@@ -244,7 +273,7 @@ func (c *idleConn) setRaw() {
 // written yet, so swapping in a new connection is invisible to fasthttp,
 // which acquires its reader and writer per request. One non-blocking
 // MSG_PEEK per reused request is the cost.
-func (c *idleConn) fresh() error {
+func (c *IdleConn) fresh() error {
 	if c.raw == nil {
 		return nil
 	}
@@ -252,7 +281,7 @@ func (c *idleConn) fresh() error {
 	if err := c.raw.Control(c.peek); err != nil || !c.gone {
 		return nil
 	}
-	nc, err := net.DialTimeout("tcp", c.addr, dialTimeout)
+	nc, err := net.DialTimeout("tcp", c.addr, DialTimeout)
 	if err != nil {
 		// Not wrapped with %w: the handler retries a refused dial from
 		// the start, but fasthttp has read some of a streamed body into
@@ -271,8 +300,8 @@ func (c *idleConn) fresh() error {
 	return nil
 }
 
-func (c *idleConn) Read(b []byte) (int, error) {
-	if c.rd.due(c.timeout) {
+func (c *IdleConn) Read(b []byte) (int, error) {
+	if c.rd.Due(c.timeout) {
 		if err := c.Conn.SetReadDeadline(c.rd.at); err != nil {
 			return 0, err
 		}
@@ -287,21 +316,21 @@ func (c *idleConn) Read(b []byte) (int, error) {
 
 // LocalAddr returns the connection's local address, which carries the
 // connection to upstreamBody through the Response fasthttp reads.
-func (c *idleConn) LocalAddr() net.Addr {
-	if c.laddr == nil { // an idleConn not made by newIdleConn (upgrade.go)
+func (c *IdleConn) LocalAddr() net.Addr {
+	if c.laddr == nil { // an IdleConn not made by NewIdleConn (upgrade.go)
 		return c.Conn.LocalAddr()
 	}
 	return c.laddr
 }
 
-func (c *idleConn) Write(b []byte) (int, error) {
+func (c *IdleConn) Write(b []byte) (int, error) {
 	if c.answered {
 		c.answered = false
 		if err := c.fresh(); err != nil {
 			return 0, err
 		}
 	}
-	if c.wd.due(c.timeout) {
+	if c.wd.Due(c.timeout) {
 		if err := c.Conn.SetWriteDeadline(c.wd.at); err != nil {
 			return 0, err
 		}
@@ -311,7 +340,7 @@ func (c *idleConn) Write(b []byte) (int, error) {
 
 // SetReadDeadline and SetWriteDeadline ignore fasthttp's resets to "no
 // deadline" so the idle deadline stays in force; real deadlines pass.
-func (c *idleConn) SetReadDeadline(t time.Time) error {
+func (c *IdleConn) SetReadDeadline(t time.Time) error {
 	if t.IsZero() {
 		return nil
 	}
@@ -319,7 +348,7 @@ func (c *idleConn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
-func (c *idleConn) SetWriteDeadline(t time.Time) error {
+func (c *IdleConn) SetWriteDeadline(t time.Time) error {
 	if t.IsZero() {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package proxy
+package stats
 
 import (
 	"bytes"
@@ -33,9 +33,9 @@ var metricHelp = map[string]string{
 	"agimo_config_last_reload_successful": "1 if the last config reload was applied, 0 if it was rejected.",
 }
 
-// writeWithHelp copies an exposition from src to w, giving each HELP line
+// WriteWithHelp copies an exposition from src to w, giving each HELP line
 // of a family in metricHelp its text.
-func writeWithHelp(w io.Writer, src []byte) {
+func WriteWithHelp(w io.Writer, src []byte) {
 	help := []byte("# HELP ")
 	var out bytes.Buffer
 	out.Grow(len(src) + 1024)

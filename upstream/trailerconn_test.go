@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"bytes"
@@ -93,7 +93,7 @@ func TestTrailerFieldConn(t *testing.T) {
 		}
 		for _, step := range []int{1, 2, 3, 7, 64, len(tc.in)} {
 			for _, buf := range []int{1, 5, 4096} {
-				c := newTrailerFieldConn(&stepConn{data: []byte(tc.in), step: step})
+				c := NewTrailerFieldConn(&stepConn{data: []byte(tc.in), step: step})
 				if got := readFiltered(t, c, -1, buf); string(got) != want {
 					t.Errorf("%s in reads of %d into %d bytes: got %q; want %q", tc.name, step, buf, clipTest(got), clipTest([]byte(want)))
 				}
@@ -106,7 +106,7 @@ func TestTrailerFieldConn(t *testing.T) {
 func TestTrailerFieldConnNextResponse(t *testing.T) {
 	first := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 	second := "HTTP/1.1 200 OK\r\nTrailer: Set-Cookie\r\nContent-Length: 0\r\n\r\n"
-	c := newTrailerFieldConn(&stepConn{data: []byte(first + second), step: 5})
+	c := NewTrailerFieldConn(&stepConn{data: []byte(first + second), step: 5})
 	if got := readFiltered(t, c, len(first), 16); string(got) != first {
 		t.Fatalf("first response: got %q", got)
 	}
@@ -135,8 +135,8 @@ func FuzzTrailerFieldConn(f *testing.F) {
 		f.Add([]byte(s), uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
-		whole := readFiltered(t, newTrailerFieldConn(&stepConn{data: in, step: len(in) + 1}), -1, 4096)
-		split := readFiltered(t, newTrailerFieldConn(&stepConn{data: in, step: int(step)%9 + 1}), -1, int(step)%13+1)
+		whole := readFiltered(t, NewTrailerFieldConn(&stepConn{data: in, step: len(in) + 1}), -1, 4096)
+		split := readFiltered(t, NewTrailerFieldConn(&stepConn{data: in, step: int(step)%9 + 1}), -1, int(step)%13+1)
 		if !bytes.Equal(whole, split) {
 			t.Fatalf("%q: whole %q; split %q", in, whole, split)
 		}

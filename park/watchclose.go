@@ -1,64 +1,14 @@
-package proxy
+package park
 
 import (
-	"errors"
 	"net"
 	"syscall"
 	"time"
 
-	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
-
-	"github.com/agimo/agimo/watch"
 )
 
-var (
-	errParkTimeout = errors.New("service not ready before timeout")
-	errClientGone  = errors.New("client closed the connection")
-	errStopping    = errors.New("proxy is shutting down")
-	errParkFull    = errors.New("too many parked requests")
-)
-
-// park waits until r's service is ready, the deadline passes, the client
-// leaves, or the proxy shuts down. It wakes on the service's broadcast
-// channel, so every parked request is released by the same event that
-// flipped readiness, with no polling (issue 2).
-func (p *Proxy) park(ctx *fasthttp.RequestCtx, r *route, deadline time.Time) (*watch.State, error) {
-	if r.parked.Add(1) > r.maxParked {
-		r.parked.Add(-1)
-		return nil, errParkFull
-	}
-	defer r.parked.Add(-1)
-	p.beginCold(r)
-	start := time.Now()
-	r.m.parked.Inc()
-	defer r.m.parked.Dec()
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	gone, stopWatch := watchClose(ctx.Conn())
-	defer stopWatch()
-
-	st := r.ready.State()
-	for !st.Ready {
-		select {
-		case <-st.Changed():
-			st = r.ready.State()
-		case <-timer.C:
-			return nil, errParkTimeout
-		case <-gone:
-			return nil, errClientGone
-		case <-p.stopping:
-			return nil, errStopping
-		}
-	}
-	waited := time.Since(start)
-	r.m.parkTime.Update(waited.Seconds())
-	r.cold.observe(waited)
-	r.readyCold()
-	return st, nil
-}
-
-// watchClose reports, by closing the returned channel, when the peer of c
+// WatchClose reports, by closing the returned channel, when the peer of c
 // resets the connection. fasthttp cannot tell a handler that its client
 // left (RequestCtx.Done fires only at server shutdown), and a parked
 // request of a client that left must free its slot and its gauge (issue 2).
@@ -75,7 +25,7 @@ func (p *Proxy) park(ctx *fasthttp.RequestCtx, r *route, deadline time.Time) (*w
 // MSG_PEEK looks without consuming, and POLLHUP/POLLERR tell a reset
 // apart from data and from a half-close. stop ends the watch and
 // restores the connection for fasthttp.
-func watchClose(c net.Conn) (gone <-chan struct{}, stop func()) {
+func WatchClose(c net.Conn) (gone <-chan struct{}, stop func()) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil, func() {}

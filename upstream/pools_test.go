@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// TestIdleConnFresh drives idleConn directly: a reused connection whose
+// TestIdleConnFresh drives IdleConn directly: a reused connection whose
 // peer closed, or sent bytes nobody asked for, is swapped for a new one
 // before the request's first byte; a live one is kept; a failed redial is
 // not a refusal the handler would retry with a half-read body.
@@ -30,13 +30,13 @@ func TestIdleConnFresh(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	dial := func(t *testing.T) (*idleConn, net.Conn) {
+	dial := func(t *testing.T) (*IdleConn, net.Conn) {
 		t.Helper()
 		nc, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := newIdleConn(nc, ln.Addr().String(), time.Second)
+		c := NewIdleConn(nc, ln.Addr().String(), time.Second)
 		t.Cleanup(func() { c.Close() })
 		peer := <-accepted
 		t.Cleanup(func() { peer.Close() })
@@ -98,7 +98,7 @@ func TestIdleConnFresh(t *testing.T) {
 		if !errors.Is(err, errRedial) {
 			t.Fatalf("got %v; want errRedial", err)
 		}
-		if isRefused(err) || errors.Is(err, syscall.ECONNREFUSED) {
+		if IsRefused(err) || errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("got %v, which the handler would retry as a refused dial; want a plain failure", err)
 		}
 	})

@@ -1,4 +1,4 @@
-package proxy
+package stats
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ func AdminHandler(set *metrics.Set, ready func() bool) http.Handler {
 		var b bytes.Buffer
 		set.WritePrometheus(&b)
 		metrics.WriteProcessMetrics(&b)
-		writeWithHelp(w, b.Bytes())
+		WriteWithHelp(w, b.Bytes())
 	}
 	mux.HandleFunc("GET /metrics", writeMetrics)
 	mux.HandleFunc("GET /{$}", writeMetrics)

@@ -1,10 +1,12 @@
-package proxy
+package upstream
 
 import (
 	"bytes"
 	"net"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/fields"
 )
 
 // trailerFieldConn takes out of an upstream's response the trailer fields
@@ -51,7 +53,7 @@ const (
 // maxHeldLine bounds a line held back: the upstream read buffer.
 const maxHeldLine = 16 << 10
 
-func newTrailerFieldConn(c net.Conn) *trailerFieldConn {
+func NewTrailerFieldConn(c net.Conn) *trailerFieldConn {
 	t := &trailerFieldConn{Conn: c}
 	t.startHead()
 	return t
@@ -208,7 +210,7 @@ func (c *trailerFieldConn) line(line []byte) {
 			return
 		}
 		// RFC 9110 §6.5.1: the field may not be in a trailer section.
-		if k, _, ok := bytes.Cut(body, []byte{':'}); ok && !trailerName(bytes.TrimRight(k, " \t"), nil) {
+		if k, _, ok := bytes.Cut(body, []byte{':'}); ok && !TrailerName(bytes.TrimRight(k, " \t"), nil) {
 			return
 		}
 		c.out = append(c.out, line...)
@@ -270,7 +272,7 @@ func chunkSize(line []byte) (int, bool) {
 // chunked, the one coding fasthttp reads.
 func isChunkedCoding(line []byte) bool {
 	name, v, ok := bytes.Cut(line, []byte{':'})
-	return ok && bytes.EqualFold(bytes.TrimRight(name, " \t"), hTransferEncoding) &&
+	return ok && fields.IsTransferEncoding(bytes.TrimRight(name, " \t")) &&
 		bytes.EqualFold(bytes.Trim(v, " \t"), []byte("chunked"))
 }
 
@@ -298,7 +300,7 @@ func refusedTrailerName(line []byte) bool {
 	for len(list) > 0 {
 		var el []byte
 		el, list, _ = bytes.Cut(list, []byte{','})
-		if el = bytes.Trim(el, " \t"); len(el) > 0 && !trailerName(el, nil) {
+		if el = bytes.Trim(el, " \t"); len(el) > 0 && !TrailerName(el, nil) {
 			return true
 		}
 	}
@@ -315,7 +317,7 @@ func appendTrailerField(dst, line []byte) []byte {
 	for len(list) > 0 {
 		var el []byte
 		el, list, _ = bytes.Cut(list, []byte{','})
-		if el = bytes.Trim(el, " \t"); len(el) == 0 || !trailerName(el, nil) {
+		if el = bytes.Trim(el, " \t"); len(el) == 0 || !TrailerName(el, nil) {
 			continue
 		}
 		if kept > 0 {
@@ -328,4 +330,15 @@ func appendTrailerField(dst, line []byte) []byte {
 		return dst[:start]
 	}
 	return append(dst, "\r\n"...)
+}
+
+// TrailerName reports whether name may be announced and sent as a trailer
+// field: not hop-by-hop, and accepted by fasthttp, whose list of fields
+// not allowed in trailers (isBadTrailer) is the one its parser enforces.
+func TrailerName(name, listed []byte) bool {
+	if fields.IsHopByHop(name, listed) {
+		return false
+	}
+	var h fasthttp.ResponseHeader
+	return h.AddTrailerBytes(name) == nil
 }
