@@ -36,29 +36,17 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	// Without this, reading the upstream's head would report fasthttp's
 	// default Content-Type for a response that has none.
 	resp.Header.SetNoDefaultContentType(true)
-	var err error
-	for attempt := 0; ; attempt++ {
-		addr := r.Pick(st)
-		err = p.core.Pools.Get(addr, r.UpstreamTimeout, r.Timeout).Do(req, resp)
-		if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
-			// A 101 to a request that asked for no upgrade: nothing sane
-			// can follow it on this connection.
-			resp.SetConnectionClose()
-			err = errUnsolicited101
-		}
-		if err == nil || !upstream.IsRefused(err) {
-			break
-		}
-		// An endpoint just announced ready may not listen yet, and an
-		// endpoint being removed may already be gone: retry (another
-		// endpoint, or this one after a short pause) until the request's
-		// deadline rather than answering 502 (issue 2).
-		r.M.Errs[stats.UpstreamRefused].Inc()
-		p.log.Debug().Str("host", r.Host).Str("upstream", addr).Err(err).Msg("connection refused; retrying")
-		if st, err = p.awaitRetry(ctx, r, attempt, deadline); err != nil {
-			break
-		}
-	}
+	err := p.core.Attempt(r, st, deadline, func() (*watch.State, error) { return p.park(ctx, r, deadline) },
+		func(addr string) error {
+			err := p.core.Pools.Get(addr, r.UpstreamTimeout, r.Timeout).Do(req, resp)
+			if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
+				// A 101 to a request that asked for no upgrade: nothing sane
+				// can follow it on this connection.
+				resp.SetConnectionClose()
+				err = errUnsolicited101
+			}
+			return err
+		})
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		if cb != nil && cb.err != nil {
@@ -104,36 +92,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	}
 	ctx.Response.SetBodyStream(b, n)
 	return counted
-}
-
-// awaitRetry pauses before the next attempt after a refused connection,
-// waking early if readiness changes. If the service is no longer ready it
-// parks again. It returns the state to use, or an error once the deadline
-// has passed, the client left or the proxy is stopping.
-func (p *Proxy) awaitRetry(ctx *fasthttp.RequestCtx, r *route.Route, attempt int, deadline time.Time) (*watch.State, error) {
-	st := r.Ready.State()
-	if !st.Ready {
-		return p.park(ctx, r, deadline)
-	}
-	if attempt < len(st.Addrs)-1 && r.Target == "" {
-		return st, nil // try the next endpoint at once
-	}
-	wait := min(10*time.Millisecond<<min(attempt, 5), 250*time.Millisecond, time.Until(deadline))
-	if wait <= 0 {
-		return nil, park.ErrTimeout
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-st.Changed():
-	case <-p.core.Stopping():
-		return nil, park.ErrStopping
-	}
-	if st = r.Ready.State(); !st.Ready {
-		return p.park(ctx, r, deadline)
-	}
-	return st, nil
 }
 
 // upstreamFailed answers a request whose upstream exchange failed: 504 for

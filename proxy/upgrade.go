@@ -264,21 +264,16 @@ func takeOver(c net.Conn) (net.Conn, []byte, *connSlot) {
 // endpoint just announced ready may not listen yet).
 func (p *Proxy) dialUpstream(ctx *fasthttp.RequestCtx, t *tunnel.Tunnel, r *route.Route, st *watch.State, deadline time.Time) (net.Conn, error) {
 	d := net.Dialer{Timeout: upstream.DialTimeout}
-	for attempt := 0; ; attempt++ {
-		addr := r.Pick(st)
-		c, err := d.DialContext(t.Context(), "tcp", addr)
-		if err == nil {
-			return c, nil
-		}
-		if !upstream.IsRefused(err) {
-			return nil, fmt.Errorf("dial %s: %w", addr, err)
-		}
-		r.M.Errs[stats.UpstreamRefused].Inc()
-		p.log.Debug().Str("host", r.Host).Str("upstream", addr).Err(err).Msg("tunnel: connection refused; retrying")
-		if st, err = p.awaitRetry(ctx, r, attempt, deadline); err != nil {
-			return nil, err
-		}
-	}
+	var c net.Conn
+	err := p.core.Attempt(r, st, deadline, func() (*watch.State, error) { return p.park(ctx, r, deadline) },
+		func(addr string) error {
+			var err error
+			if c, err = d.DialContext(t.Context(), "tcp", addr); err != nil && !upstream.IsRefused(err) {
+				return fmt.Errorf("dial %s: %w", addr, err)
+			}
+			return err
+		})
+	return c, err
 }
 
 // handshakeFailed answers the client as forward would (502, 503 or 504)
