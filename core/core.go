@@ -43,6 +43,7 @@ type Core struct {
 	Metrics *metrics.Set
 	Opts    Options
 	Pools   *upstream.Pools
+	H2C     *upstream.H2C
 	Policy  *scale.Policy
 	Waiter  *park.Waiter
 	Lot     *park.Lot
@@ -70,6 +71,7 @@ func New(cfg *conf.Config, r route.Readiness, opts Options) (*Core, error) {
 	}
 	c.routes.Store(t)
 	c.Pools = upstream.NewPools(opts.Log)
+	c.H2C = upstream.NewH2C()
 	c.Policy = scale.New(opts.Scaler, opts.Log, c.stopping)
 	c.Waiter = &park.Waiter{Begin: c.Policy.Begin, Stopping: c.stopping}
 	if c.Lot, err = park.NewLot(c.stopping); err != nil {
@@ -106,6 +108,7 @@ func (c *Core) Close(ctx context.Context) error {
 		err = fmt.Errorf("close parking lot: %w", ctx.Err())
 	}
 	c.Pools.CloseAll()
+	c.H2C.CloseIdle()
 	return err
 }
 

@@ -31,6 +31,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	// Do drops the body stream once sent; its reader stays, to tell a
 	// client's failure from the upstream's.
 	cb, _ := req.BodyStream().(*clientBody)
+	if r.H2C(st) {
+		return p.forwardH2C(ctx, r, st, deadline, counted, clientClose, cb)
+	}
 
 	resp := fasthttp.AcquireResponse()
 	// Without this, reading the upstream's head would report fasthttp's

@@ -1,0 +1,55 @@
+package h2
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/agimo/agimo/upstream"
+)
+
+// clientBody bounds each read of a request body by client_body_timeout,
+// as the HTTP/1.1 front end does: a stream whose client sends no byte of
+// its body for that long fails with 408 (RFC 9110 §15.5.9) rather than
+// holding an upstream connection. x/net/http2 supports per-stream read
+// deadlines through http.ResponseController.
+type clientBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	rd      upstream.IdleDeadline
+	err     error // the first read error other than EOF
+}
+
+func newClientBody(w http.ResponseWriter, body io.ReadCloser, timeout time.Duration) *clientBody {
+	return &clientBody{ReadCloser: body, rc: http.NewResponseController(w), timeout: timeout}
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	if b.timeout > 0 && b.rd.Due(b.timeout) {
+		_ = b.rc.SetReadDeadline(b.rd.At())
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// failed reports the client's side of a failed exchange: the status to
+// answer and the client error kind, or 0 if the body did not fail.
+func (b *clientBody) failed() (int, string) {
+	if b == nil || b.err == nil {
+		return 0, ""
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(b.err, &tooBig):
+		return http.StatusRequestEntityTooLarge, ""
+	case errors.Is(b.err, os.ErrDeadlineExceeded):
+		return http.StatusRequestTimeout, "body_timeout"
+	}
+	return http.StatusBadRequest, "aborted"
+}

@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/fields"
+	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/watch"
+)
+
+// forwardH2C relays an HTTP/1.1 request to an upstream that speaks h2c
+// (protocol = "h2c", or appProtocol kubernetes.io/h2c), through the
+// core's h2c transport: the request, prepared as for any upstream, is
+// carried as an HTTP/2 stream, and the response comes back as HTTP/1.1,
+// chunked with its trailers when its length is unknown. It returns what
+// forward returns.
+func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.State, deadline time.Time,
+	counted, clientClose bool, cb *clientBody) bool {
+	req := &ctx.Request
+	path, query := splitTarget(req.Header.RequestURI())
+	hreq := &http.Request{
+		Method: string(req.Header.Method()),
+		// Opaque keeps the path as the client sent it, byte for byte.
+		URL:    &url.URL{Scheme: "http", Host: "upstream", Opaque: path, RawQuery: query},
+		Host:   string(req.Header.Host()),
+		Header: make(http.Header),
+		Body:   http.NoBody,
+	}
+	for k, v := range req.Header.All() {
+		if fields.IsFraming(k) || string(k) == fasthttp.HeaderHost {
+			continue
+		}
+		hreq.Header.Add(string(k), string(v))
+	}
+	if n, hasBody := requestBody(ctx); hasBody {
+		hreq.Body = io.NopCloser(req.BodyStream())
+		hreq.ContentLength = int64(n) // -1 for chunked: unknown
+	}
+	resp, err := p.core.RoundTripH2C(hreq.WithContext(context.Background()), r, st, deadline,
+		func() (*watch.State, error) { return p.park(ctx, r, deadline) })
+	if err != nil {
+		if cb != nil && cb.err != nil {
+			err = cb.err
+		}
+		p.upstreamFailed(ctx, r, err)
+		return false
+	}
+	r.ReadyCold()
+	r.FirstByte()
+	h := &ctx.Response.Header
+	h.SetStatusCode(resp.StatusCode)
+	h.SetNoDefaultContentType(true)
+	for k, vv := range resp.Header {
+		if fields.IsFraming([]byte(k)) || fields.IsHopByHop([]byte(k), nil) || k == "Trailer" {
+			continue
+		}
+		for _, v := range vv {
+			h.Add(k, v)
+		}
+	}
+	for k := range resp.Trailer {
+		_ = h.AddTrailer(k) // announced; a name fasthttp refuses is dropped
+	}
+	if clientClose {
+		ctx.SetConnectionClose()
+	}
+	if req.Header.IsHead() || !bodyAllowed(resp.StatusCode) {
+		if resp.ContentLength >= 0 && resp.StatusCode != fasthttp.StatusNoContent {
+			h.SetContentLength(int(resp.ContentLength))
+		}
+		ctx.Response.SkipBody = true
+		resp.Body.Close()
+		return false
+	}
+	n := int(resp.ContentLength)
+	if n < 0 {
+		n = -1
+	}
+	ctx.Response.ImmediateHeaderFlush = n < 0
+	b := &h2cBody{resp: resp, trailer: h}
+	if counted {
+		b.active = r.M.Active
+	}
+	ctx.Response.SetBodyStream(b, n)
+	return counted
+}
+
+// splitTarget splits a request target into its path and query, for
+// origin-form and absolute-form alike (route.Path).
+func splitTarget(uri []byte) (string, string) {
+	path := route.Path(uri)
+	var query string
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		query = string(uri[i+1:])
+	}
+	if len(path) == 0 {
+		return "/", query
+	}
+	return string(path), query
+}
+
+// h2cBody streams an h2c response to the client; at its end its trailers
+// become the chunked response's trailer section. Close ends the stream
+// upstream and the request's activity.
+type h2cBody struct {
+	resp    *http.Response
+	trailer *fasthttp.ResponseHeader
+	active  *metrics.Gauge
+}
+
+func (b *h2cBody) Read(p []byte) (int, error) {
+	n, err := b.resp.Body.Read(p)
+	if err == io.EOF && b.trailer != nil {
+		for k, vv := range b.resp.Trailer {
+			for _, v := range vv {
+				if b.trailer.AddTrailer(k) == nil {
+					b.trailer.Add(k, v)
+				}
+			}
+		}
+		b.trailer = nil
+	}
+	return n, err
+}
+
+func (b *h2cBody) Close() error {
+	err := b.resp.Body.Close()
+	if b.active != nil {
+		b.active.Dec()
+	}
+	return err
+}
