@@ -80,7 +80,8 @@ type options struct {
 	// Load generator.
 	target, host, mode, method string
 	conns, bodySize, msgSize   int
-	events                     int
+	events, streams            int
+	caFile                     string
 	rate                       float64
 	dur, warmup, timeout       time.Duration
 	jsonOut                    bool
@@ -110,7 +111,10 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.StringVar(&o.target, "target", "", "load generator: target URL (http://host:port/path; ws:// for -mode ws)")
 	fs.StringVar(&o.host, "host", "", "load generator: Host header (default: the URL's)")
-	fs.StringVar(&o.mode, "mode", "http", "load generator: http, ws (echo round trips) or sse")
+	fs.StringVar(&o.mode, "mode", "http", "load generator: http (http:// or https://), ws (echo round trips), sse, "+
+		"handshake (a new TLS 1.3 connection per request), h2 (h2load: https:// h2, http:// h2c) or grpc (unary calls)")
+	fs.StringVar(&o.caFile, "cacert", "", "load generator: PEM certificates to verify https targets with (default: the system's)")
+	fs.IntVar(&o.streams, "streams", 1, "load generator: concurrent streams per connection (-mode h2)")
 	fs.IntVar(&o.conns, "c", 64, "load generator: connections")
 	fs.DurationVar(&o.dur, "d", 0, "measured duration of each run (default 10s for -target, 3s per scenario run, 1s with -smoke)")
 	fs.DurationVar(&o.warmup, "warmup", -1, "unmeasured warm-up before each run (default 1s for -target, 0.5s per scenario run)")
@@ -186,6 +190,7 @@ func runLoad(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	cfg := load.Config{
 		URL: o.target, Host: o.host, Conns: o.conns, Dur: o.dur, Warmup: o.warmup, Rate: o.rate,
 		Method: o.method, BodySize: o.bodySize, MsgSize: o.msgSize, Timeout: o.timeout,
+		CAFile: o.caFile, Streams: o.streams,
 	}
 	if o.jsonOut {
 		// The suite runs this face as its child and reads these lines to
@@ -207,8 +212,14 @@ func runLoad(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		res, err = load.WS(ctx, cfg)
 	case load.ModeSSE:
 		res, err = load.SSE(ctx, cfg, o.events)
+	case load.ModeHandshake:
+		res, err = load.Handshakes(ctx, cfg)
+	case load.ModeH2:
+		res, err = load.H2Load(ctx, cfg)
+	case load.ModeGRPC:
+		res, err = load.GRPC(ctx, cfg)
 	default:
-		return fmt.Errorf("unknown -mode %q: want http, ws or sse", o.mode)
+		return fmt.Errorf("unknown -mode %q: want http, ws, sse, handshake, h2 or grpc", o.mode)
 	}
 	if err != nil {
 		return err
