@@ -5,6 +5,9 @@
 //	go run ./bench -target http://127.0.0.1:8080/ -host app.example -c 64 -d 10s [-rate 20000]
 //	go run ./bench -mode ws  -target ws://127.0.0.1:8080/ws -host app.example -c 64 -msg 64
 //	go run ./bench -mode sse -target http://127.0.0.1:8080/sse -host app.example -c 64 -events 100
+//	go run ./bench -mode handshake -target https://127.0.0.1:8443/ -host app.example -cacert ca.pem
+//	go run ./bench -mode h2 -target https://127.0.0.1:8443/ -host app.example -c 32 -streams 8
+//	go run ./bench -mode grpc -target http://127.0.0.1:8080 -host grpc.example -c 64
 //
 // prints throughput, latency percentiles and errors (with a live progress
 // line on a terminal), or with -json the raw result including the whole
@@ -20,13 +23,14 @@
 //	go run ./bench http-small release
 //
 // Scenarios: http-small, http-4k, post-64k, ws-echo, ws-throughput, sse,
+// https-keepalive, tls-handshakes, h2, h2c, grpc-unary (the edge: edge.go),
 // release, parked-capacity, parked-at-once, tunnel-capacity, scale. Results go to stdout as
 // Markdown tables and to -out DIR as JSON (every raw figure), Markdown and
 // an SVG plot of the latency distributions. BENCHMARKS.md explains the
 // method and holds the latest results.
 //
 // It needs Linux and, for the scenarios, root (apt-get, a control plane,
-// raised file limits) and taskset.
+// raised file limits) and taskset; h2load (nghttp2-client) for -mode h2.
 package main
 
 import (
