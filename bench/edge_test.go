@@ -129,6 +129,13 @@ func TestNginxEdgeAnswersAndForwardsLikePlain(t *testing.T) {
 			t.Errorf("%s: got\n  %s\nwant (plain nginx)\n  %s", tc.proto, strings.Join(got, "\n  "), strings.Join(w, "\n  "))
 		}
 	}
+
+	// The parity check itself, with nginx standing in for agimo: the
+	// same proxy on both sides must pass over every protocol.
+	ed.agimo, ed.agimoTLS = &agimoProc{addr: ng.h2cAddr}, ng.tlsAddr
+	if err := ed.checkParity(); err != nil {
+		t.Errorf("parity of nginx with itself: got %v; want nil", err)
+	}
 }
 
 // An agimo that cannot be measured fails each target with the reason, and
