@@ -3,10 +3,14 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: build test test-unit e2e e2e-node chart-check fuzz demo bench bench-smoke
+.PHONY: build tools test test-unit e2e e2e-node chart-check fuzz demo bench bench-smoke
 
 build:
 	$(GO) build -o bin/agimo .
+
+# Debian packages and Go tools the tests need (hack/tools.sh: quick when all are there).
+tools:
+	GO=$(GO) hack/tools.sh
 
 # README's test command: unit and integration tests with the race detector (each fuzz
 # target's committed seed corpus runs as an ordinary test), the end-to-end suite against a real
@@ -15,7 +19,7 @@ build:
 # is `make fuzz`: it can end early on a loaded machine, so it is not part of what must pass.
 test: test-unit e2e e2e-node chart-check bench-smoke
 
-test-unit:
+test-unit: tools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 600s ./...
 
@@ -24,22 +28,22 @@ FUZZTIME ?= 5s
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
-e2e:
+e2e: tools
 	hack/e2e.sh
 
 # A real one-node Kubernetes (hack/node): helm install charts/agimo, real pods from zero.
-e2e-node:
+e2e-node: tools
 	hack/node-e2e.sh
 
 chart-check:
 	hack/chart-check.sh
 
-demo:
+demo: tools
 	hack/demo.sh
 
-bench:
+bench: tools
 	$(GO) run ./bench all
 
 # Every benchmark scenario for a second or two, so the suite cannot rot (issue 5).
-bench-smoke:
+bench-smoke: tools
 	$(GO) run ./bench -smoke all

@@ -19,6 +19,7 @@ const (
 	hostHTTP = "http.bench" // fasthttp upstream (http-* and post-64k)
 	hostWeb  = "web.bench"  // WebSocket echo and SSE upstream
 	hostCold = "cold.bench" // parked requests: its EndpointSlice flips
+	hostGRPC = "grpc.bench" // gRPC upstream (grpc-unary)
 )
 
 // buildAgimo compiles the agimo binary from the repository at root.
@@ -34,9 +35,12 @@ func buildAgimo(root, dir string) (string, error) {
 	return out, nil
 }
 
-// agimoService is one [[services]] entry.
+// agimoService is one [[services]] entry. The TLS files and the upstream
+// protocol are issue 11's keys; empty ones are left out.
 type agimoService struct {
 	Host, Service, Address string
+	CertFile, KeyFile      string // tls_cert_file, tls_key_file
+	Protocol               string // protocol: "auto", "http1" or "h2c"
 }
 
 // agimoConfig renders Agimo's TOML config. Every service points at a
@@ -51,6 +55,12 @@ func agimoConfig(ns string, svcs []agimoService) string {
 	for _, s := range svcs {
 		fmt.Fprintf(&b, "\n[[services]]\nhost = %q\ntype = \"deployment\"\nnamespace = %q\nname = %q\nservice_name = %q\nservice_port = %d\naddress = %q\n",
 			s.Host, ns, s.Service, s.Service, servicePort, s.Address)
+		if s.CertFile != "" {
+			fmt.Fprintf(&b, "tls_cert_file = %q\ntls_key_file = %q\n", s.CertFile, s.KeyFile)
+		}
+		if s.Protocol != "" {
+			fmt.Fprintf(&b, "protocol = %q\n", s.Protocol)
+		}
 	}
 	return b.String()
 }
@@ -64,10 +74,10 @@ type agimoProc struct {
 }
 
 // startAgimo writes conf into dir and starts bin (pinned to cpus if set,
-// serving Go's pprof profiles if pprof), returning once /readyz says the
-// informer caches have synced.
-func startAgimo(bin, dir, name, cpus, kubeconfig, conf string, pprof bool) (*agimoProc, error) {
-	a, err := launchAgimo(bin, dir, name, cpus, kubeconfig, conf, pprof)
+// serving Go's pprof profiles if pprof, with extra flags), returning once
+// /readyz says the informer caches have synced.
+func startAgimo(bin, dir, name, cpus, kubeconfig, conf string, pprof bool, extra ...string) (*agimoProc, error) {
+	a, err := launchAgimo(bin, dir, name, cpus, kubeconfig, conf, pprof, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +89,7 @@ func startAgimo(bin, dir, name, cpus, kubeconfig, conf string, pprof bool) (*agi
 }
 
 // launchAgimo is startAgimo without the wait for /readyz.
-func launchAgimo(bin, dir, name, cpus, kubeconfig, conf string, pprof bool) (*agimoProc, error) {
+func launchAgimo(bin, dir, name, cpus, kubeconfig, conf string, pprof bool, extra ...string) (*agimoProc, error) {
 	cf := filepath.Join(dir, name+".toml")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("agimo config: %w", err)
@@ -104,6 +114,7 @@ func launchAgimo(bin, dir, name, cpus, kubeconfig, conf string, pprof bool) (*ag
 		pprofAddr = fmt.Sprintf("127.0.0.1:%d", pp)
 		args = append(args, "--pprof-address", pprofAddr)
 	}
+	args = append(args, extra...)
 	p, err := startProc(name, dir, cpus, nil, bin, args...)
 	if err != nil {
 		return nil, err

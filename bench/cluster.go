@@ -34,8 +34,8 @@ const (
 	managedBy = "bench.agimo.test"
 )
 
-// Services the suite creates: two always ready, one that flips.
-var benchServices = []string{"hot-http", "hot-web", "cold"}
+// Services the suite creates: three always ready, one that flips.
+var benchServices = []string{"hot-http", "hot-web", "hot-grpc", "cold"}
 
 // cluster is the API server the suite writes readiness to: its own local
 // control plane (hack/controlplane/up.sh), or one given by -kubeconfig.

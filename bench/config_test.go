@@ -110,3 +110,24 @@ func TestParseKubeconfigExport(t *testing.T) {
 		t.Error("output without the export line accepted")
 	}
 }
+
+// The edge agimo's services carry issue 11's keys exactly as named there,
+// and only where set.
+func TestAgimoConfigEdgeKeys(t *testing.T) {
+	c := agimoConfig(benchNS, []agimoService{
+		{Host: hostHTTP, Service: "hot-http", Address: "127.0.0.1:1234", CertFile: "/c.pem", KeyFile: "/k.pem"},
+		{Host: hostGRPC, Service: "hot-grpc", Address: "127.0.0.1:1235", Protocol: "h2c"},
+	})
+	first, second, _ := strings.Cut(c, hostGRPC)
+	for _, want := range []string{"tls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("http.bench's service lacks %q:\n%s", want, c)
+		}
+	}
+	if !strings.Contains(second, "protocol = \"h2c\"\n") || strings.Contains(second, "tls_") {
+		t.Errorf("grpc.bench's service: got\n%s\nwant protocol = \"h2c\" and no TLS keys", second)
+	}
+	if strings.Contains(first, "protocol") {
+		t.Errorf("http.bench's service has a protocol key:\n%s", first)
+	}
+}

@@ -40,6 +40,14 @@ const (
 	goalScaleCPU = 1.05
 )
 
+// Issue 11's goals (the edge: TLS, HTTP/2, gRPC).
+const (
+	// HTTPS keep-alive and HTTP/2 (h2 and h2c) throughput, × nginx's.
+	goalEdgeVsNginx = 1.0
+	// New TLS handshakes per second, × nginx's.
+	goalHandshakesVsNginx = 0.8
+)
+
 // goalsTable lists each goal with the measured figure and whether it is
 // met (judged on the median; the range shows how sure that is).
 func goalsTable(res *Results, reps int) *report.Table {
@@ -76,6 +84,14 @@ func goalsTable(res *Results, reps int) *report.Table {
 				r = c.ratio(tAgimo, tNginx, quantileMS(.99))
 				t.Add("p99 ≤ nginx's", lay.Name, name, r.Format(report.Ratio),
 					met(r, func(x float64) bool { return x <= 1 }))
+			case "https-keepalive", "h2", "h2c":
+				r := c.ratio(tAgimo, tNginx, u.rate)
+				t.Add(fmt.Sprintf("throughput ≥ %.1f× nginx", goalEdgeVsNginx), lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x >= goalEdgeVsNginx }))
+			case "tls-handshakes":
+				r := c.ratio(tAgimo, tNginx, u.rate)
+				t.Add(fmt.Sprintf("handshakes/s ≥ %.1f× nginx", goalHandshakesVsNginx), lay.Name, name, r.Format(report.Ratio),
+					met(r, func(x float64) bool { return x >= goalHandshakesVsNginx }))
 			case "sse":
 				r := c.ratio(tAgimo, tNginx, u.cpuPer)
 				t.Add(fmt.Sprintf("proxy CPU per SSE event ≤ %.1f× nginx's", goalCPUvsNginx), lay.Name, name, r.Format(report.Ratio),

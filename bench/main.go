@@ -5,6 +5,9 @@
 //	go run ./bench -target http://127.0.0.1:8080/ -host app.example -c 64 -d 10s [-rate 20000]
 //	go run ./bench -mode ws  -target ws://127.0.0.1:8080/ws -host app.example -c 64 -msg 64
 //	go run ./bench -mode sse -target http://127.0.0.1:8080/sse -host app.example -c 64 -events 100
+//	go run ./bench -mode handshake -target https://127.0.0.1:8443/ -host app.example -cacert ca.pem
+//	go run ./bench -mode h2 -target https://127.0.0.1:8443/ -host app.example -c 32 -streams 8
+//	go run ./bench -mode grpc -target http://127.0.0.1:8080 -host grpc.example -c 64
 //
 // prints throughput, latency percentiles and errors (with a live progress
 // line on a terminal), or with -json the raw result including the whole
@@ -20,13 +23,14 @@
 //	go run ./bench http-small release
 //
 // Scenarios: http-small, http-4k, post-64k, ws-echo, ws-throughput, sse,
+// https-keepalive, tls-handshakes, h2, h2c, grpc-unary (the edge: edge.go),
 // release, parked-capacity, parked-at-once, tunnel-capacity, scale. Results go to stdout as
 // Markdown tables and to -out DIR as JSON (every raw figure), Markdown and
 // an SVG plot of the latency distributions. BENCHMARKS.md explains the
 // method and holds the latest results.
 //
 // It needs Linux and, for the scenarios, root (apt-get, a control plane,
-// raised file limits) and taskset.
+// raised file limits) and taskset; h2load (nghttp2-client) for -mode h2.
 package main
 
 import (
@@ -80,7 +84,8 @@ type options struct {
 	// Load generator.
 	target, host, mode, method string
 	conns, bodySize, msgSize   int
-	events                     int
+	events, streams            int
+	caFile                     string
 	rate                       float64
 	dur, warmup, timeout       time.Duration
 	jsonOut                    bool
@@ -110,7 +115,10 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.StringVar(&o.target, "target", "", "load generator: target URL (http://host:port/path; ws:// for -mode ws)")
 	fs.StringVar(&o.host, "host", "", "load generator: Host header (default: the URL's)")
-	fs.StringVar(&o.mode, "mode", "http", "load generator: http, ws (echo round trips) or sse")
+	fs.StringVar(&o.mode, "mode", "http", "load generator: http (http:// or https://), ws (echo round trips), sse, "+
+		"handshake (a new TLS 1.3 connection per request), h2 (h2load: https:// h2, http:// h2c) or grpc (unary calls)")
+	fs.StringVar(&o.caFile, "cacert", "", "load generator: PEM certificates to verify https targets with (default: the system's)")
+	fs.IntVar(&o.streams, "streams", 1, "load generator: concurrent streams per connection (-mode h2)")
 	fs.IntVar(&o.conns, "c", 64, "load generator: connections")
 	fs.DurationVar(&o.dur, "d", 0, "measured duration of each run (default 10s for -target, 3s per scenario run, 1s with -smoke)")
 	fs.DurationVar(&o.warmup, "warmup", -1, "unmeasured warm-up before each run (default 1s for -target, 0.5s per scenario run)")
@@ -186,6 +194,7 @@ func runLoad(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	cfg := load.Config{
 		URL: o.target, Host: o.host, Conns: o.conns, Dur: o.dur, Warmup: o.warmup, Rate: o.rate,
 		Method: o.method, BodySize: o.bodySize, MsgSize: o.msgSize, Timeout: o.timeout,
+		CAFile: o.caFile, Streams: o.streams,
 	}
 	if o.jsonOut {
 		// The suite runs this face as its child and reads these lines to
@@ -207,8 +216,14 @@ func runLoad(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		res, err = load.WS(ctx, cfg)
 	case load.ModeSSE:
 		res, err = load.SSE(ctx, cfg, o.events)
+	case load.ModeHandshake:
+		res, err = load.Handshakes(ctx, cfg)
+	case load.ModeH2:
+		res, err = load.H2Load(ctx, cfg)
+	case load.ModeGRPC:
+		res, err = load.GRPC(ctx, cfg)
 	default:
-		return fmt.Errorf("unknown -mode %q: want http, ws or sse", o.mode)
+		return fmt.Errorf("unknown -mode %q: want http, ws, sse, handshake, h2 or grpc", o.mode)
 	}
 	if err != nil {
 		return err

@@ -129,7 +129,7 @@ func renderMarkdown(res *Results, reps int) string {
 		b.WriteString(scaleTable(groupScale(res.Scale, reps)).Markdown())
 		b.WriteString("\n")
 	}
-	b.WriteString("### Goals (issues 5 and 13)\n\n")
+	b.WriteString("### Goals (issues 5, 11 and 13)\n\n")
 	b.WriteString(goalsTable(res, reps).Markdown())
 	b.WriteString("\n")
 	if len(res.Profiles) > 0 {

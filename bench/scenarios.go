@@ -33,6 +33,11 @@ type scenario struct {
 	body    int  // request body bytes
 	msg     int  // WebSocket message bytes
 	events  int  // SSE events per stream
+	streams int  // HTTP/2 streams per connection (h2load -m)
+	// edge scenarios (edge.go): where the load goes, and its Host if not
+	// hostHTTP.
+	edge    edgeKind
+	host    string
 	conns   []int
 	smokeC  []int
 	counts  []int // release and capacity: parked requests or tunnels
@@ -53,6 +58,16 @@ var scenarios = []*scenario{
 		summary: "WebSocket, 64 KiB messages echoed, bytes per second"},
 	{name: "sse", kind: throughput, mode: load.ModeSSE, path: "/sse?n=100", web: true, events: 100, conns: []int{64}, smokeC: []int{8},
 		summary: "server-sent events: 100-event streams, time to first event and events per second"},
+	{name: "https-keepalive", kind: throughput, mode: load.ModeHTTP, edge: edgeTLS, path: "/small", conns: []int{64, 256}, smokeC: []int{8},
+		summary: "GET, 13-byte response body, keep-alive, over TLS (HTTP/1.1 by ALPN)"},
+	{name: "tls-handshakes", kind: throughput, mode: load.ModeHandshake, edge: edgeTLS, path: "/small", conns: []int{64}, smokeC: []int{4},
+		summary: "a new connection per GET: full TLS 1.3 handshake (X25519, ECDSA P-256 certificate, no resumption), one request, close"},
+	{name: "h2", kind: throughput, mode: load.ModeH2, edge: edgeTLS, path: "/small", streams: 8, conns: []int{32}, smokeC: []int{4},
+		summary: "h2load: GET, 13-byte response body, HTTP/2 over TLS (ALPN h2), 8 concurrent streams per connection"},
+	{name: "h2c", kind: throughput, mode: load.ModeH2, edge: edgeH2C, path: "/small", streams: 8, conns: []int{32}, smokeC: []int{4},
+		summary: "h2load: the same as h2 over h2c with prior knowledge"},
+	{name: "grpc-unary", kind: throughput, mode: load.ModeGRPC, edge: edgeGRPC, host: hostGRPC, conns: []int{64}, smokeC: []int{8},
+		summary: "grpc-go unary calls (grpc.testing.TestService/UnaryCall, 13-byte payloads) over h2c, one connection per client; the upstream speaks h2c"},
 	{name: "release", kind: release, counts: []int{100, 1000, 10000}, smokeN: []int{50},
 		summary: "N parked requests released by one EndpointSlice update; time from the update to each response"},
 	{name: "parked-capacity", kind: parkedCap, counts: []int{10000, 50000}, smokeN: []int{200},
@@ -64,6 +79,17 @@ var scenarios = []*scenario{
 	{name: "scale", kind: scale, counts: []int{1, 1000, 10000}, smokeN: []int{1, 100},
 		summary: "agimo with N configured services (half on wildcard hosts), each a Service with a ready EndpointSlice: " +
 			"start to /readyz, RSS per service, http-small CPU per request to an exact and a wildcard host against the smallest N"},
+}
+
+// hostOr is the Host the scenario's load sends.
+func (s *scenario) hostOr() string {
+	switch {
+	case s.host != "":
+		return s.host
+	case s.web:
+		return hostWeb
+	}
+	return hostHTTP
 }
 
 func scenarioNames() []string {

@@ -27,6 +27,7 @@ type suite struct {
 	softirqPIDs []int
 	cluster     *cluster
 	res         *Results
+	cert        *benchCert // the edge scenarios' certificate (edge.go)
 }
 
 // runScenarios is the scenario face: set up once, run every scenario in
@@ -180,6 +181,7 @@ type env struct {
 	agimo *agimoProc
 	nginx *nginxProc
 	relay *relayProc // the Go copy-loop relay, for the WebSocket scenarios
+	edge  *edgeEnv   // the edge scenarios' agimo and nginx (edge.go)
 }
 
 // runLayout starts the processes for lay, runs every selected scenario
@@ -221,6 +223,11 @@ func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, firs
 		}
 		if note != "" && !slices.Contains(s.res.Notes, note) {
 			s.res.Notes = append(s.res.Notes, note)
+		}
+	}
+	if slices.ContainsFunc(sel, func(sc *scenario) bool { return sc.edge != "" }) {
+		if err := e.startEdge(); err != nil {
+			return err
 		}
 	}
 	fmt.Fprintf(os.Stderr, "bench: layout %s: %s\n", lay.Name, lay.Desc)
@@ -282,6 +289,9 @@ func (e *env) startNginx(name string) (*nginxProc, error) {
 }
 
 func (e *env) stop() {
+	if e.edge != nil {
+		e.edge.stop()
+	}
 	if e.relay != nil {
 		e.relay.stop()
 	}

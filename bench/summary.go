@@ -98,6 +98,10 @@ func unitOf(scenario string) unit {
 		return unit{"events/s", "event", (*load.Result).EventsPerSec, func(r *load.Result) float64 { return float64(r.Events) }}
 	case "ws-echo":
 		return unit{"round trips/s", "round trip", (*load.Result).OpsPerSec, func(r *load.Result) float64 { return float64(r.Ops) }}
+	case "tls-handshakes":
+		return unit{"handshakes/s", "handshake", (*load.Result).OpsPerSec, func(r *load.Result) float64 { return float64(r.Ops) }}
+	case "grpc-unary":
+		return unit{"calls/s", "call", (*load.Result).OpsPerSec, func(r *load.Result) float64 { return float64(r.Ops) }}
 	}
 	return unit{"req/s", "req", (*load.Result).OpsPerSec, func(r *load.Result) float64 { return float64(r.Ops) }}
 }

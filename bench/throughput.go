@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,9 +30,17 @@ type target struct {
 	addr string       // host:port the load generator connects to
 	pids func() []int // the proxy's processes; nil for direct
 	host string       // Host to send, if not the scenario's
+	// scheme is the URL's, "http" if empty; https reaches a TLS listener.
+	scheme string
+	// fail, if set, says why this target cannot be measured: its runs are
+	// recorded as failed with it, without load (edge.go).
+	fail string
 }
 
 func (e *env) targets(sc *scenario) []target {
+	if sc.edge != "" {
+		return e.edgeTargets(sc)
+	}
 	up := e.up.httpAddr
 	if sc.web {
 		up = e.up.web
@@ -54,7 +63,7 @@ func (e *env) targets(sc *scenario) []target {
 // that drift in the machine's speed spreads over all targets alike.
 func (e *env) runThroughput(ctx context.Context, sc *scenario) error {
 	ts := e.targets(sc)
-	failed := 0
+	failed, firstErr := 0, ""
 	for _, conns := range sc.conns {
 		for rep := range e.s.o.reps {
 			for i := range ts {
@@ -67,7 +76,9 @@ func (e *env) runThroughput(ctx context.Context, sc *scenario) error {
 				e.s.res.Runs = append(e.s.res.Runs, r)
 				logRun(&r)
 				if r.Error != "" {
-					failed++
+					if failed++; firstErr == "" {
+						firstErr = fmt.Sprintf("%s: %s", r.Target, firstLine(r.Error))
+					}
 				}
 			}
 		}
@@ -76,7 +87,7 @@ func (e *env) runThroughput(ctx context.Context, sc *scenario) error {
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of its runs failed", failed)
+		return fmt.Errorf("%d of its runs failed; the first: %s", failed, firstErr)
 	}
 	return nil
 }
@@ -85,7 +96,9 @@ func (e *env) runThroughput(ctx context.Context, sc *scenario) error {
 // repetitions, so that perf's own cost does not touch the figures.
 func (e *env) profileRun(ctx context.Context, sc *scenario, conns int) {
 	name := fmt.Sprintf("%s-%s-c%d", e.lay.Name, sc.name, conns)
-	r := e.measure(ctx, sc, e.targets(sc)[1], conns, -1, name)
+	ts := e.targets(sc)
+	i := slices.IndexFunc(ts, func(t target) bool { return t.name == tAgimo })
+	r := e.measure(ctx, sc, ts[i], conns, -1, name)
 	p := ProfileRun{Layout: e.lay.Name, Scenario: sc.name, Conns: conns, Report: r.Profile, Error: r.Error}
 	if r.Result != nil {
 		p.Rate = unitOf(sc.name).rate(&r)
@@ -112,16 +125,23 @@ func firstLine(s string) string {
 
 // loadArgs are the load generator's flags for sc against t.
 func (e *env) loadArgs(sc *scenario, t target, conns int) []string {
-	host := hostHTTP
-	if sc.web {
-		host = hostWeb
-	}
+	host := sc.hostOr()
 	if t.host != "" {
 		host = t.host
 	}
+	scheme := t.scheme
+	if scheme == "" {
+		scheme = "http"
+	}
 	o := e.s.o
-	args := []string{"-json", "-mode", string(sc.mode), "-target", "http://" + t.addr + sc.path, "-host", host,
+	args := []string{"-json", "-mode", string(sc.mode), "-target", scheme + "://" + t.addr + sc.path, "-host", host,
 		"-c", strconv.Itoa(conns), "-d", o.dur.String(), "-warmup", o.warmup.String()}
+	if scheme == "https" && e.s.cert != nil {
+		args = append(args, "-cacert", e.s.cert.certFile)
+	}
+	if sc.streams > 0 {
+		args = append(args, "-streams", strconv.Itoa(sc.streams))
+	}
 	if sc.body > 0 {
 		args = append(args, "-body", strconv.Itoa(sc.body))
 	}
@@ -142,6 +162,10 @@ func (e *env) loadArgs(sc *scenario, t target, conns int) []string {
 func (e *env) measure(ctx context.Context, sc *scenario, t target, conns, rep int, profile string) ThroughputRun {
 	// CPU figures stay zero, with WindowS, unless both phase marks came.
 	r := ThroughputRun{Layout: e.lay.Name, Scenario: sc.name, Conns: conns, Rep: rep, Target: t.name}
+	if t.fail != "" {
+		r.Error = t.fail
+		return r
+	}
 	bin, args := e.s.self, e.loadArgs(sc, t, conns)
 	if e.lay.LoadCPUs != "" {
 		args = append([]string{"-c", e.lay.LoadCPUs, bin}, args...)
@@ -180,7 +204,7 @@ func (e *env) measure(ctx context.Context, sc *scenario, t target, conns, rep in
 			cpu0 = e.sampleCPU(t, cmd.Process.Pid)
 			startSampled = true
 			if profile != "" {
-				prof = startPerf(e.agimo.p.pid(), e.s.profileDir(), profile, e.s.o.dur)
+				prof = startPerf(t.pids()[0], e.s.profileDir(), profile, e.s.o.dur)
 			}
 		} else if startSampled {
 			cpu1 = e.sampleCPU(t, cmd.Process.Pid)

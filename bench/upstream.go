@@ -22,8 +22,9 @@ import (
 // The upstream runs in a child process of its own (`bench upstream`), so
 // it can be pinned apart from the proxy and its garbage collector does not
 // share a heap with the load generator's. The suite opens its listeners
-// and passes them as file descriptors 3 (HTTP: fasthttp, fixed bodies) and
-// 4 (web: net/http with WebSocket echo and SSE), so there is no port race.
+// and passes them as file descriptors 3 (HTTP: fasthttp, fixed bodies), 4
+// (web: net/http with WebSocket echo and SSE) and 5 (gRPC over h2c:
+// grpc-go's test service, grpcapp.go), so there is no port race.
 
 const (
 	smallBody = "Hello, World!" // 13 bytes
@@ -134,8 +135,15 @@ func runUpstream() error {
 		httpLn.Close()
 		return fmt.Errorf("upstream: web listener (fd 4): %w", err)
 	}
+	grpcLn, err := net.FileListener(os.NewFile(5, "grpc-listener"))
+	if err != nil {
+		httpLn.Close()
+		webLn.Close()
+		return fmt.Errorf("upstream: grpc listener (fd 5): %w", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	gs := newGRPCUpstream()
 
 	fs := &fasthttp.Server{
 		Handler:               upstreamHandler,
@@ -160,7 +168,14 @@ func runUpstream() error {
 		return nil
 	})
 	g.Go(func() error {
+		if err := gs.Serve(grpcLn); err != nil {
+			return fmt.Errorf("upstream grpc: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
 		<-gctx.Done()
+		gs.Stop()
 		// Open WebSockets and streams are hijacked or long-lived: close,
 		// not drain; the suite stops the upstream only when done with it.
 		fs.Shutdown()
@@ -172,16 +187,16 @@ func runUpstream() error {
 
 // upstream is the running child process and where it listens.
 type upstream struct {
-	p             *proc
-	httpAddr, web string
+	p                   *proc
+	httpAddr, web, grpc string
 }
 
-// startUpstream opens the two listeners on 127.0.0.1 and starts `bench
+// startUpstream opens the three listeners on 127.0.0.1 and starts `bench
 // upstream` on them, pinned to cpus if set.
 func startUpstream(self, logDir, cpus string) (*upstream, error) {
 	var files []*os.File
 	var addrs []string
-	for range 2 {
+	for range 3 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("upstream listener: %w", err)
@@ -199,7 +214,7 @@ func startUpstream(self, logDir, cpus string) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{p: p, httpAddr: addrs[0], web: addrs[1]}
+	u := &upstream{p: p, httpAddr: addrs[0], web: addrs[1], grpc: addrs[2]}
 	for _, a := range addrs {
 		if err := p.waitDial(a, 10*time.Second); err != nil {
 			p.stop(syscall.SIGTERM, 5*time.Second)

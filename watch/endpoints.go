@@ -26,8 +26,14 @@ func portName(svc *corev1.Service, port int32) (string, bool) {
 // Ready means ready, a nil Terminating means not terminating). The result
 // is sorted and deduplicated, as an endpoint may sit in two slices while
 // the EndpointSlice controller moves it.
-func readyAddrs(eps []*discoveryv1.EndpointSlice, name string) []string {
+//
+// It also returns the port's appProtocol. The controller copies it from the
+// Service port into every slice, so slices disagree only while it rewrites
+// them; the smallest non-empty value is taken then, so that the answer does
+// not depend on the cache's order and cannot flap between two events.
+func readyAddrs(eps []*discoveryv1.EndpointSlice, name string) ([]string, string) {
 	var out []string
+	appProto := ""
 	for _, es := range eps {
 		port := int32(-1)
 		for _, p := range es.Ports {
@@ -37,6 +43,9 @@ func readyAddrs(eps []*discoveryv1.EndpointSlice, name string) []string {
 			}
 			if pn == name && p.Port != nil && (p.Protocol == nil || *p.Protocol == corev1.ProtocolTCP) {
 				port = *p.Port
+				if p.AppProtocol != nil && *p.AppProtocol != "" && (appProto == "" || *p.AppProtocol < appProto) {
+					appProto = *p.AppProtocol
+				}
 				break
 			}
 		}
@@ -54,5 +63,5 @@ func readyAddrs(eps []*discoveryv1.EndpointSlice, name string) []string {
 		}
 	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return slices.Compact(out), appProto
 }

@@ -25,6 +25,10 @@ type State struct {
 	Ready bool
 	// Addrs are the ready endpoints as "ip:port", sorted, deduplicated.
 	Addrs []string
+	// AppProtocol is the appProtocol of the EndpointSlice port serving
+	// the service's port ("" if unset): "kubernetes.io/h2c" asks for
+	// HTTP/2 with prior knowledge towards the endpoints (KEP-3726).
+	AppProtocol string
 
 	changed chan struct{} // closed when this State is replaced
 }
@@ -53,12 +57,12 @@ func (s *Service) State() *State { return s.state.Load() }
 
 // set publishes a new snapshot if it differs from the current one and
 // reports whether it did. Callers serialise calls to set (Watcher.mu).
-func (s *Service) set(ready bool, addrs []string) bool {
+func (s *Service) set(ready bool, addrs []string, appProto string) bool {
 	old := s.state.Load()
-	if old.Ready == ready && slices.Equal(old.Addrs, addrs) {
+	if old.Ready == ready && slices.Equal(old.Addrs, addrs) && old.AppProtocol == appProto {
 		return false
 	}
-	s.state.Store(&State{Ready: ready, Addrs: addrs, changed: make(chan struct{})})
+	s.state.Store(&State{Ready: ready, Addrs: addrs, AppProtocol: appProto, changed: make(chan struct{})})
 	close(old.changed)
 	return true
 }

@@ -58,8 +58,50 @@ func TestReadyAddrs(t *testing.T) {
 		{"ipv6", []*discoveryv1.EndpointSlice{slice("n", "s1", "a", http, 80, ep("fd00::1", nil, nil))}, "http", []string{"[fd00::1]:80"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := readyAddrs(tc.eps, tc.port); !slices.Equal(got, tc.want) {
+			if got, _ := readyAddrs(tc.eps, tc.port); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v; want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// withAppProto sets the appProtocol of es's first port.
+func withAppProto(es *discoveryv1.EndpointSlice, p string) *discoveryv1.EndpointSlice {
+	es.Ports[0].AppProtocol = &p
+	return es
+}
+
+// readyAddrs returns the appProtocol of the named port only, whatever the
+// order of the slices, and the smallest non-empty one while they disagree.
+func TestReadyAddrsAppProtocol(t *testing.T) {
+	http, h2c := ptr("http"), "kubernetes.io/h2c"
+	for _, tc := range []struct {
+		name string
+		eps  []*discoveryv1.EndpointSlice
+		want string
+	}{
+		{"unset", []*discoveryv1.EndpointSlice{slice("n", "s1", "a", http, 80, ep("10.0.0.1", nil, nil))}, ""},
+		{"h2c", []*discoveryv1.EndpointSlice{withAppProto(slice("n", "s1", "a", http, 80, ep("10.0.0.1", nil, nil)), h2c)}, h2c},
+		{"not-ready-still-told", []*discoveryv1.EndpointSlice{withAppProto(slice("n", "s1", "a", http, 80, ep("10.0.0.1", ptr(false), nil)), h2c)}, h2c},
+		{"other-port-ignored", []*discoveryv1.EndpointSlice{withAppProto(slice("n", "s1", "a", ptr("grpc"), 90, ep("10.0.0.1", nil, nil)), h2c)}, ""},
+		{"one-slice-unset", []*discoveryv1.EndpointSlice{
+			slice("n", "s1", "a", http, 80, ep("10.0.0.1", nil, nil)),
+			withAppProto(slice("n", "s2", "a", http, 80, ep("10.0.0.2", nil, nil)), h2c),
+		}, h2c},
+		{"disagree-smallest", []*discoveryv1.EndpointSlice{
+			withAppProto(slice("n", "s1", "a", http, 80, ep("10.0.0.1", nil, nil)), h2c),
+			withAppProto(slice("n", "s2", "a", http, 80, ep("10.0.0.2", nil, nil)), "http"),
+		}, "http"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, got := readyAddrs(tc.eps, "http")
+			if got != tc.want {
+				t.Errorf("got %q; want %q", got, tc.want)
+			}
+			rev := slices.Clone(tc.eps)
+			slices.Reverse(rev)
+			if _, got := readyAddrs(rev, "http"); got != tc.want {
+				t.Errorf("slices reversed: got %q; want %q", got, tc.want)
 			}
 		})
 	}
@@ -280,4 +322,56 @@ func TestUpdateKeys(t *testing.T) {
 	if !w.Service(c).State().Ready {
 		t.Error("dropped key lost its last state")
 	}
+}
+
+// waitAppProto waits, by the broadcast channel only, for s's State to
+// carry appProtocol p.
+func waitAppProto(t *testing.T, s *Service, p string) *State {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		st := s.State()
+		if st.AppProtocol == p {
+			return st
+		}
+		select {
+		case <-st.Changed():
+		case <-timeout:
+			t.Fatalf("service %v appProtocol = %q; want %q", s.Key(), st.AppProtocol, p)
+		}
+	}
+}
+
+// The State carries the appProtocol of the port serving the key, and a
+// change of it alone publishes a new State (the front end picks h2c or
+// HTTP/1.1 from it), with readiness and addresses kept.
+func TestWatcherFollowsAppProtocol(t *testing.T) {
+	key := Key{Namespace: "apps", Service: "grpc", Port: 80}
+	svc := service("apps", "grpc", corev1.ServicePort{Name: "h2", Port: 80})
+	es := withAppProto(slice("apps", "grpc-1", "grpc", ptr("h2"), 8080, ep("10.1.0.1", nil, nil)), "kubernetes.io/h2c")
+	w, cs := startWatcher(t, []Key{key}, svc, es)
+	s := w.Service(key)
+	st := waitState(t, s, true)
+	if st.AppProtocol != "kubernetes.io/h2c" {
+		t.Fatalf("appProtocol = %q; want kubernetes.io/h2c", st.AppProtocol)
+	}
+	ctx := context.Background()
+	es.Ports[0].AppProtocol = nil
+	if _, err := cs.DiscoveryV1().EndpointSlices("apps").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-st.Changed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no new State after the appProtocol was removed")
+	}
+	st = waitAppProto(t, s, "")
+	if !st.Ready || !slices.Equal(st.Addrs, []string{"10.1.0.1:8080"}) {
+		t.Errorf("got ready %v addrs %v; want true [10.1.0.1:8080]", st.Ready, st.Addrs)
+	}
+	withAppProto(es, "kubernetes.io/h2c")
+	if _, err := cs.DiscoveryV1().EndpointSlices("apps").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitAppProto(t, s, "kubernetes.io/h2c")
 }

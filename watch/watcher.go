@@ -285,22 +285,23 @@ func (w *Watcher) recompute(ns, name string) {
 	}
 	for _, s := range svcs {
 		var addrs []string
+		var appProto string
 		reason := ""
 		if svc == nil {
 			reason = "service not found"
 		} else if pn, ok := portName(svc, s.key.Port); !ok {
 			reason = fmt.Sprintf("service has no TCP port %d", s.key.Port)
 		} else {
-			addrs = readyAddrs(eps, pn)
+			addrs, appProto = readyAddrs(eps, pn)
 		}
 		ready := len(addrs) > 0
-		if s.set(ready, addrs) {
+		if s.set(ready, addrs, appProto) {
 			ev := w.log.Info()
 			if reason != "" {
 				ev = w.log.Warn().Str("reason", reason)
 			}
 			ev.Str("namespace", ns).Str("service", name).Int32("port", s.key.Port).
-				Bool("ready", ready).Int("endpoints", len(addrs)).Msg("service readiness changed")
+				Bool("ready", ready).Int("endpoints", len(addrs)).Str("appProtocol", appProto).Msg("service readiness changed")
 		}
 	}
 }

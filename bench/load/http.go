@@ -3,6 +3,7 @@ package load
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"time"
@@ -17,15 +18,22 @@ const errBackoff = 10 * time.Millisecond
 
 // HTTP runs keep-alive HTTP/1.1 load: each worker owns one connection (a
 // fasthttp.HostClient limited to one) and sends requests back to back, or
-// paced by cfg.Rate.
+// paced by cfg.Rate. An https:// target is reached over TLS (clientTLS),
+// one handshake per connection.
 func HTTP(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.Mode = ModeHTTP
 	u, err := url.Parse(cfg.URL)
-	if err != nil || u.Scheme != "http" || u.Host == "" {
-		return nil, fmt.Errorf("target %q: want http://host:port/path", cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("target %q: want http://host:port/path or https://…", cfg.URL)
 	}
 	if cfg.Host == "" {
 		cfg.Host = u.Host
+	}
+	var tc *tls.Config
+	if u.Scheme == "https" {
+		if tc, err = clientTLS(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.BodySize > 0 && cfg.Method == "" {
 		cfg.Method = fasthttp.MethodPost
@@ -44,6 +52,8 @@ func HTTP(ctx context.Context, cfg Config) (*Result, error) {
 			WriteTimeout:              cfg.Timeout,
 			MaxIdleConnDuration:       time.Minute,
 			NoDefaultUserAgentHeader:  true,
+			IsTLS:                     tc != nil,
+			TLSConfig:                 tc,
 		}
 		defer hc.CloseIdleConnections()
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()

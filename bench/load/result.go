@@ -1,7 +1,8 @@
 // Package load is the bench suite's load generator: closed-loop (or
-// rate-limited) HTTP/1.1 keep-alive requests with fasthttp's client,
-// WebSocket echo round trips with gorilla/websocket, and server-sent event
-// streams. Each of Conns workers owns one connection and its own latency
+// rate-limited) HTTP/1.1 keep-alive requests with fasthttp's client (plain
+// or over TLS), WebSocket echo round trips with gorilla/websocket,
+// server-sent event streams, new TLS handshakes, gRPC unary calls with
+// grpc-go, and HTTP/2 requests by h2load (nghttp2-client). Each of Conns workers owns one connection and its own latency
 // histogram, so the hot loop takes no lock; the histograms are merged when
 // the run ends.
 package load
@@ -24,6 +25,12 @@ const (
 	ModeHTTP Mode = "http" // requests on keep-alive connections
 	ModeWS   Mode = "ws"   // WebSocket echo: send a message, wait for it back
 	ModeSSE  Mode = "sse"  // event streams: time to first event, events/s
+	// ModeHandshake: a new TLS 1.3 connection per request, no resumption.
+	ModeHandshake Mode = "handshake"
+	// ModeH2: HTTP/2 requests by h2load (nghttp2-client), h2 over TLS
+	// (https://) or h2c with prior knowledge (http://).
+	ModeH2   Mode = "h2"
+	ModeGRPC Mode = "grpc" // gRPC unary calls, one HTTP/2 connection per worker
 )
 
 // Config describes one load run.
@@ -45,6 +52,12 @@ type Config struct {
 	BodySize int
 	// MsgSize is the WebSocket message size in bytes.
 	MsgSize int
+	// CAFile is a PEM file of the certificates that https targets are
+	// verified against (the system's roots if empty); the TLS server name
+	// is Host's.
+	CAFile string
+	// Streams is ModeH2's concurrent streams per connection (h2load -m).
+	Streams int
 	// Timeout bounds one request, round trip or stream.
 	Timeout time.Duration
 	// Progress, if set, is called about once a second while the run lasts.
@@ -108,7 +121,8 @@ func (r *Result) BytesPerSec() float64 {
 // Summary is a one-paragraph human report of r.
 func (r *Result) Summary() string {
 	var b strings.Builder
-	unit := map[Mode]string{ModeHTTP: "requests", ModeWS: "round trips", ModeSSE: "streams"}[r.Mode]
+	unit := map[Mode]string{ModeHTTP: "requests", ModeWS: "round trips", ModeSSE: "streams", ModeHandshake: "handshakes",
+		ModeH2: "requests", ModeGRPC: "calls"}[r.Mode]
 	fmt.Fprintf(&b, "%s %s (Host %s), %d connections, %.1fs measured\n", r.Mode, r.URL, r.Host, r.Conns, r.Seconds)
 	fmt.Fprintf(&b, "  %d %s, %.0f/s, %.2f MiB/s received", r.Ops, unit, r.OpsPerSec(), r.BytesPerSec()/(1<<20))
 	if r.Mode == ModeSSE {
