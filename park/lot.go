@@ -95,10 +95,21 @@ func NewLot(stopping <-chan struct{}) (*Lot, error) {
 // once.
 func (l *Lot) Add(e *Entry, deadline time.Time) {
 	fd := -1
-	if sc, ok := e.Conn.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			rc.Control(func(f uintptr) { fd = int(f) })
+	// Under TLS the socket is below the *tls.Conn (its NetConn): epoll
+	// watches it for hang-ups only, never reads.
+	c := e.Conn
+	for {
+		if sc, ok := c.(syscall.Conn); ok {
+			if rc, err := sc.SyscallConn(); err == nil {
+				rc.Control(func(f uintptr) { fd = int(f) })
+			}
+			break
 		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.NetConn()
 	}
 	l.mu.Lock()
 	if l.closed {

@@ -186,13 +186,20 @@ func (c *clientConn) requestLineOpen() bool { return c.lineOpen }
 // UnsafeConn lets takeOver reach the socket under this layer.
 func (c *clientConn) UnsafeConn() net.Conn { return c.Conn }
 
-// SyscallConn exposes the socket for watchClose.
+// SyscallConn exposes the socket for park.WatchClose: under TLS, the TCP
+// socket below the *tls.Conn (its NetConn), whose resets and hang-ups are
+// the client's. Only for watching: bytes read from it would be records.
 func (c *clientConn) SyscallConn() (syscall.RawConn, error) {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return nil, errNoSyscallConn
+	for inner := c.Conn; ; {
+		if sc, ok := inner.(syscall.Conn); ok {
+			return sc.SyscallConn()
+		}
+		u, ok := inner.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil, errNoSyscallConn
+		}
+		inner = u.NetConn()
 	}
-	return sc.SyscallConn()
 }
 
 // Close closes the socket, lingering first if the client may still be
