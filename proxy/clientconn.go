@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -59,6 +60,9 @@ type clientConn struct {
 	prevBare bool // the last complete line ended in a bare LF
 	prev     byte // the last byte of the previous read
 	wrote    bool // a byte of a response was written
+	// tls is set for a connection that arrived over TLS (the TLS port):
+	// its requests go upstream with X-Forwarded-Proto: https.
+	tls bool
 
 	// slot is the connection's place under max_connections (connlimit.go),
 	// released by Close unless takeOver handed it to a new owner.
@@ -89,7 +93,19 @@ type clientConn struct {
 var errBareLF = errors.New("request head has a line ending in a bare LF")
 
 func newClientConn(c net.Conn) *clientConn {
-	return &clientConn{Conn: c, lineOpen: true, first: true}
+	_, tls := c.(interface{ ConnectionState() tls.ConnectionState })
+	return &clientConn{Conn: c, lineOpen: true, first: true, tls: tls}
+}
+
+// overTLS reports whether client connection c arrived over TLS.
+func overTLS(c net.Conn) bool {
+	switch c := c.(type) {
+	case *clientConn:
+		return c.tls
+	case *replayConn:
+		return c.tls
+	}
+	return false
 }
 
 func (c *clientConn) Read(b []byte) (int, error) {

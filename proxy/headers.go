@@ -17,6 +17,7 @@ var (
 	hXForwardedProto = []byte("X-Forwarded-Proto")
 	hXForwardedHost  = []byte("X-Forwarded-Host")
 	protoHTTP        = []byte("http")
+	protoHTTPS       = []byte("https")
 )
 
 // prepareRequest turns the client's request into the upstream's: it drops
@@ -50,6 +51,10 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 
 	var buf [64]byte
 	ip := appendRemoteIP(buf[:0], ctx.RemoteAddr())
+	scheme := protoHTTP
+	if overTLS(ctx.Conn()) {
+		scheme = protoHTTPS
+	}
 	// Exactly one of each X-Forwarded-* goes upstream: repeated lines are
 	// where a client hides a spoofed value from a proxy that reads one.
 	if trust {
@@ -65,7 +70,7 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 		h.DelBytes(hXForwardedHost)
 		h.SetBytesKV(hXForwardedFor, xff)
 		if len(proto) == 0 {
-			proto = protoHTTP
+			proto = scheme
 		}
 		if len(fwdHost) == 0 {
 			fwdHost = h.Host()
@@ -78,7 +83,7 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 	h.DelBytes(hXForwardedProto)
 	h.DelBytes(hXForwardedHost)
 	h.SetBytesKV(hXForwardedFor, ip)
-	h.SetBytesKV(hXForwardedProto, protoHTTP)
+	h.SetBytesKV(hXForwardedProto, scheme)
 	h.SetBytesKV(hXForwardedHost, h.Host())
 }
 
