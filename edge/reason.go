@@ -19,10 +19,13 @@ const (
 	reasonOther   = "other"
 )
 
-// alertNames maps the text of each TLS alert crypto/tls knows ("tls: bad
-// certificate") to a label ("bad_certificate"). Built from tls.AlertError
-// itself, so the names are the library's and the label's values bounded:
-// an alert it does not name ("tls: alert(N)") is not in the table.
+// alertNames maps the text of each TLS alert crypto/tls knows ("tls:
+// unknown certificate authority") to a label
+// ("unknown_certificate_authority"). Built from tls.AlertError itself, so
+// a label says what the error in the debug log says (crypto/tls's words,
+// not always RFC 8446 §6's: "protocol version not supported" for
+// protocol_version) and its values are bounded: an alert crypto/tls does
+// not name ("tls: alert(N)") is not in the table.
 var alertNames = func() map[string]string {
 	m := make(map[string]string)
 	for i := range 256 {
@@ -31,7 +34,7 @@ var alertNames = func() map[string]string {
 		if !ok || strings.HasPrefix(name, "alert(") {
 			continue
 		}
-		m[text] = strings.ReplaceAll(name, " ", "_")
+		m[text] = strings.ReplaceAll(strings.ToLower(name), " ", "_")
 	}
 	return m
 }()
