@@ -101,6 +101,7 @@ type rig struct {
 	// h2Gate, if set, holds each HTTP/2 request of path /hold until closed.
 	h2Gate chan struct{}
 	h2In   chan struct{} // told when an HTTP/2 request of path /hold arrives
+	once   sync.Once
 }
 
 type rigOpts struct {
@@ -169,6 +170,9 @@ func newRig(t *testing.T, o rigOpts) *rig {
 			fmt.Fprintf(ctx, "h1 tls=%v conn=%T host=%s path=%s body=%s", ctx.IsTLS(), ctx.Conn(), ctx.Host(), ctx.Path(), ctx.PostBody())
 		},
 		Logger: quiet{},
+		// fasthttp's worker cleaner outlives Shutdown by up to this
+		// long: keep it short for the goroutine counts.
+		MaxIdleWorkerDuration: 20 * time.Millisecond,
 	}
 	r.wg.Add(2)
 	go func() {
@@ -189,7 +193,9 @@ func newRig(t *testing.T, o rigOpts) *rig {
 
 // stop drains the rig as the lead would: edge closed, GOAWAY to the
 // HTTP/2 connections, the front ends shut down, then what is left closed.
-func (r *rig) stop() {
+func (r *rig) stop() { r.once.Do(r.drain) }
+
+func (r *rig) drain() {
 	r.e.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -197,6 +203,13 @@ func (r *rig) stop() {
 	_ = r.h1.ShutdownWithContext(ctx)
 	_ = r.e.Shutdown(ctx)
 	r.wg.Wait()
+}
+
+// sorting returns the number of connections being sorted.
+func (r *rig) sorting() int {
+	r.e.mu.Lock()
+	defer r.e.mu.Unlock()
+	return len(r.e.sorting)
 }
 
 func (r *rig) counter(name string) uint64 { return r.set.GetOrCreateCounter(name).Get() }
