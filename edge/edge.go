@@ -210,10 +210,19 @@ func (e *Edge) Close() error {
 // Shutdown closes the Edge (Close), waits until every H2 and
 // ServePassthrough call has returned or ctx is done, then closes the
 // connections of the calls still running and waits for them too. It
-// returns ctx's error if it had to close any. To drain HTTP/2
-// connections gracefully, have them sent GOAWAY first (see the README of
-// this package's report: http.Server.Shutdown of the server the H2
-// handler's http2.Server was configured with).
+// returns ctx's error if it had to close any.
+//
+// It sends HTTP/2 connections nothing: their server drains them. With
+// x/net/http2, configure the http2.Server once with the http.Server hs
+// whose settings it takes (http2.ConfigureServer(hs, h2s)), serve each
+// connection in H2 with h2s.ServeConn(c, &http2.ServeConnOpts{Handler:
+// h}) — no BaseConfig: from Go 1.27 ServeConn serves a connection with a
+// BaseConfig under a one-off copy of it, out of hs's reach — and at
+// shutdown call Close, then hs.Shutdown(ctx), which returns at once (hs
+// tracks no connection of its own) after having each connection h2s
+// serves send GOAWAY (RFC 9113 §6.8) and close once its streams are done,
+// then Shutdown(ctx) to wait for them, closing at ctx's end those still
+// open. TestShutdownDrainsH2 does exactly this.
 func (e *Edge) Shutdown(ctx context.Context) error {
 	e.Close()
 	waited := make(chan struct{})

@@ -40,7 +40,9 @@ func newEdgeMetrics(set *metrics.Set) *edgeMetrics {
 
 func (m *edgeMetrics) connection(protocol string) { m.conns[protocol].Inc() }
 
-// unsorted counts a plain-port connection closed unsorted. The reasons
+// unsorted counts a connection closed before it reached a front end:
+// on the plain port before its first bytes told HTTP/1.x from HTTP/2, on
+// either port at shutdown. The reasons
 // are few (those of reason, and shutdown): the set keeps one series each.
 func (m *edgeMetrics) unsorted(reason string) {
 	m.set.GetOrCreateCounter(fmt.Sprintf("agimo_edge_unsorted_total{reason=%q}", reason)).Inc()

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,6 +109,8 @@ type rigOpts struct {
 	tls     bool
 	timeout time.Duration
 	cert    *tls.Certificate
+	// rotate, if set, serves the handshakes after the first.
+	rotate *tls.Certificate
 	// passthrough: SNI names passed through to backend's address.
 	passthrough map[string]string
 }
@@ -146,8 +149,12 @@ func newRig(t *testing.T, o rigOpts) *rig {
 		},
 	}
 	if o.tls {
-		cert := *o.cert
+		var calls atomic.Int32
 		cfg.TLS = func() *tls.Config {
+			cert := *o.cert
+			if calls.Add(1) > 1 && o.rotate != nil {
+				cert = *o.rotate
+			}
 			return &tls.Config{
 				Certificates: []tls.Certificate{cert},
 				MinVersion:   tls.VersionTLS12,

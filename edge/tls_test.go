@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -238,5 +241,49 @@ func TestTLSPassthrough(t *testing.T) {
 	// And the edge's certificate is not the backend's.
 	if _, err := edge.Get("https://pass.test:" + port + "/x"); err == nil || !errors.As(err, new(*tls.CertificateVerificationError)) {
 		t.Errorf("pass.test verified against the edge's CA: %v; want a certificate verification error", err)
+	}
+}
+
+// byteConn writes one byte at a time: a ClientHello in many segments.
+type byteConn struct{ net.Conn }
+
+func (c byteConn) Write(b []byte) (int, error) {
+	for i := range b {
+		if _, err := c.Conn.Write(b[i : i+1]); err != nil {
+			return i, err
+		}
+	}
+	return len(b), nil
+}
+
+// The ClientHello is read back whole to the terminating handshake however
+// it arrives, and TLS() is asked per handshake, so a rotated certificate
+// serves the next one.
+func TestTLSHandshakes(t *testing.T) {
+	first := newCA(t, "first CA")
+	cert := first.leaf(t, "a.test")
+	second := newCA(t, "second CA")
+	rotated := second.leaf(t, "a.test")
+	r := newRig(t, rigOpts{tls: true, cert: &cert, rotate: &rotated})
+	for i, pool := range []*x509.CertPool{first.pool, second.pool} {
+		conn, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		tc := tls.Client(byteConn{conn}, &tls.Config{ServerName: "a.test", RootCAs: pool, NextProtos: []string{"http/1.1"}})
+		if _, err := io.WriteString(tc, "GET /"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: a.test\r\n\r\n"); err != nil {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := "h1 tls=true conn=*tls.Conn host=a.test path=/" + strconv.Itoa(i) + " body="; string(b) != want {
+			t.Errorf("handshake %d: got %q; want %q", i, b, want)
+		}
 	}
 }
