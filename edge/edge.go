@@ -38,7 +38,8 @@ type Config struct {
 	// TLS returns the configuration of each handshake on the TLS port; it
 	// is called per handshake, so a rotated certificate serves the next
 	// one. It should offer ALPN "h2" and "http/1.1" (NextProtos) and TLS
-	// 1.2 at least; the edge does not change it. Required by NewTLS.
+	// 1.2 at least; the edge does not change it. Without it (or if it
+	// returns nil), every handshake not passed through fails.
 	TLS func() *tls.Config
 	// HandshakeTimeout bounds the sorting of a connection: on the plain
 	// port until its first bytes tell HTTP/1.x from HTTP/2, on the TLS
@@ -112,7 +113,7 @@ func newEdge(ln net.Listener, cfg Config, isTLS bool) *Edge {
 	if e.timeout <= 0 {
 		e.timeout = DefaultHandshakeTimeout
 	}
-	e.h1 = &h1Listener{ch: make(chan net.Conn), closed: make(chan struct{}), addr: ln.Addr()}
+	e.h1 = &h1Listener{ch: make(chan net.Conn), closed: make(chan struct{}), addr: ln.Addr(), accepted: e.m.conns[protoH1]}
 	return e
 }
 
@@ -218,11 +219,11 @@ func (e *Edge) Close() error {
 // connection in H2 with h2s.ServeConn(c, &http2.ServeConnOpts{Handler:
 // h}) — no BaseConfig: from Go 1.27 ServeConn serves a connection with a
 // BaseConfig under a one-off copy of it, out of hs's reach — and at
-// shutdown call Close, then hs.Shutdown(ctx), which returns at once (hs
-// tracks no connection of its own) after having each connection h2s
-// serves send GOAWAY (RFC 9113 §6.8) and close once its streams are done,
-// then Shutdown(ctx) to wait for them, closing at ctx's end those still
-// open. TestShutdownDrainsH2 does exactly this.
+// shutdown call Close, then hs.Shutdown(ctx), which has each connection
+// h2s serves send GOAWAY (RFC 9113 §6.8) and close once its streams are
+// done (with Go 1.26 it returns at once: hs tracks no connection of its
+// own), then Shutdown(ctx) to wait for them, closing at ctx's end those
+// still open. TestShutdownDrainsH2 does exactly this.
 func (e *Edge) Shutdown(ctx context.Context) error {
 	e.Close()
 	waited := make(chan struct{})
@@ -305,7 +306,6 @@ func (e *Edge) serve(raw net.Conn, protocol string, fn func()) {
 func (e *Edge) deliver(raw, c net.Conn) {
 	select {
 	case e.h1.ch <- c:
-		e.m.connection(protoH1)
 		e.mu.Lock()
 		delete(e.sorting, raw)
 		e.mu.Unlock()
@@ -323,11 +323,15 @@ type h1Listener struct {
 	once   sync.Once
 	closed chan struct{}
 	addr   net.Addr
+	// accepted counts the connections taken, before the front end
+	// serves them.
+	accepted *metrics.Counter
 }
 
 func (l *h1Listener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ch:
+		l.accepted.Inc()
 		return c, nil
 	case <-l.closed:
 		// fasthttp's Serve recognises this error as a clean close.

@@ -113,32 +113,6 @@ func FuzzSort(f *testing.F) {
 	})
 }
 
-func TestSortSeeds(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h1, h2 := make(chan net.Conn, 1), make(chan net.Conn, 1)
-	set := metrics.NewSet()
-	e := NewPlain(ln, Config{H2: func(c net.Conn, _ bool) { h2 <- c }, Metrics: set, Log: zerolog.New(io.Discard)})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); e.Serve() }()
-	go func() {
-		defer wg.Done()
-		for c, err := e.H1().Accept(); err == nil; c, err = e.H1().Accept() {
-			h1 <- c
-		}
-	}()
-	defer func() { e.Close(); e.Wait(); wg.Wait() }()
-	for _, s := range sortSeeds {
-		t.Run(s.data, func(t *testing.T) {
-			sortOverTCP(t, set, e.Addr().String(), h1, h2, []byte(s.data), s.cuts)
-			sortOverPipe(t, []byte(s.data), s.cuts)
-		})
-	}
-}
-
 // unsorted sums set's counts of connections closed unsorted.
 func unsorted(set *metrics.Set) (n uint64) {
 	for _, r := range []string{reasonEOF, reasonTimeout, reasonOther, reasonShutdown} {

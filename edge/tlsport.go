@@ -151,7 +151,7 @@ var plainAnswer = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset
 // never past the handshake's deadline), and this many bytes.
 const (
 	lingerTime  = 2 * time.Second
-	lingerBytes = 64 << 10
+	lingerBytes = 1 << 20
 )
 
 // answerPlain answers 400 on c, which carried plain HTTP, then closes its
