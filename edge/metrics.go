@@ -1,0 +1,55 @@
+package edge
+
+import (
+	"fmt"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Protocols, the "protocol" label of agimo_edge_connections_total.
+const (
+	protoH1          = "h1"          // HTTP/1.x, on either port
+	protoH2C         = "h2c"         // HTTP/2 with prior knowledge on the plain port
+	protoH2          = "h2"          // HTTP/2 over TLS (ALPN "h2")
+	protoPassthrough = "passthrough" // TLS passed through unterminated
+)
+
+// reasonShutdown labels connections closed by Close while being sorted.
+const reasonShutdown = "shutdown"
+
+// Help texts of the families this package adds, for the /metrics table
+// of HELP lines (proxy/metrics_help.go).
+var Help = map[string]string{
+	"agimo_edge_connections_total":     "Client connections sorted by protocol (h1, h2c, h2, passthrough) and handed to their front end.",
+	"agimo_edge_unsorted_total":        "Plain-port connections closed before they showed HTTP/1.x or the HTTP/2 preface, by reason.",
+	"agimo_tls_handshake_errors_total": "TLS handshakes that failed on the TLS port, by reason (timeout, eof, not_tls, shutdown, a TLS alert's name, other).",
+}
+
+type edgeMetrics struct {
+	set   *metrics.Set
+	conns map[string]*metrics.Counter
+}
+
+func newEdgeMetrics(set *metrics.Set) *edgeMetrics {
+	m := &edgeMetrics{set: set, conns: make(map[string]*metrics.Counter)}
+	for _, p := range []string{protoH1, protoH2C, protoH2, protoPassthrough} {
+		m.conns[p] = set.GetOrCreateCounter(fmt.Sprintf("agimo_edge_connections_total{protocol=%q}", p))
+	}
+	return m
+}
+
+func (m *edgeMetrics) connection(protocol string) { m.conns[protocol].Inc() }
+
+// unsorted counts a connection closed before it reached a front end:
+// on the plain port before its first bytes told HTTP/1.x from HTTP/2, on
+// either port at shutdown. The reasons
+// are few (those of reason, and shutdown): the set keeps one series each.
+func (m *edgeMetrics) unsorted(reason string) {
+	m.set.GetOrCreateCounter(fmt.Sprintf("agimo_edge_unsorted_total{reason=%q}", reason)).Inc()
+}
+
+// handshakeError counts a failed handshake on the TLS port. reason's
+// values are bounded: TLS alert names come from a fixed table.
+func (m *edgeMetrics) handshakeError(reason string) {
+	m.set.GetOrCreateCounter(fmt.Sprintf("agimo_tls_handshake_errors_total{reason=%q}", reason)).Inc()
+}
