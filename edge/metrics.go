@@ -17,14 +17,6 @@ const (
 // reasonShutdown labels connections closed by Close while being sorted.
 const reasonShutdown = "shutdown"
 
-// Help texts of the families this package adds, for the /metrics table
-// of HELP lines (proxy/metrics_help.go).
-var Help = map[string]string{
-	"agimo_edge_connections_total":     "Client connections sorted by protocol (h1, h2c, h2, passthrough) and handed to their front end.",
-	"agimo_edge_unsorted_total":        "Plain-port connections closed before they showed HTTP/1.x or the HTTP/2 preface, by reason.",
-	"agimo_tls_handshake_errors_total": "TLS handshakes that failed on the TLS port, by reason (timeout, eof, not_tls, shutdown, a TLS alert's name, other).",
-}
-
 type edgeMetrics struct {
 	set   *metrics.Set
 	conns map[string]*metrics.Counter

@@ -31,6 +31,10 @@ var metricHelp = map[string]string{
 	"agimo_watch_synced":                  "1 once every informer has completed its first list.",
 	"agimo_config_reloads_total":          "Config reloads, by result.",
 	"agimo_config_last_reload_successful": "1 if the last config reload was applied, 0 if it was rejected.",
+	"agimo_edge_connections_total":        "Client connections sorted by protocol (h1, h2c, h2, passthrough) and handed to their front end.",
+	"agimo_edge_unsorted_total":           "Client connections closed before they reached a front end, TLS handshake failures aside, by reason.",
+	"agimo_tls_handshake_errors_total":    "TLS handshakes that failed on the TLS port, by reason (timeout, eof, not_tls, shutdown, a TLS alert's name, other).",
+	"agimo_h2_protocol_errors_total":      "HTTP/2 connection and stream errors the server detected, by type (x/net/http2's names, e.g. too_many_early_resets).",
 }
 
 // WriteWithHelp copies an exposition from src to w, giving each HELP line
