@@ -118,6 +118,10 @@ func (s *Store) waitSynced(ctx context.Context, pend []*secretWatch) error {
 			return fmt.Errorf("certs: TLS Secrets not synced: %s: %w", strings.Join(missing, "; "), context.Cause(ctx))
 		}
 	}
+	if s.ctx.Err() != nil {
+		// Stop ran meanwhile: the informers ended, synced or not.
+		return errors.New("certs: stopped while starting")
+	}
 	return nil
 }
 

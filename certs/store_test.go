@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -362,4 +364,52 @@ func TestNoCertificates(t *testing.T) {
 	if err := st.Reload(cfg); err == nil {
 		t.Error("Reload with a Secret and no client succeeded; want an error")
 	}
+}
+
+// Stop ends every goroutine the Store started (informers, file pollers),
+// and Start after Stop fails.
+func TestStopEndsGoroutines(t *testing.T) {
+	p := newPool(t)
+	if storeGoroutines() == "" {
+		t.Fatal("no goroutine of the Store found while it runs: the check below would prove nothing")
+	}
+	p.st.Stop()
+	p.st.Stop() // idempotent
+	// A goroutine that has called wg.Done may still be exiting: wait for
+	// the stacks to show none left, bounded.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := storeGoroutines()
+		if left == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines started by the Store still running after Stop:\n%s", left)
+		}
+		runtime.Gosched()
+	}
+	if err := p.st.Start(context.Background()); err == nil {
+		t.Error("Start after Stop succeeded; want an error")
+	}
+	if err := p.st.Reload(loadConf(t, service("a.example.com"))); err == nil {
+		t.Error("Reload after Stop succeeded; want an error")
+	}
+	// The pool still answers from its last snapshot.
+	if got := servedSerial(dialTLS(t, p.addr, "b.example.com")); got != p.b.serial {
+		t.Errorf("after Stop: got certificate %d; want %d", got, p.b.serial)
+	}
+}
+
+// storeGoroutines returns the stacks of goroutines running the Store's
+// code (its watchers, started by sync.WaitGroup.Go), "" if none.
+func storeGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "github.com/agimo/agimo/certs.(*Store)") && !strings.Contains(g, "certs.storeGoroutines") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }
