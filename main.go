@@ -52,7 +52,7 @@ func main() {
 type flags struct {
 	conf, kubeconfig, address, prometheusAddress string
 	pprofAddress                                 string
-	port, metricsPort                            int
+	port, metricsPort, tlsPort                   int
 	check                                        bool
 	logLevel, logFormat                          string
 	drainDelay, shutdownTimeout                  time.Duration
@@ -64,6 +64,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.conf, "conf", os.Getenv("AGIMO_CONF"), "config file (TOML) [$AGIMO_CONF]")
 	fs.IntVar(&f.port, "port", 8080, "proxy listener port")
+	tlsPort := 8443
+	if v, err := strconv.Atoi(os.Getenv("AGIMO_TLS_PORT")); err == nil {
+		tlsPort = v
+	}
+	fs.IntVar(&f.tlsPort, "tls-port", tlsPort, "TLS listener port, opened when a certificate is configured [$AGIMO_TLS_PORT]")
 	fs.IntVar(&f.metricsPort, "prometheus-exporter-port", 9090, "metrics and health listener port")
 	fs.StringVar(&f.prometheusAddress, "prometheus-address", os.Getenv("AGIMO_PROMETHEUS_ADDRESS"),
 		"accepted for compatibility and ignored: readiness comes from the Kubernetes API [$AGIMO_PROMETHEUS_ADDRESS]")
@@ -97,6 +102,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	loaded := conf.Stat(f.conf) // before Load: a later edit is a change
 	cfg, err := conf.Load(f.conf)
 	if f.check {
+		if err == nil {
+			err = cfg.CheckCertFiles()
+		}
 		if err != nil {
 			return err
 		}

@@ -46,6 +46,7 @@ service_port = 80
 func TestCheck(t *testing.T) {
 	good := writeFile(t, "good.toml", goodConf)
 	bad := writeFile(t, "bad.toml", strings.Replace(goodConf, "service_port = 80", "service_port = 70000", 1))
+	badPair := writeFile(t, "pair.toml", goodConf+"tls_cert_file = \"/nonexistent/c.pem\"\ntls_key_file = \"/nonexistent/k.pem\"\n")
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -57,6 +58,7 @@ func TestCheck(t *testing.T) {
 		{"env", []string{"--check"}, good, "", "ok, 1 services"},
 		{"bad", []string{"--check", "--conf", bad}, "", "bad.toml:11: services[0].service_port: port 70000 out of range", ""},
 		{"missing-file", []string{"--check", "--conf", "/nonexistent.toml"}, "", "no such file", ""},
+		{"bad-cert-pair", []string{"--check", "--conf", badPair}, "", "pair.toml:12: services[0].tls_cert_file: cannot load the pair /nonexistent/c.pem", ""},
 		{"no-conf", []string{"--check"}, "", "no config file", ""},
 		{"bad-flag", []string{"--nope"}, "", "flag provided but not defined", ""},
 		{"stray-arg", []string{"--conf", good, "extra"}, "", "unexpected arguments", ""},

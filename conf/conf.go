@@ -68,6 +68,9 @@ type Config struct {
 	// MaxParked caps the requests parked on one service; past it new ones
 	// get 503 with Retry-After at once. A service may override it.
 	MaxParked int `toml:"max_parked"`
+	// TLSSecrets are shared or wildcard certificates, "NAMESPACE/NAME" of
+	// kubernetes.io/tls Secrets, served to any host they cover (issue 11).
+	TLSSecrets []string `toml:"tls_secrets"`
 	// Services are the routes, one per host.
 	Services []Service `toml:"services"`
 
@@ -126,6 +129,24 @@ type Service struct {
 	// activity. A user agent matches if it contains the string.
 	ProbePaths      []string `toml:"probe_paths"`
 	ProbeUserAgents []string `toml:"probe_user_agents"`
+
+	// TLSSecret names a kubernetes.io/tls Secret in the service's
+	// namespace whose certificate joins the TLS pool (issue 11).
+	TLSSecret string `toml:"tls_secret"`
+	// TLSCertFile and TLSKeyFile are a PEM certificate chain and its key,
+	// both or neither; they join the TLS pool too.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	// HTTPSRedirect answers plain-HTTP requests with 308 to the https URL
+	// (probes excepted).
+	HTTPSRedirect bool `toml:"https_redirect"`
+	// Protocol is how requests reach the upstream: ProtocolAuto (default:
+	// the EndpointSlice port's appProtocol decides), ProtocolHTTP1 or
+	// ProtocolH2C.
+	Protocol string `toml:"protocol"`
+	// TLSPassthrough routes TLS connections by SNI without terminating
+	// them, splicing the raw bytes to the upstream.
+	TLSPassthrough bool `toml:"tls_passthrough"`
 }
 
 // Workload kinds after normalisation of Service.Type.
@@ -138,6 +159,13 @@ const (
 const (
 	DialEndpoints = "endpoints"
 	DialService   = "service"
+)
+
+// Upstream protocols (Service.Protocol).
+const (
+	ProtocolAuto  = "auto"
+	ProtocolHTTP1 = "http1"
+	ProtocolH2C   = "h2c"
 )
 
 // Load reads, parses and validates the config file at path.

@@ -1,8 +1,15 @@
 package conf
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -68,6 +75,7 @@ func TestLoadRustOriginalConfigs(t *testing.T) {
 				Dial:              DialEndpoints,
 				MaxParked:         DefaultMaxParked,
 				MinReplicas:       1,
+				Protocol:          ProtocolAuto,
 			}
 			if len(c.Services) != 1 {
 				t.Fatalf("got %d services; want 1", len(c.Services))
@@ -638,4 +646,171 @@ service_port = 80
 			t.Errorf("%s: err = %v; want it to contain %q", tc.line, err, tc.want)
 		}
 	}
+}
+
+// TestTLSKeyErrors covers the keys of issue 11: tls_secrets, tls_secret,
+// tls_cert_file/tls_key_file, https_redirect, protocol, tls_passthrough.
+func TestTLSKeyErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []wantErr
+	}{
+		{"tls_secrets entry without namespace", "tls_secrets = [\"ns/ok\", \"wild\"]\n" + base,
+			[]wantErr{{1, "tls_secrets[1]", `invalid entry "wild": want "NAMESPACE/NAME"`}}},
+		{"tls_secrets entry with two slashes", "tls_secrets = [\"a/b/c\"]\n" + base,
+			[]wantErr{{1, "tls_secrets[0]", `invalid entry "a/b/c"`}}},
+		{"tls_secrets bad namespace", "tls_secrets = [\"Certs/wild\"]\n" + base,
+			[]wantErr{{1, "tls_secrets[0]", `invalid namespace "Certs"`}}},
+		{"tls_secrets bad name", "tls_secrets = [\"certs/wild_card\"]\n" + base,
+			[]wantErr{{1, "tls_secrets[0]", `invalid Secret name "wild_card"`}}},
+		{"tls_secrets duplicate", "tls_secrets = [\"certs/w\", \"certs/w\"]\n" + base,
+			[]wantErr{{1, "tls_secrets[1]", "duplicate entry \"certs/w\" (same as tls_secrets[0])"}}},
+		{"tls_secrets not a list", "tls_secrets = \"certs/w\"\n" + base,
+			[]wantErr{{1, "tls_secrets", `want a list of strings, not the string "certs/w"`}}},
+		{"tls_secret invalid", base + "tls_secret = \"A_B\"\n",
+			[]wantErr{{9, "services[0].tls_secret", `invalid Secret name "A_B"`}}},
+		{"tls_secret empty", base + "tls_secret = \"\"\n",
+			[]wantErr{{9, "services[0].tls_secret", "empty"}}},
+		{"tls_cert_file without tls_key_file", base + "tls_cert_file = \"/c.pem\"\n",
+			[]wantErr{{9, "services[0].tls_cert_file", "tls_cert_file is set but tls_key_file is not: give both or neither"}}},
+		{"tls_key_file without tls_cert_file", base + second + "tls_key_file = \"/k.pem\"\n",
+			[]wantErr{{16, "services[1].tls_key_file", "tls_key_file is set but tls_cert_file is not"}}},
+		{"tls_cert_file empty", base + "tls_cert_file = \"\"\ntls_key_file = \"/k.pem\"\n",
+			[]wantErr{{9, "services[0].tls_cert_file", "empty path"}, {10, "services[0].tls_key_file", "tls_key_file is set but tls_cert_file is not"}}},
+		{"unknown protocol", base + "protocol = \"h2\"\n",
+			[]wantErr{{9, "services[0].protocol", `unknown protocol "h2" (want "auto", "http1" or "h2c")`}}},
+		{"protocol not a string", base + "protocol = 2\n",
+			[]wantErr{{9, "services[0].protocol", "want a string, not the integer 2"}}},
+		{"https_redirect not a bool", base + "https_redirect = \"yes\"\n",
+			[]wantErr{{9, "services[0].https_redirect", `want true or false, not the string "yes"`}}},
+		{"https_redirect without any certificate", base + "https_redirect = true\n",
+			[]wantErr{{9, "services[0].https_redirect", "no certificate is configured"}}},
+		{"passthrough with tls_secret", base + "tls_passthrough = true\ntls_secret = \"a-tls\"\n",
+			[]wantErr{{10, "services[0].tls_secret", "not allowed with tls_passthrough = true: a tls_passthrough service's TLS is terminated by the app"}}},
+		{"passthrough with files", base + "tls_passthrough = true\ntls_cert_file = \"/c\"\ntls_key_file = \"/k\"\n",
+			[]wantErr{{10, "services[0].tls_cert_file", "presents no certificate"}, {11, "services[0].tls_key_file", "presents no certificate"}}},
+		{"passthrough with https_redirect", "tls_secrets = [\"certs/w\"]\n" + base + "tls_passthrough = true\nhttps_redirect = true\n",
+			[]wantErr{{11, "services[0].https_redirect", "not allowed with tls_passthrough = true"}}},
+		{"passthrough with waiting_page", base + "tls_passthrough = true\nwaiting_page = true\n",
+			[]wantErr{{10, "services[0].waiting_page", "never sees the requests inside the connection"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, tt.src)
+			c, err := Load(path)
+			if err == nil {
+				t.Fatalf("Load = %+v, nil; want errors %v", c, tt.want)
+			}
+			checkErrors(t, path, err, tt.want)
+		})
+	}
+}
+
+// TestTLSKeysValid checks valid TLS and protocol settings and their
+// defaults.
+func TestTLSKeysValid(t *testing.T) {
+	tests := []struct {
+		name, top, svc string
+		wantProtocol   string
+		wantCerts      bool
+	}{
+		{"nothing set", "", "", ProtocolAuto, false},
+		{"protocol h2c", "", "protocol = \"h2c\"\n", ProtocolH2C, false},
+		{"protocol case-insensitive", "", "protocol = \"HTTP1\"\n", ProtocolHTTP1, false},
+		{"tls_secret", "", "tls_secret = \"a-tls\"\n", ProtocolAuto, true},
+		{"files", "", "tls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n", ProtocolAuto, true},
+		{"redirect with a shared certificate", "tls_secrets = [\"certs/wild\"]\n", "https_redirect = true\n", ProtocolAuto, true},
+		{"redirect with own secret", "", "https_redirect = true\ntls_secret = \"a-tls\"\n", ProtocolAuto, true},
+		{"passthrough alone", "", "tls_passthrough = true\n", ProtocolAuto, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(writeConfig(t, tt.top+base+tt.svc))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if got := c.Services[0].Protocol; got != tt.wantProtocol {
+				t.Errorf("Protocol = %q; want %q", got, tt.wantProtocol)
+			}
+			if got := c.HasCertificates(); got != tt.wantCerts {
+				t.Errorf("HasCertificates() = %v; want %v", got, tt.wantCerts)
+			}
+			if err := c.Validate(); err != nil {
+				t.Errorf("second Validate: %v", err)
+			}
+		})
+	}
+}
+
+// TestCheckCertFiles loads file pairs as --check does.
+func TestCheckCertFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cert1, key1 := selfSigned(t, "a.example.com")
+	_, key2 := selfSigned(t, "b.example.com")
+	c1, k1, k2 := write("c1.pem", cert1), write("k1.pem", key1), write("k2.pem", key2)
+	garbage := write("garbage.pem", []byte("not PEM\n"))
+	tests := []struct {
+		name       string
+		cert, key  string
+		wantSubstr string // "" for no error
+	}{
+		{"matching pair", c1, k1, ""},
+		{"key of another certificate", c1, k2, "private key does not match public key"},
+		{"missing certificate", filepath.Join(dir, "nope.pem"), k1, "no such file"},
+		{"not PEM", garbage, k1, "failed to find any PEM data"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, base+fmt.Sprintf("tls_cert_file = %q\ntls_key_file = %q\n", tt.cert, tt.key))
+			c, err := Load(path)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			err = c.CheckCertFiles()
+			if tt.wantSubstr == "" {
+				if err != nil {
+					t.Fatalf("CheckCertFiles() = %v; want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("CheckCertFiles() = nil; want an error containing %q", tt.wantSubstr)
+			}
+			checkErrors(t, path, err, []wantErr{{9, "services[0].tls_cert_file", tt.wantSubstr}})
+			if !strings.Contains(err.Error(), tt.cert) {
+				t.Errorf("error %q does not name the file %s", err, tt.cert)
+			}
+		})
+	}
+}
+
+// selfSigned returns a PEM certificate for name and its PEM key.
+func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }

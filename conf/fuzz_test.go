@@ -19,6 +19,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("services = [{host='a', type='sts', namespace='n', name='a', service_name='a', service_port=1}]\n")
 	f.Add("[services]\nhost = 'a'\n")
 	f.Add("note = '''\n[[services]]\n'''\n")
+	f.Add("tls_secrets = ['certs/wild']\n" + base + "tls_secret = 'a-tls'\nprotocol = 'h2c'\nhttps_redirect = true\n" +
+		second + "tls_passthrough = true\ntls_cert_file = '/c'\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		c, err := Parse(strings.NewReader(src))
 		if err != nil {
@@ -55,6 +57,15 @@ func FuzzParse(f *testing.F) {
 			}
 			if s.ServicePort < 1 || s.ServicePort > 65535 {
 				t.Errorf("services[%d].ServicePort = %d; want 1-65535", i, s.ServicePort)
+			}
+			if s.Protocol != ProtocolAuto && s.Protocol != ProtocolHTTP1 && s.Protocol != ProtocolH2C {
+				t.Errorf("services[%d].Protocol = %q; want auto, http1 or h2c", i, s.Protocol)
+			}
+			if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+				t.Errorf("services[%d]: tls_cert_file %q, tls_key_file %q; want both or neither", i, s.TLSCertFile, s.TLSKeyFile)
+			}
+			if s.TLSPassthrough && (s.TLSSecret != "" || s.TLSCertFile != "" || s.HTTPSRedirect || s.WaitingPage) {
+				t.Errorf("services[%d]: tls_passthrough with a certificate, https_redirect or waiting_page", i)
 			}
 		}
 	})

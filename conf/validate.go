@@ -53,6 +53,7 @@ func (c *Config) Validate() error {
 	} else if c.MaxParked < 1 {
 		add("max_parked", -1, "must be at least 1")
 	}
+	errs = append(errs, c.validateTLSSecrets()...)
 	if len(c.Services) == 0 {
 		errs = append(errs, &Error{File: c.File, Key: "services", Msg: "at least one [[services]] entry is required"})
 	}
@@ -173,6 +174,7 @@ func (c *Config) Validate() error {
 		default:
 			add("dial", i, "unknown dial %q (want \"endpoints\" or \"service\")", s.Dial)
 		}
+		c.validateServiceTLS(i, add)
 	}
 	return errors.Join(errs...)
 }

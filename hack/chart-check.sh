@@ -40,7 +40,7 @@ HELM_T=(template agimo "$CHART" --namespace "$RELEASE_NS" --kube-version "$KUBE_
 
 # name:values-file ("" = chart defaults)
 variants=("default:" "original:$CHART/ci/original-values.yaml" "full:$CHART/ci/full-values.yaml"
-  "wake:$CHART/ci/wake-values.yaml")
+  "wake:$CHART/ci/wake-values.yaml" "tls:$CHART/ci/tls-values.yaml")
 
 for v in "${variants[@]}"; do
   name=${v%%:*} file=${v#*:}
@@ -97,12 +97,45 @@ grep -q '/scale"' "$OUT/wake-off.yaml" && fail "scaling.enabled=false still gran
 awk '/^kind: ClusterRole$/,/^---$/' "$OUT/scale-all.yaml" | grep -A1 'resources: \["deployments/scale"\]' | grep -q 'verbs:' ||
   fail "scaling.enabled=true: no unrestricted deployments/scale rule in the ClusterRole"
 "$HELM" "${HELM_T[@]}" --set scaling.enabled=maybe >/dev/null 2>&1 && fail "scaling.enabled=maybe accepted"
+# TLS (issue 11): Secrets readable by name only, in their namespaces, never cluster-wide; the
+# https port only when a certificate is configured; tls.secrets reaches the config.
+grep -q 'resources: \["secrets"\]' "$OUT/default.yaml" && fail "a Secret rule without any TLS Secret configured"
+grep -q 'name: https$' "$OUT/default.yaml" && fail "an https port without any certificate configured"
+awk '/^kind: ClusterRole$/,/^---$/' "$OUT/tls.yaml" | grep -q 'secrets' && fail "tls: Secrets readable cluster-wide"
+[[ $(grep -c 'resources: \["secrets"\]' "$OUT/tls.yaml") == 2 ]] || fail "tls: want one Secret rule per namespace (example, certs)"
+grep -A1 'resources: \["secrets"\]' "$OUT/tls.yaml" | grep -qF 'resourceNames: ["api-tls","example-tls"]' ||
+  fail "tls: no rule for exactly the services' tls_secret Secrets"
+grep -A1 'resources: \["secrets"\]' "$OUT/tls.yaml" | grep -qF 'resourceNames: ["wildcard"]' ||
+  fail "tls: no rule for exactly the tls.secrets Secret"
+grep -A2 'resources: \["secrets"\]' "$OUT/tls.yaml" | grep -qF 'verbs: ["get", "list", "watch"]' || fail "tls: Secret rule verbs"
+for kind in Role RoleBinding; do
+  [[ $(grep -A2 "^kind: $kind\$" "$OUT/tls.yaml" | grep -c '^  name: agimo-tls$') == 2 ]] ||
+    fail "tls: want a $kind agimo-tls in each of example and certs"
+done
+grep -A1 -- '- name: https$' "$OUT/tls.yaml" | grep -q 'port: 443$' || fail "tls: no Service port 443 named https"
+grep -A1 -- '- name: https$' "$OUT/tls.yaml" | grep -q 'containerPort: 8443$' || fail "tls: no container port 8443 named https"
+grep -qF 'tls_secrets = ["certs/wildcard"]' "$OUT/tls.yaml" || fail "tls: tls.secrets not added to the config"
+awk '/config.toml: \|/{f=1;next} f&&/^[^ ]/{f=0} f' "$OUT/tls.yaml" | sed 's/^    //' >"$OUT/tls.toml"
+go run . --check --conf "$OUT/tls.toml" >&2 || fail "tls: the rendered config fails agimo --check"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/tls-values.yaml" --set-json 'rbac.namespaces=["example","certs"]' >"$OUT/tls-ns.yaml"
+grep -q '^kind: ClusterRole' "$OUT/tls-ns.yaml" && fail "rbac.namespaces with TLS: something cluster-wide"
+grep -q '^  name: agimo-tls$' "$OUT/tls-ns.yaml" && fail "rbac.namespaces with TLS: a separate -tls Role"
+[[ $(grep -c 'resources: \["secrets"\]' "$OUT/tls-ns.yaml") == 2 ]] || fail "rbac.namespaces with TLS: want the Secret rule in each namespace's Role"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/tls-values.yaml" --set-json 'rbac.namespaces=["example"]' >/dev/null 2>&1 &&
+  fail "a TLS Secret outside rbac.namespaces accepted"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/tls-values.yaml" --set-string config="tls_secrets = ['a/b']" >/dev/null 2>&1 &&
+  fail "tls_secrets in config and tls.secrets both accepted"
+"$HELM" "${HELM_T[@]}" --set-json 'tls.secrets=["nonamespace"]' >/dev/null 2>&1 && fail "tls.secrets entry without a namespace accepted"
+"$HELM" "${HELM_T[@]}" --set tls.enabled=true >"$OUT/tls-on.yaml"
+grep -q 'name: https$' "$OUT/tls-on.yaml" || fail "tls.enabled=true: no https port"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/tls-values.yaml" --set tls.enabled=false >"$OUT/tls-off.yaml"
+grep -q 'name: https$' "$OUT/tls-off.yaml" && fail "tls.enabled=false: an https port"
 log "rendering properties: ok"
 
 # --- server-side dry run ---------------------------------------------------------------
 # Namespaces must exist for a dry run of namespaced objects; create ours for real.
 created_ns=()
-for ns in "$RELEASE_NS" example; do
+for ns in "$RELEASE_NS" example certs; do
   if ! "$KUBECTL" get namespace "$ns" >/dev/null 2>&1; then
     "$KUBECTL" create namespace "$ns" >/dev/null
     created_ns+=("$ns")

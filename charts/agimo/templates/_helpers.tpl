@@ -127,3 +127,63 @@ names (a kind with no names gets no rule); "all" grants them for every workload.
   verbs: ["create"]
 {{- end }}
 {{- end }}
+
+{{/*
+The TLS Secrets Agimo reads, by namespace: each service's `tls_secret` (in the service's
+namespace), the top-level `tls_secrets` of `config`, and `tls.secrets`.
+JSON: {"<namespace>": [names]}. Fails when both `config` and `tls.secrets` list shared Secrets
+(the chart adds `tls.secrets` to the config as its `tls_secrets`, and a TOML key is set once).
+*/}}
+{{- define "agimo.tlsSecrets" -}}
+{{- $conf := fromToml .Values.config }}
+{{- $out := dict }}
+{{- range $s := default list $conf.services }}
+{{- if and $s.tls_secret $s.namespace (not $s.tls_passthrough) }}
+{{- $_ := set $out $s.namespace (append (default list (get $out $s.namespace)) $s.tls_secret | uniq | sortAlpha) }}
+{{- end }}
+{{- end }}
+{{- if and $conf.tls_secrets .Values.tls.secrets }}
+{{- fail "config sets tls_secrets and tls.secrets is set too: list shared TLS Secrets in one of them" }}
+{{- end }}
+{{- range $e := concat (default list $conf.tls_secrets) (default list .Values.tls.secrets) }}
+{{- $p := splitList "/" (toString $e) }}
+{{- if or (ne (len $p) 2) (not (index $p 0)) (not (index $p 1)) }}
+{{- fail (printf "TLS Secret %q: want NAMESPACE/NAME" (toString $e)) }}
+{{- end }}
+{{- $ns := index $p 0 }}
+{{- $_ := set $out $ns (append (default list (get $out $ns)) (index $p 1) | uniq | sortAlpha) }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/*
+"true" when the TLS port is exposed (container port and Service port): tls.enabled = true, or
+auto (the default) and the config names a certificate (tls_secret, tls_cert_file, tls_secrets,
+tls.secrets) or a tls_passthrough service; "" otherwise.
+*/}}
+{{- define "agimo.tlsEnabled" -}}
+{{- $m := .Values.tls.enabled | toString }}
+{{- if not (has $m (list "auto" "true" "false")) }}
+{{- fail (printf "tls.enabled must be auto, true or false, not %q" $m) }}
+{{- end }}
+{{- if eq $m "auto" }}
+{{- $conf := fromToml .Values.config }}
+{{- $on := or .Values.tls.secrets $conf.tls_secrets }}
+{{- range $s := default list $conf.services }}
+{{- if or $s.tls_secret $s.tls_cert_file $s.tls_passthrough }}{{ $on = true }}{{ end }}
+{{- end }}
+{{- if $on }}true{{ end }}
+{{- else if eq $m "true" }}true{{ end }}
+{{- end }}
+
+{{/*
+Read access to exactly the named Secrets. list and watch can be limited by name too: Agimo
+lists and watches each Secret with the field selector metadata.name=<name>, which the API
+server authorizes as a request for that name. Argument: the list of names.
+*/}}
+{{- define "agimo.secretRules" -}}
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: {{ toJson . }}
+  verbs: ["get", "list", "watch"]
+{{- end }}
