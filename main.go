@@ -3,8 +3,9 @@
 // holds requests while a workload has no ready endpoint, and exports the
 // metrics that let KEDA or an HPA scale it between zero and N.
 //
-// main only wires: flags → config → logger → readiness watch (cache
-// synced) → listeners → signal → ordered shutdown.
+// main only wires: flags → config → logger → readiness watch and
+// certificates (synced) → listeners and front ends (servers.go) → signal
+// → ordered shutdown.
 package main
 
 import (
@@ -31,7 +32,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/agimo/agimo/conf"
-	"github.com/agimo/agimo/proxy"
+	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/stats"
 	"github.com/agimo/agimo/watch"
 )
@@ -147,8 +148,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		adminLn.Close()
 		return fmt.Errorf("proxy listener: %w", err)
 	}
-	log.Info().Str("proxy", ln.Addr().String()).Str("metrics", adminLn.Addr().String()).
-		Int("services", len(cfg.Services)).Msg("agimo starting")
+	var tlsLn net.Listener
+	if wantsTLSPort(cfg) {
+		if tlsLn, err = net.Listen("tcp", net.JoinHostPort(f.address, strconv.Itoa(f.tlsPort))); err != nil {
+			adminLn.Close()
+			ln.Close()
+			return fmt.Errorf("TLS listener: %w", err)
+		}
+	}
+	ev := log.Info().Str("proxy", ln.Addr().String()).Str("metrics", adminLn.Addr().String())
+	if tlsLn != nil {
+		ev = ev.Str("tls", tlsLn.Addr().String())
+	}
+	ev.Int("services", len(cfg.Services)).Msg("agimo starting")
 
 	g, gctx := errgroup.WithContext(ctx)
 	var pp *http.Server
@@ -172,6 +184,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// abort unwinds a failed start: listeners closed, goroutines awaited.
 	abort := func(err error) error {
 		ln.Close()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
 		admin.Close()
 		if pp != nil {
 			pp.Close()
@@ -179,28 +194,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		g.Wait()
 		return err
 	}
-	w := watch.New(client, proxy.Keys(cfg), log, set)
+	w := watch.New(client, route.Keys(cfg), log, set)
 	defer w.Close()
-	px, err := proxy.New(cfg, w, proxy.Options{
-		Log: log, Metrics: set, TrustForwarded: cfg.TrustForwardedHeaders,
-		Scaler: watch.NewScaler(client, log),
-	})
+	srv, err := newServers(cfg, w, client, log, set, ln, tlsLn)
 	if err != nil {
 		return abort(err)
 	}
-	// Requests are accepted only once readiness is known: before the first
-	// sync every service would look cold.
-	if err := w.Start(gctx); err != nil {
+	// Requests are accepted only once readiness and certificates are
+	// known: before the first sync every service would look cold.
+	if err := errors.Join(w.Start(gctx), srv.start(gctx)); err != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		_ = px.Shutdown(sctx)
+		_ = srv.shutdown(sctx)
 		if ctx.Err() != nil {
 			return abort(nil) // signalled while starting
 		}
 		return abort(err)
 	}
 	synced.Store(true)
-	g.Go(func() error { return px.Serve(ln) })
+	srv.serve(g)
 
 	// Hot reload (issue 7): on SIGHUP and whenever the file changes. An
 	// invalid config is logged and counted while the running one serves on.
@@ -226,7 +238,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			case <-hup:
 				trigger()
 			case <-reloads:
-				reload(gctx, f.conf, px, w, log, set)
+				reload(gctx, f.conf, srv, w, log, set)
 			}
 		}
 	})
@@ -239,8 +251,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
-	if err := px.Shutdown(sctx); err != nil {
-		log.Warn().Err(err).Msg("proxy shutdown incomplete")
+	if err := srv.shutdown(sctx); err != nil {
+		log.Warn().Err(err).Msg("shutdown incomplete")
 	}
 	if err := admin.Shutdown(sctx); err != nil {
 		admin.Close()
@@ -277,12 +289,12 @@ var reloadTimeout = 30 * time.Second
 
 // reload loads the config file again and switches to it if it is valid
 // and its new informers sync within reloadTimeout.
-func reload(ctx context.Context, path string, px *proxy.Proxy, w *watch.Watcher, log zerolog.Logger, set *metrics.Set) {
+func reload(ctx context.Context, path string, srv *servers, w *watch.Watcher, log zerolog.Logger, set *metrics.Set) {
 	cfg, err := conf.Load(path)
 	if err == nil {
 		rctx, cancel := context.WithTimeoutCause(ctx, reloadTimeout,
 			fmt.Errorf("not synced within %v", reloadTimeout))
-		err = px.Reload(rctx, cfg, w)
+		err = srv.reload(rctx, cfg, w)
 		cancel()
 	}
 	if err != nil {

@@ -197,9 +197,7 @@ func setForwarded(h http.Header, in *http.Request, trust bool) {
 		ip = in.RemoteAddr
 	}
 	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	} else if v, _ := in.Context().Value(tlsKey{}).(bool); v {
+	if overTLS(in) {
 		proto = "https"
 	}
 	host := in.Host

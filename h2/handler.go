@@ -30,6 +30,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		s.serveProbe(w, req, r, g)
 		return
 	}
+	if r.Svc.HTTPSRedirect && !overTLS(req) {
+		// 308 to the https URL; not counted: nothing went to the service.
+		w.Header().Set("Location", string(route.HTTPSLocation([]byte(req.Host), uri)))
+		s.refuse(w, g, http.StatusPermanentRedirect, 0, "use https")
+		return
+	}
 	r.M.Requests.Inc()
 	r.M.Active.Inc()
 	defer r.M.Active.Dec()
@@ -137,4 +143,10 @@ func (s *Server) serveProbe(w http.ResponseWriter, req *http.Request, r *route.R
 		return
 	}
 	s.forward(w, req, r, st, time.Now().Add(r.Timeout), g)
+}
+
+// overTLS reports whether the stream's connection arrived over TLS.
+func overTLS(req *http.Request) bool {
+	v, _ := req.Context().Value(tlsKey{}).(bool)
+	return v || req.TLS != nil
 }

@@ -163,3 +163,15 @@ func unreadInput(c net.Conn) bool {
 	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
 	return n > 0
 }
+
+// Slot takes a place under max_connections for a connection that another
+// front end serves (HTTP/2, TLS passthrough): max_connections bounds every
+// client connection, whatever its protocol. release frees it; ok is false
+// past the limit, and the caller closes the connection.
+func (p *Proxy) Slot() (release func(), ok bool) {
+	s := p.conns.acquire()
+	if s == nil {
+		return nil, false
+	}
+	return s.Release, true
+}

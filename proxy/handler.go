@@ -45,6 +45,10 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 			p.serveProbe(ctx, r)
 			return
 		}
+		if r.Svc.HTTPSRedirect && !overTLS(ctx.Conn()) {
+			p.redirectHTTPS(ctx)
+			return
+		}
 		r.M.Requests.Inc()
 		r.M.Active.Inc()
 	}
@@ -209,4 +213,13 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.left -= int64(n)
 	return n, err
+}
+
+// redirectHTTPS answers a plain-HTTP request for an https_redirect service
+// with 308 to its https URL; not counted: nothing went to the service.
+func (p *Proxy) redirectHTTPS(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	host, _ := route.Authority(h.RequestURI(), h.Host())
+	ctx.Response.Header.SetBytesV(fasthttp.HeaderLocation, route.HTTPSLocation(host, h.RequestURI()))
+	p.reply(ctx, fasthttp.StatusPermanentRedirect, "use https")
 }
