@@ -89,6 +89,7 @@ func TestProbeFilter(t *testing.T) {
 	}
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app") })
 	h.setEndpoints("apps", "app", true, up.addr())
+	h.waitReady("app.test") // a probe does not park: it sees readiness as it is
 	if _, body, err := h.get("app.test", "/healthz"); err != nil || body != "app" {
 		t.Errorf("probe of a ready service: got %q %v; want the app's answer", body, err)
 	}

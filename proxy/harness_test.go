@@ -34,6 +34,7 @@ type harness struct {
 	set   *metrics.Set
 	proxy *proxy.Proxy
 	addr  string // proxy listener
+	w     *watch.Watcher
 }
 
 // startHarness parses cfgTOML, creates each configured Service (port
@@ -70,7 +71,7 @@ func startHarness(t testing.TB, cfgTOML string, opts ...func(*proxy.Options)) *h
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.proxy, h.addr = p, ln.Addr().String()
+	h.proxy, h.addr, h.w = p, ln.Addr().String(), w
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ln) }()
 	t.Cleanup(func() {
@@ -153,6 +154,28 @@ func (h *harness) metric(name string) float64 {
 		}
 	}
 	return -1
+}
+
+// waitReady waits until the informer has seen host's service ready, for
+// a request that must not park (a probe).
+func (h *harness) waitReady(host string) {
+	h.t.Helper()
+	for _, s := range h.cfg.Services {
+		if s.Host != host {
+			continue
+		}
+		ws := h.w.Service(watch.Key{Namespace: s.Namespace, Service: s.ServiceName, Port: int32(s.ServicePort)})
+		timeout := time.After(5 * time.Second)
+		for st := ws.State(); !st.Ready; st = ws.State() {
+			select {
+			case <-st.Changed():
+			case <-timeout:
+				h.t.Fatalf("%s not ready after 5s", host)
+			}
+		}
+		return
+	}
+	h.t.Fatalf("no service %s", host)
 }
 
 // waitMetric waits until metric name has value want. Gauges settle a
