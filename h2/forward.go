@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -46,6 +47,7 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.Host = pr.In.Host
+			dropUnderscoreNames(pr.Out.Header)
 			setForwarded(pr.Out.Header, pr.In, s.core.Opts.TrustForwarded)
 		},
 		Transport: roundTripper(func(out *http.Request) (*http.Response, error) {
@@ -85,7 +87,7 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 	h.SetHost(req.Host)
 	freq.UseHostHeader = true
 	for k, vv := range req.Header {
-		if fields.IsHopByHop([]byte(k), nil) || fields.IsFraming([]byte(k)) || k == "Host" {
+		if fields.IsHopByHop([]byte(k), nil) || fields.IsFraming([]byte(k)) || k == "Host" || strings.IndexByte(k, '_') >= 0 {
 			continue
 		}
 		for _, v := range vv {
@@ -100,7 +102,7 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 			h.Add(k, v)
 		}
 	}
-	if req.Body != nil && req.Body != http.NoBody {
+	if hasBody(req) {
 		n := int(req.ContentLength)
 		if n < 0 {
 			n = -1 // chunked towards the upstream

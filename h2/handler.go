@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agimo/agimo/park"
@@ -48,7 +49,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		req.Body = http.MaxBytesReader(w, req.Body, s.maxBody)
 	}
-	if req.Body != nil && req.Body != http.NoBody {
+	if hasBody(req) {
 		req.Body = newClientBody(w, req.Body, r.BodyTimeout)
 	}
 
@@ -149,4 +150,21 @@ func (s *Server) serveProbe(w http.ResponseWriter, req *http.Request, r *route.R
 func overTLS(req *http.Request) bool {
 	v, _ := req.Context().Value(tlsKey{}).(bool)
 	return v || req.TLS != nil
+}
+
+// hasBody reports whether a stream carries a body: x/net/http2 leaves
+// ContentLength 0 for a HEADERS frame that ended the stream (RFC 9113
+// §8.1), -1 for a body of unknown length.
+func hasBody(req *http.Request) bool { return req.ContentLength != 0 }
+
+// dropUnderscoreNames removes fields whose name has an underscore, as the
+// HTTP/1.1 front end and nginx (underscores_in_headers off) do: an app
+// behind a CGI-style gateway would read X_Forwarded_For as
+// X-Forwarded-For, a field the client must not set.
+func dropUnderscoreNames(h http.Header) {
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 {
+			delete(h, k)
+		}
+	}
 }
