@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -59,15 +60,26 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 			return resp, err
 		}),
 		FlushInterval: -1,
+		BufferPool:    proxyBuffers{},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			failed = err
 			s.upstreamFailed(w, req, r, g, err)
 		},
 		ErrorLog: nil,
 	}
+	// Invent nothing the upstream did not send (see forwardH1): the
+	// upstream's values are added to these nil ones.
+	w.Header()["Content-Type"] = nil
+	w.Header()["Date"] = nil
 	rp.ServeHTTP(w, req)
 	_ = failed
 }
+
+// proxyBuffers lends ReverseProxy the relay buffers of bufPool.
+type proxyBuffers struct{}
+
+func (proxyBuffers) Get() []byte  { return *bufPool.Get().(*[]byte) }
+func (proxyBuffers) Put(b []byte) { bufPool.Put(&b) }
 
 type roundTripper func(*http.Request) (*http.Response, error)
 
@@ -133,6 +145,14 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 		}
 		out.Add(string(k), string(v))
 	}
+	// Invent nothing the upstream did not send: net/http would sniff a
+	// Content-Type and add a Date (a nil value suppresses each).
+	if _, ok := out["Content-Type"]; !ok {
+		out["Content-Type"] = nil
+	}
+	if _, ok := out["Date"]; !ok {
+		out["Date"] = nil
+	}
 	status := resp.StatusCode()
 	if n := resp.Header.ContentLength(); n >= 0 && status != http.StatusNoContent && status != http.StatusNotModified {
 		out.Set("Content-Length", strconv.Itoa(n))
@@ -148,7 +168,9 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 	}
 	streamed := resp.Header.ContentLength() < 0
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
@@ -176,6 +198,10 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 	}
 	copyTrailers(out, resp.Header.TrailerHeader(), listed)
 }
+
+// bufPool holds the buffers responses are relayed through: one per
+// request in flight, not one allocated per request.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // copyTrailers sends the trailer section an HTTP/1.1 upstream sent, minus
 // the fields that must not go on, as the stream's trailers.
