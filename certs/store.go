@@ -6,8 +6,8 @@
 // ClientHello's SNI. Secrets are watched and files polled, so a renewed
 // certificate reaches new handshakes within seconds while open
 // connections keep theirs; a broken source keeps its last good
-// certificate. HandshakeReason classifies handshake failures for the
-// listener's metrics.
+// certificate. The handshake itself, and the classification of its
+// failures, are the edge's (package edge).
 package certs
 
 import (
