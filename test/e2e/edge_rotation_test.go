@@ -91,6 +91,10 @@ func TestTLSCertificateRotation(t *testing.T) {
 	if r := curl(append([]string{"--cacert", caBefore.file(t)}, a.httpsURL(w.Host(), "/old-ca")...)...); r.Err == nil {
 		t.Errorf("curl trusting only the old CA after the rotation: %d %q; want a failed verification", r.Status, r.Body)
 	}
+	// curl (OpenSSL) sends its unknown_ca alert in the clear; Agimo counts it by that name.
+	eventually(t, 10*time.Second, "the rejected handshake counted as unknown_certificate_authority", func() bool {
+		return a.metric(t, `agimo_tls_handshake_errors_total{reason="unknown_certificate_authority"}`) == 1
+	})
 	if got, want := a.metric(t, `agimo_tls_certificate_expiry_timestamp_seconds{source="secret:`+ns+`/web-tls"}`),
 		float64(after.leaf.NotAfter.Unix()); got != want {
 		t.Errorf("agimo_tls_certificate_expiry_timestamp_seconds = %v; want the renewed certificate's NotAfter %v", got, want)
