@@ -67,7 +67,8 @@ func TestWebSocketOverTLSCold(t *testing.T) {
 	}
 	d.c.Close()
 	eventually(t, 10*time.Second, "the tunnel to close", func() bool {
-		return a.metric(t, series("agimo_open_tunnels", w.Host())) == 0 && a.metric(t, series("agimo_active_requests", w.Host())) == 0
+		return a.metric(t, series("agimo_open_tunnels", w.Host())) == 0 && a.metric(t, series("agimo_active_requests", w.Host())) == 0 &&
+			a.metric(t, "agimo_open_connections") == 0
 	})
 }
 
@@ -141,8 +142,12 @@ func TestTLSPassthroughCold(t *testing.T) {
 			t.Errorf("%s = %v with the connection open after two requests; want %v", name, got, want)
 		}
 	}
+	if got := a.metric(t, "agimo_open_connections"); got != 1 {
+		t.Errorf("agimo_open_connections = %v with the passthrough connection open; want 1 (max_connections counts it)", got)
+	}
 	d.c.Close()
 	eventually(t, 10*time.Second, "the passthrough tunnel to close", func() bool {
-		return a.metric(t, series("agimo_open_tunnels", w.Host())) == 0 && a.metric(t, series("agimo_active_requests", w.Host())) == 0
+		return a.metric(t, series("agimo_open_tunnels", w.Host())) == 0 && a.metric(t, series("agimo_active_requests", w.Host())) == 0 &&
+			a.metric(t, "agimo_open_connections") == 0
 	})
 }

@@ -43,10 +43,11 @@ func TestGRPCCold(t *testing.T) {
 	ns := newNamespace(t)
 	w := createWorkload(t, ns, "grpc", "deployment").withAppProtocol(t, "kubernetes.io/h2c")
 	cold := createWorkload(t, ns, "cold", "deployment").withAppProtocol(t, "kubernetes.io/h2c")
+	slow := createWorkload(t, ns, "slow", "deployment").withAppProtocol(t, "kubernetes.io/h2c")
 	ca := newCA(t, "grpc CA")
 	createTLSSecret(t, ns, "grpc-tls", ca.issue(t, w.Host()))
 	pod := startPodWith(t, "grpc-0", env.grpcapp)
-	a := startAgimo(t, "timeout = '60s'\n"+w.Config("tls_secret = 'grpc-tls'")+cold.Config("timeout = '2s'"), agimoOpts{})
+	a := startAgimo(t, "timeout = '60s'\n"+w.Config("tls_secret = 'grpc-tls'")+cold.Config("timeout = '2s'")+slow.Config(), agimoOpts{})
 	client := grpcClient(t, a.ProxyAddr, w.Host(), insecure.NewCredentials())
 	c, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -142,10 +143,28 @@ func TestGRPCCold(t *testing.T) {
 		if s.Code() != codes.Unavailable || !strings.Contains(s.Message(), cold.Host()) {
 			t.Fatalf("call to a service that stays cold: %v; want UNAVAILABLE with a message naming %s", err, cold.Host())
 		}
-		t.Logf("cold call refused after %s: %s", time.Since(start).Round(time.Millisecond), s.Message())
+		took := time.Since(start)
+		t.Logf("cold call refused after %s: %s", took.Round(time.Millisecond), s.Message())
+		if took < 2*time.Second {
+			t.Errorf("refused after %s; want the service's timeout (2s) spent parked first", took)
+		}
 		if got := a.metric(t, series("agimo_park_timeouts_total", cold.Host())); got != 1 {
 			t.Errorf("agimo_park_timeouts_total = %v; want 1", got)
 		}
+	})
+
+	// The client's deadline (grpc-timeout) is shorter than the service's 60s timeout: the
+	// call ends with it, and nothing stays parked or active.
+	t.Run("client deadline", func(t *testing.T) {
+		short, cancel := context.WithTimeout(c, time.Second)
+		defer cancel()
+		_, err := grpcClient(t, a.ProxyAddr, slow.Host(), insecure.NewCredentials()).UnaryCall(short, &testpb.SimpleRequest{})
+		if code := status.Code(err); code != codes.DeadlineExceeded {
+			t.Fatalf("call with a 1s deadline to a cold service: %v; want DEADLINE_EXCEEDED", err)
+		}
+		eventually(t, 10*time.Second, "the call to leave the park", func() bool {
+			return a.metric(t, series("agimo_parked_requests", slow.Host())) == 0 && a.metric(t, series("agimo_active_requests", slow.Host())) == 0
+		})
 	})
 }
 
