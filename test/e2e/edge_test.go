@@ -5,6 +5,7 @@ package e2e
 import (
 	"crypto/x509"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,14 @@ func TestTLSSNICertificates(t *testing.T) {
 		if got := servedCert(t, a.TLSAddr, sni); !got.Equal(secretCert.leaf) {
 			t.Errorf("SNI %q: served %v; want the first configured certificate %v", sni, got.DNSNames, secretCert.leaf.DNSNames)
 		}
+	}
+	// Plain HTTP sent to the TLS port: 400, saying so.
+	_, tport, _ := net.SplitHostPort(a.TLSAddr)
+	if r := curl("http://127.0.0.1:" + tport + "/"); r.Err != nil || r.Status != 400 || !strings.Contains(r.Body, "HTTPS") {
+		t.Errorf("plain HTTP to the TLS port: %d %v %q; want 400 naming HTTPS", r.Status, r.Err, r.Body)
+	}
+	if got := a.metric(t, `agimo_tls_handshake_errors_total{reason="not_tls"}`); got != 1 {
+		t.Errorf(`agimo_tls_handshake_errors_total{reason="not_tls"} = %v; want 1`, got)
 	}
 	if got := a.metric(t, `agimo_tls_certificate_errors_total{source="secret:`+ns+`/secret-web-tls"}`); got != 0 {
 		t.Errorf("agimo_tls_certificate_errors_total for the Secret = %v; want 0", got)

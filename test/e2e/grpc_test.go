@@ -179,3 +179,36 @@ func firstEcho(stream testgrpc.TestService_FullDuplexCallClient) string {
 	}
 	return string(m.GetPayload().GetBody())
 }
+
+// SIGTERM while a gRPC call and an h2c request are parked on a cold service: Agimo answers
+// both before it exits, the call with UNAVAILABLE saying Agimo is shutting down (a status
+// the client can retry elsewhere, not a transport error) and the request with 503.
+func TestH2ParkedAtShutdown(t *testing.T) {
+	ns := newNamespace(t)
+	w := createWorkload(t, ns, "grpc", "deployment").withAppProtocol(t, "kubernetes.io/h2c")
+	a := startAgimo(t, "timeout = '60s'\n"+w.Config(), agimoOpts{})
+	c, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	call := make(chan error, 1)
+	go func() {
+		_, err := grpcClient(t, a.ProxyAddr, w.Host(), insecure.NewCredentials()).UnaryCall(c, &testpb.SimpleRequest{})
+		call <- err
+	}()
+	req := curlAsync(append([]string{"--http2-prior-knowledge"}, a.httpURL(w.Host(), "/parked")...)...)
+	a.waitParked(t, w.Host(), 2)
+	a.stop(t)
+	select {
+	case err := <-call:
+		if s := status.Convert(err); s.Code() != codes.Unavailable || !strings.Contains(s.Message(), "shutting down") {
+			t.Errorf("parked call at shutdown: %v; want UNAVAILABLE saying agimo is shutting down", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("parked call not answered at shutdown")
+	}
+	if r := awaitCurl(t, req, 30*time.Second); r.Err != nil || r.Status != 503 || r.Version != "2" {
+		t.Errorf("parked h2c request at shutdown: %d over HTTP/%s %v %q; want 503 over HTTP/2", r.Status, r.Version, r.Err, r.Body)
+	}
+	if a.exitErr != nil {
+		t.Errorf("agimo exited with %v; want a clean exit", a.exitErr)
+	}
+}
