@@ -46,6 +46,7 @@ func reason(err error) string {
 	var rh tls.RecordHeaderError
 	var ae tls.AlertError
 	var oe *net.OpError
+	var ca clearAlert
 	switch {
 	case errors.As(err, &rh):
 		return reasonNotTLS
@@ -62,6 +63,9 @@ func reason(err error) string {
 	// An alert this side sent (withAlert, below).
 	case errors.As(err, &ae) && alertNames[ae.Error()] != "":
 		return alertNames[ae.Error()]
+	// An alert the peer sent in the clear (withAlert, below).
+	case errors.As(err, &ca) && alertNames[ca.alert.Error()] != "":
+		return alertNames[ca.alert.Error()]
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
@@ -80,9 +84,27 @@ func reason(err error) string {
 // record (type 21) sent before encryption starts carries level and
 // description in clear. An alert sent encrypted (TLS 1.3 after the
 // ServerHello) is not seen; such a failure keeps its error's reason.
+//
+// It also follows the records the client sends (sawRead), for the alert a
+// client sends in the clear when it rejects the server's certificate:
+// OpenSSL's client (curl's) switches to its TLS 1.3 handshake keys only
+// after the server's Finished, so the unknown_ca of a client that does
+// not trust the certificate arrives unencrypted, and crypto/tls, which
+// expects encrypted records by then, fails with "bad record MAC" instead
+// of naming it.
 type alertWatch struct {
 	alert uint8
 	seen  bool
+
+	peer     uint8 // the last alert the client sent in the clear
+	peerSeen bool
+	// The client's record being read: its header so far, the bytes of
+	// its payload still to come, and the payload of a clear alert.
+	hdr   [5]byte
+	nhdr  int
+	left  int
+	body  [2]byte
+	nbody int
 }
 
 // sawWrite walks the records in b, one write of crypto/tls (which may
@@ -100,11 +122,61 @@ func (w *alertWatch) sawWrite(b []byte) {
 	}
 }
 
-// withAlert returns err wrapping the alert seen, if any, as crypto/tls
-// does for QUIC ("%w%.0w": the text stays err's), so that reason names it.
-func (w *alertWatch) withAlert(err error) error {
-	if !w.seen {
-		return err
+// sawRead follows the client's records across reads (b is one read, in
+// order from the connection's first byte) and keeps the last alert sent
+// in the clear: a record of type 21 and length 2, level and description
+// (RFC 8446 §6). An encrypted alert is longer (TLS 1.2) or of type 23
+// (TLS 1.3, §5.2).
+func (w *alertWatch) sawRead(b []byte) {
+	for len(b) > 0 {
+		if w.nhdr < len(w.hdr) {
+			n := copy(w.hdr[w.nhdr:], b)
+			w.nhdr, b = w.nhdr+n, b[n:]
+			if w.nhdr < len(w.hdr) {
+				return
+			}
+			w.left, w.nbody = int(w.hdr[3])<<8|int(w.hdr[4]), 0
+		}
+		n := min(w.left, len(b))
+		if w.clearAlert() {
+			w.nbody += copy(w.body[w.nbody:], b[:n])
+		}
+		w.left, b = w.left-n, b[n:]
+		if w.left == 0 {
+			if w.clearAlert() {
+				w.peer, w.peerSeen = w.body[1], true
+			}
+			w.nhdr = 0
+		}
 	}
-	return fmt.Errorf("%w%.0w", err, tls.AlertError(w.alert))
 }
+
+func (w *alertWatch) clearAlert() bool {
+	return w.hdr[0] == 21 && w.hdr[3] == 0 && w.hdr[4] == 2
+}
+
+// withAlert returns err wrapping the alert seen, if any, as crypto/tls
+// does for QUIC ("%w%.0w": the text stays err's), so that reason names it;
+// failing that, the alert the client sent in the clear, named in the text.
+func (w *alertWatch) withAlert(err error) error {
+	switch {
+	case w.seen:
+		return fmt.Errorf("%w%.0w", err, tls.AlertError(w.alert))
+	case w.peerSeen:
+		return clearAlert{err: err, alert: tls.AlertError(w.peer)}
+	}
+	return err
+}
+
+// clearAlert is a failed handshake after which the client's last record
+// was an alert in the clear: the alert is the reason.
+type clearAlert struct {
+	err   error
+	alert tls.AlertError
+}
+
+func (e clearAlert) Error() string {
+	return e.err.Error() + " (the client sent, unencrypted: " + e.alert.Error() + ")"
+}
+
+func (e clearAlert) Unwrap() error { return e.err }

@@ -35,8 +35,9 @@ type ReplayConn struct {
 	mu      sync.Mutex
 	head    []byte      // the bytes not yet replayed; guarded by mu
 	drained atomic.Bool // head is empty: reads go straight to Conn
-	// watch, if set, sees the writes of a TLS handshake (alertWatch); set
-	// and cleared by the sorting goroutine around the handshake.
+	// watch, if set, sees the reads and writes of a TLS handshake
+	// (alertWatch); set and cleared by the sorting goroutine around the
+	// handshake.
 	watch *alertWatch
 }
 
@@ -60,11 +61,18 @@ func (c *ReplayConn) Read(b []byte) (int, error) {
 				c.drained.Store(true)
 			}
 			c.mu.Unlock()
+			if c.watch != nil {
+				c.watch.sawRead(b[:n])
+			}
 			return n, nil
 		}
 		c.mu.Unlock()
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if c.watch != nil {
+		c.watch.sawRead(b[:n])
+	}
+	return n, err
 }
 
 func (c *ReplayConn) Write(b []byte) (int, error) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -126,6 +127,8 @@ func TestReason(t *testing.T) {
 		{"not TLS", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, "not_tls"},
 		{"alert sent", (&alertWatch{alert: 70, seen: true}).withAlert(errors.New("tls: client offered only unsupported versions")), "protocol_version_not_supported"},
 		{"unknown alert", (&alertWatch{alert: 200, seen: true}).withAlert(errors.New("x")), "other"},
+		{"alert received in the clear", (&alertWatch{peer: 48, peerSeen: true}).withAlert(errors.New("local error: tls: bad record MAC")), "unknown_certificate_authority"},
+		{"alert sent and one received", (&alertWatch{alert: 70, seen: true, peer: 48, peerSeen: true}).withAlert(errors.New("x")), "protocol_version_not_supported"},
 		{"other", errors.New("x"), "other"},
 	}
 	for _, c := range cases {
@@ -154,6 +157,41 @@ func TestAlertWatch(t *testing.T) {
 		w.sawWrite([]byte(c.write))
 		if w.alert != c.alert || w.seen != c.seen {
 			t.Errorf("%s: got alert %d, %v; want %d, %v", c.name, w.alert, w.seen, c.alert, c.seen)
+		}
+	}
+}
+
+// alertWatch follows the client's records across reads, however they are
+// cut, and keeps the last alert sent in the clear.
+func TestAlertWatchReads(t *testing.T) {
+	const (
+		hello     = "\x16\x03\x01\x00\x03abc"
+		ccs       = "\x14\x03\x03\x00\x01\x01"
+		unknownCA = "\x15\x03\x03\x00\x02\x02\x30"
+	)
+	cases := []struct {
+		name   string
+		stream string
+		peer   uint8
+		seen   bool
+	}{
+		{"clear alert after the hello (OpenSSL's TLS 1.3 client)", hello + ccs + unknownCA, 48, true},
+		{"encrypted TLS 1.3 record", hello + "\x17\x03\x03\x00\x02\x02\x30", 0, false},
+		{"encrypted TLS 1.2 alert", hello + "\x15\x03\x03\x00\x1a" + strings.Repeat("x", 26), 0, false},
+		{"alert payload cut short", hello + "\x15\x03\x03\x00\x02\x02", 0, false},
+		{"empty record then the alert", hello + "\x17\x03\x03\x00\x00" + unknownCA, 48, true},
+	}
+	for _, c := range cases {
+		for _, size := range []int{1, 2, 3, 5, 7, len(c.stream)} {
+			var w alertWatch
+			for b := []byte(c.stream); len(b) > 0; {
+				n := min(size, len(b))
+				w.sawRead(b[:n])
+				b = b[n:]
+			}
+			if w.peer != c.peer || w.peerSeen != c.seen {
+				t.Errorf("%s, reads of %d: got alert %d, %v; want %d, %v", c.name, size, w.peer, w.peerSeen, c.peer, c.seen)
+			}
 		}
 	}
 }

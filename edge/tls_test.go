@@ -163,6 +163,9 @@ func TestTLSHandshakeErrors(t *testing.T) {
 		{"TLS 1.1 at most", handshake(&tls.Config{RootCAs: edgeCA.pool, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}), "protocol_version_not_supported"},
 		{"unknown ALPN", handshake(&tls.Config{RootCAs: edgeCA.pool, NextProtos: []string{"spdy/3"}}), "no_application_protocol"},
 		{"client distrusts the certificate", handshake(&tls.Config{RootCAs: newCA(t, "other").pool}), "bad_certificate"},
+		{"client distrusts the certificate, alert in the clear", func(c net.Conn) error {
+			return handshake(&tls.Config{RootCAs: newCA(t, "other").pool})(&clearAlertConn{Conn: c})
+		}, "unknown_certificate_authority"},
 		{"empty ClientHello", raw("\x16\x03\x01\x00\x04\x01\x00\x00\x00", false), "error_decoding_message"},
 		{"handshake message too long", raw("\x16\x03\x01\x00\x05hello", false), "internal_error"},
 		{"silent after a record header", raw("\x16\x03\x01", false), "timeout"},
@@ -192,6 +195,32 @@ func TestTLSHandshakeErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// clearAlertConn makes crypto/tls's client behave as OpenSSL's (curl's)
+// does when it rejects the server's certificate in TLS 1.3: it sends its
+// unknown_ca alert in the clear, not encrypted, since it switches to its
+// handshake keys only after the server's Finished. Every write after the
+// ClientHello is replaced by that alert, sent once, in two writes.
+type clearAlertConn struct {
+	net.Conn
+	writes int
+}
+
+func (c *clearAlertConn) Write(b []byte) (int, error) {
+	c.writes++
+	switch c.writes {
+	case 1:
+		return c.Conn.Write(b)
+	case 2:
+		if _, err := c.Conn.Write([]byte{21, 3, 3, 0}); err != nil {
+			return 0, err
+		}
+		if _, err := c.Conn.Write([]byte{2, 2, 48}); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
 }
 
 // A passed-through connection reaches the backend unterminated: the

@@ -29,6 +29,10 @@ type agimoProc struct {
 	exited                 chan struct{}
 	exitErr                error
 	stopOnce               sync.Once
+
+	// TLSAddr is the --tls-port address; agimo listens there only when the config has a
+	// certificate or a tls_passthrough service.
+	TLSAddr string
 }
 
 // agimoOpts tunes startAgimo; the zero value is an admin kubeconfig and a wait for /readyz.
@@ -57,11 +61,14 @@ func startAgimo(t *testing.T, config string, o agimoOpts) *agimoProc {
 		kc = env.kubeconfig
 	}
 	a := &agimoProc{ProxyAddr: freeAddr(t), MetricsAddr: freeAddr(t), ConfPath: confPath, logs: &syncBuffer{}, exited: make(chan struct{})}
+	a.TLSAddr = freeAddr(t)
 	_, pport, _ := net.SplitHostPort(a.ProxyAddr)
 	_, mport, _ := net.SplitHostPort(a.MetricsAddr)
+	_, tport, _ := net.SplitHostPort(a.TLSAddr)
 	a.cmd = exec.Command(env.agimo,
 		"--conf", confPath, "--kubeconfig", kc,
 		"--address", "127.0.0.1", "--port", pport, "--prometheus-exporter-port", mport,
+		"--tls-port", tport,
 		"--log-level", "debug", "--log-format", "json",
 		"--drain-delay", "0s", "--shutdown-timeout", "5s")
 	// KUBECONFIG/in-cluster must not leak in: --kubeconfig is the only source.

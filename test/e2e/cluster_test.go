@@ -55,6 +55,9 @@ func newNamespace(t *testing.T) string {
 // (port name "http", targetPort 8080), the shape Agimo's config points at.
 type workload struct {
 	NS, Name, Kind string // Kind: "deployment" or "statefulset"
+	// AppProtocol of the Service port and of the test's EndpointSlice port ("" = none);
+	// set by withAppProtocol.
+	AppProtocol string
 }
 
 func (w workload) Host() string { return w.Name + "." + w.NS + ".e2e" }
@@ -110,6 +113,22 @@ func createWorkload(t *testing.T, ns, name, kind string) workload {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return w
+}
+
+// withAppProtocol sets the Service port's appProtocol (e.g. kubernetes.io/h2c) and returns
+// w, whose EndpointSlices then carry it too, as the endpointslice controller copies it.
+func (w workload) withAppProtocol(t *testing.T, p string) workload {
+	t.Helper()
+	svc, err := env.client.CoreV1().Services(w.NS).Get(ctx(t), w.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Spec.Ports[0].AppProtocol = &p
+	if _, err := env.client.CoreV1().Services(w.NS).Update(ctx(t), svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w.AppProtocol = p
 	return w
 }
 
@@ -184,6 +203,9 @@ func (w workload) setEndpoints(t *testing.T, eps ...endpoint) {
 		Ports: []discoveryv1.EndpointPort{{
 			Name: ptr("http"), Port: ptr(int32(8080)), Protocol: ptr(corev1.ProtocolTCP),
 		}},
+	}
+	if w.AppProtocol != "" {
+		slice.Ports[0].AppProtocol = ptr(w.AppProtocol)
 	}
 	for _, e := range eps {
 		ep := discoveryv1.Endpoint{

@@ -37,6 +37,7 @@ var env struct {
 	root       string // repository root
 	agimo      string // the agimo binary under test
 	upstream   string // the upstream (fake pod) binary
+	grpcapp    string // the gRPC fake pod binary (test/grpcapp)
 	kubeconfig string // admin kubeconfig
 	cpDir      string // up.sh state dir; "" when the control plane is not ours to restart
 	rest       *rest.Config
@@ -91,23 +92,25 @@ func fail(err error) int {
 }
 
 // buildBinaries builds agimo (with -race when the tests run with -race, so races in the
-// real binary under real traffic fail the suite) and the upstream server.
+// real binary under real traffic fail the suite), the upstream server and the gRPC app.
 func buildBinaries(dir string) error {
 	env.agimo = filepath.Join(dir, "agimo")
 	env.upstream = filepath.Join(dir, "upstream")
+	env.grpcapp = filepath.Join(dir, "grpcapp")
 	args := []string{"build", "-o", env.agimo}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
 	start := time.Now()
-	for _, a := range [][]string{append(args, "."), {"build", "-tags", "e2e", "-o", env.upstream, "./test/e2e/upstream"}} {
+	for _, a := range [][]string{append(args, "."), {"build", "-tags", "e2e", "-o", env.upstream, "./test/e2e/upstream"},
+		{"build", "-o", env.grpcapp, "./test/grpcapp"}} {
 		cmd := exec.Command("go", a...)
 		cmd.Dir = env.root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go %s: %w\n%s", strings.Join(a, " "), err, out)
 		}
 	}
-	fmt.Printf("e2e: built agimo (race=%v) and upstream in %s\n", raceEnabled, time.Since(start).Round(time.Second))
+	fmt.Printf("e2e: built agimo (race=%v), upstream and grpcapp in %s\n", raceEnabled, time.Since(start).Round(time.Second))
 	return nil
 }
 

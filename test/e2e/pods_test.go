@@ -33,6 +33,13 @@ var podSeq atomic.Int32
 // It is stopped and deleted when the test ends.
 func startPod(t *testing.T, name string) *fakePod {
 	t.Helper()
+	return startPodWith(t, name, env.upstream)
+}
+
+// startPodWith is startPod running bin, which takes -listen and -name as the upstream
+// server does (test/grpcapp does too), and args after them.
+func startPodWith(t *testing.T, name, bin string, args ...string) *fakePod {
+	t.Helper()
 	n := int(podSeq.Add(1))
 	if n > 250 {
 		t.Fatal("out of network namespaces (250 per run)")
@@ -46,7 +53,7 @@ func startPod(t *testing.T, name string) *fakePod {
 	addr := net.JoinHostPort(p.IP, "8080")
 	// netns.sh exec ends in `exec ip netns exec ...`, which execs the server: cmd's PID
 	// is the server's, so Kill below stops exactly it.
-	p.cmd = exec.Command(sh, "exec", strconv.Itoa(n), env.upstream, "-listen", addr, "-name", name)
+	p.cmd = exec.Command(sh, append([]string{"exec", strconv.Itoa(n), bin, "-listen", addr, "-name", name}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,11 @@
 //
 // Usage: upstream -listen 10.213.1.2:8080 -name web-0
 //
-//	GET /anything  -> 200 "pod=<name> host=<Host> path=<path>"
+//	GET /anything  -> 200 "pod=<name> host=<Host> path=<path> xfp=<X-Forwarded-Proto>"
 //	GET /ws        -> WebSocket; every message is echoed back prefixed with "<name>: "
+//
+// With -cert and -key it serves HTTPS instead, with that certificate (a pod that keeps its
+// own certificate behind tls_passthrough).
 //
 // Client mode, for hack/demo.sh (curl has no WebSocket client on Debian 12):
 //
@@ -38,6 +41,8 @@ func main() {
 	name := flag.String("name", "upstream", "pod name reported in every answer")
 	dial := flag.String("dial", "", "client mode: TCP address to open a WebSocket through")
 	host := flag.String("host", "", "client mode: Host of the WebSocket URL")
+	certFile := flag.String("cert", "", "serve TLS with this PEM certificate (and -key)")
+	keyFile := flag.String("key", "", "the PEM key of -cert")
 	var send messages
 	flag.Var(&send, "send", "client mode: a message to send (repeatable)")
 	flag.Parse()
@@ -68,10 +73,13 @@ func main() {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Upstream-Pod", *name)
-		fmt.Fprintf(w, "pod=%s host=%s path=%s\n", *name, r.Host, r.URL.Path)
+		fmt.Fprintf(w, "pod=%s host=%s path=%s xfp=%s\n", *name, r.Host, r.URL.Path, r.Header.Get("X-Forwarded-Proto"))
 	})
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Printf("upstream %s listening on %s", *name, *listen)
+	if *certFile != "" {
+		log.Fatal(srv.ListenAndServeTLS(*certFile, *keyFile))
+	}
 	log.Fatal(srv.ListenAndServe())
 }
 
