@@ -92,7 +92,9 @@ func (t *IdleTimer) Fired() bool {
 }
 
 // WrapBody makes each read of body restart t.
-func (t *IdleTimer) WrapBody(body io.ReadCloser) io.ReadCloser { return &IdleBody{ReadCloser: body, t: t} }
+func (t *IdleTimer) WrapBody(body io.ReadCloser) io.ReadCloser {
+	return &IdleBody{ReadCloser: body, t: t}
+}
 
 func (b *IdleBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
