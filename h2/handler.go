@@ -47,10 +47,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 
 	deadline := time.Now().Add(r.Timeout)
+	var callTimeout time.Duration // grpc-timeout, if it is the tighter bound
 	if g {
 		// grpc-timeout bounds the whole call: the park may not outlast it.
 		if d, ok := grpcTimeout(req.Header.Get("Grpc-Timeout")); ok && d < r.Timeout {
 			deadline = time.Now().Add(d)
+			callTimeout = d
 		}
 	}
 	st := r.Ready.State()
@@ -62,15 +64,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !st.Ready {
 		var err error
 		if st, err = s.core.Waiter.Wait(r, deadline, req.Context().Done()); err != nil {
-			s.parkFailed(w, r, g, err)
+			s.parkFailed(w, r, g, err, callTimeout)
 			return
 		}
 	}
 	s.forward(w, req, r, st, deadline, g)
 }
 
-// parkFailed answers a stream whose park ended without readiness.
-func (s *Server) parkFailed(w http.ResponseWriter, r *route.Route, g bool, err error) {
+// parkFailed answers a stream whose park ended without readiness;
+// callTimeout is the call's grpc-timeout if it bounded the park.
+func (s *Server) parkFailed(w http.ResponseWriter, r *route.Route, g bool, err error, callTimeout time.Duration) {
 	switch {
 	case errors.Is(err, park.ErrClientGone):
 		// The stream was reset or the connection closed: nobody to answer.
@@ -81,6 +84,13 @@ func (s *Server) parkFailed(w http.ResponseWriter, r *route.Route, g bool, err e
 		r.M.Rejected.Inc()
 		s.log.Debug().Str("host", r.Host).Int64("max_parked", r.MaxParked).Msg("park rejected")
 		s.refuse(w, g, http.StatusServiceUnavailable, r.RetryAfter(s.core.Opts.RetryAfter), "too many requests waiting for service "+r.Host)
+	case callTimeout > 0:
+		// The call's own deadline ended the park: DEADLINE_EXCEEDED (504
+		// maps to it), the status the client reports when its deadline
+		// passes first, so the outcome does not depend on who is faster.
+		r.M.Timeouts.Inc()
+		s.log.Debug().Str("host", r.Host).Dur("grpc-timeout", callTimeout).Msg("park ended at the call's deadline")
+		s.refuse(w, g, http.StatusGatewayTimeout, 0, "service "+r.Host+" did not become ready within the call's grpc-timeout "+callTimeout.String())
 	default:
 		r.M.Timeouts.Inc()
 		s.log.Debug().Str("host", r.Host).Dur("timeout", r.Timeout).Msg("park timed out")
