@@ -40,13 +40,18 @@ func startGRPCApp(t *testing.T, name string) string {
 // call's :authority being authority.
 func dialGRPC(t *testing.T, addr, authority string) testgrpc.TestServiceClient {
 	t.Helper()
+	return testgrpc.NewTestServiceClient(dialGRPCConn(t, addr, authority))
+}
+
+func dialGRPCConn(t *testing.T, addr, authority string) *grpc.ClientConn {
+	t.Helper()
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(authority))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return testgrpc.NewTestServiceClient(cc)
+	return cc
 }
 
 // testService is test/grpcapp's: it answers with its name and echoes

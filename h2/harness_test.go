@@ -195,6 +195,24 @@ func (h *harness) waitMetric(name string, want float64) {
 	}
 }
 
+// waitReady waits until the service of host has a ready endpoint, as
+// the informer saw it.
+func (h *harness) waitReady(host string) {
+	h.t.Helper()
+	r, _ := h.core.Routes().Lookup([]byte(host))
+	if r == nil {
+		h.t.Fatalf("no route for %s", host)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st := r.Ready.State(); !st.Ready; st = r.Ready.State() {
+		select {
+		case <-st.Changed():
+		case <-time.After(time.Until(deadline)):
+			h.t.Fatalf("%s not ready", host)
+		}
+	}
+}
+
 // waitNoHandlers waits until no goroutine runs the front end's stream
 // handler: each stream's goroutine has ended.
 func waitNoHandlers(t testing.TB) {
@@ -217,15 +235,36 @@ func waitNoHandlers(t testing.TB) {
 // every request goes to addr over one plain TCP connection, whatever its
 // URL's host, which becomes :authority.
 func h2cClient(t testing.TB, addr string) *http.Client {
+	c, _ := h2cClientConns(t, addr)
+	return c
+}
+
+// h2cClientConns is h2cClient, with a function that closes the client's
+// TCP connections at once, streams in flight or not.
+func h2cClientConns(t testing.TB, addr string) (*http.Client, func()) {
+	var mu sync.Mutex
+	var conns []net.Conn
 	tr := &http2.Transport{
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, network, _ string, _ *tls.Config) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+			return c, err
 		},
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr}
+	return &http.Client{Transport: tr}, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}
 }
 
 // result is what a request sent on another goroutine got.
