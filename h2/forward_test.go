@@ -173,3 +173,14 @@ func TestCurlHTTP2PriorKnowledge(t *testing.T) {
 		t.Errorf("X-Forwarded-Host = %q; want %q", in.Header.Get("X-Forwarded-Host"), "app.test:"+port)
 	}
 }
+
+// newH1UpstreamFunc is an HTTP/1.1 app answering with f.
+func newH1UpstreamFunc(t *testing.T, f http.HandlerFunc) *h1Upstream {
+	u := &h1Upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		f(w, r)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
