@@ -46,6 +46,10 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.Host = pr.In.Host
+			// The request's trailers arrive at the end of its body, into
+			// In.Trailer: Out must share that map, not the copy Clone made
+			// before they came, for the transport to send them.
+			pr.Out.Trailer = pr.In.Trailer
 			setForwarded(pr.Out.Header, pr.In, s.core.Opts.TrustForwarded)
 		},
 		Transport: roundTripper(func(out *http.Request) (*http.Response, error) {
