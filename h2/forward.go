@@ -106,10 +106,12 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 	}
 	if req.Body != nil && req.Body != http.NoBody {
 		n := int(req.ContentLength)
+		var body io.Reader = req.Body
 		if n < 0 {
-			n = -1 // chunked towards the upstream
+			n = -1 // chunked towards the upstream, trailers after it
+			body = newRequestTrailers(body, h, req.Trailer)
 		}
-		freq.SetBodyStream(req.Body, n)
+		freq.SetBodyStream(body, n)
 	}
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)

@@ -50,6 +50,14 @@ type harness struct {
 // service_port named "http"), and starts watcher, core and front end.
 func startHarness(t testing.TB, cfgTOML string) *harness {
 	t.Helper()
+	return startHarnessTLS(t, cfgTOML, nil)
+}
+
+// startHarnessTLS is startHarness with a TLS listener if tc is not nil:
+// each connection's handshake first, then ServeConn with tls true, as the
+// TLS port does for a client that chose "h2" by ALPN.
+func startHarnessTLS(t testing.TB, cfgTOML string, tc *tls.Config) *harness {
+	t.Helper()
 	cfg, err := conf.Parse(strings.NewReader(cfgTOML))
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
@@ -87,7 +95,18 @@ func startHarness(t testing.TB, cfgTOML string) *harness {
 			if err != nil {
 				return
 			}
-			conns.Go(func() { h.srv.ServeConn(c, false) })
+			if tc == nil {
+				conns.Go(func() { h.srv.ServeConn(c, false) })
+				continue
+			}
+			conns.Go(func() {
+				tlsConn := tls.Server(c, tc)
+				if err := tlsConn.HandshakeContext(context.Background()); err != nil {
+					c.Close()
+					return
+				}
+				h.srv.ServeConn(tlsConn, true)
+			})
 		}
 	}()
 	h.stop = func() {

@@ -242,3 +242,26 @@ func TestH1UpstreamBodilessAnswers(t *testing.T) {
 	}
 	h.waitMetric(`agimo_active_requests{host="app.test"}`, 0)
 }
+
+// Request trailers from an HTTP/2 client reach an HTTP/1.1 upstream in
+// the chunked body's trailer section, as they would from an HTTP/1.1
+// client; fields that may not be trailers do not.
+func TestRequestTrailersToH1Upstream(t *testing.T) {
+	h := startHarness(t, oneService)
+	got := make(chan http.Header, 1)
+	up := newH1UpstreamFunc(t, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		got <- r.Trailer
+	})
+	h.setEndpoints("apps", "app", "", true, up.addr())
+	h.waitReady("app.test")
+	req, _ := http.NewRequest(http.MethodPost, "http://app.test/", io.NopCloser(strings.NewReader("body")))
+	req.ContentLength = -1
+	req.Trailer = http.Header{"X-Sum": {"s1"}}
+	if r := <-send(h2cClient(t, h.addr), req); r.err != nil || r.resp.StatusCode != 200 {
+		t.Fatalf("got %v, %v; want 200", r.resp, r.err)
+	}
+	if tr := <-got; tr.Get("X-Sum") != "s1" {
+		t.Errorf("upstream trailer = %v; want X-Sum: s1", tr)
+	}
+}

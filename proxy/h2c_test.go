@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
@@ -148,4 +149,32 @@ func TestHTTP1ClientToH2CUpstream(t *testing.T) {
 		t.Errorf("requests_total = %v; want 2", got)
 	}
 	h.waitMetric(`agimo_active_requests{host="app.test"}`, 0)
+}
+
+// A chunked request's trailer section from an HTTP/1.1 client reaches an
+// h2c upstream as the stream's trailers.
+func TestHTTP1RequestTrailersToH2CUpstream(t *testing.T) {
+	h := startHarness(t, oneService)
+	h.appProtocol = route.AppProtocolH2C
+	got := make(chan string, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r.Proto + " " + string(b) + " trailer X-Sum=" + r.Trailer.Get("X-Sum")
+	}), &http2.Server{})}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-served })
+	h.setEndpoints("apps", "app", true, ln.Addr().String())
+	out, _ := h.rawExchange("POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\nConnection: close\r\n\r\n"+
+		"4\r\nbody\r\n0\r\nX-Sum: s1\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.1 200") {
+		t.Fatalf("got %q; want 200", out)
+	}
+	if g, want := <-got, "HTTP/2.0 body trailer X-Sum=s1"; g != want {
+		t.Errorf("upstream got %q; want %q", g, want)
+	}
 }
