@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/agimo/agimo/stats"
 )
 
 // rawConn is a client connection to the front end driven frame by frame,
@@ -119,6 +122,7 @@ func TestRapidResetBounded(t *testing.T) {
 	if got := h.metric(`agimo_h2_protocol_errors_total{type="conn_ENHANCE_YOUR_CALM_too_many_early_resets"}`); got != 1 {
 		t.Errorf("too_many_early_resets errors = %v; want 1", got)
 	}
+	checkPromtool(t, h, "agimo_h2_protocol_errors_total")
 	unblock()
 	h.waitMetric(`agimo_active_requests{host="app.test"}`, 0)
 	waitNoHandlers(t)
@@ -198,4 +202,34 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// checkPromtool runs Prometheus's linter on family as the admin port
+// exposes it: a HELP text (stats/help.go), a TYPE, a counter's _total.
+// promtool comes from Debian's prometheus package; without it the test
+// fails, as proxy's TestMetricsPromtoolClean does.
+func checkPromtool(t *testing.T, h *harness, family string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (apt-get install prometheus): %v", err)
+	}
+	var raw, all bytes.Buffer
+	h.set.WritePrometheus(&raw)
+	stats.WriteWithHelp(&all, raw.Bytes())
+	var ours strings.Builder
+	for _, line := range strings.SplitAfter(all.String(), "\n") {
+		name := strings.TrimPrefix(strings.TrimPrefix(line, "# HELP "), "# TYPE ")
+		if strings.HasPrefix(name, family) {
+			ours.WriteString(line)
+		}
+	}
+	if !strings.Contains(ours.String(), "# HELP "+family+" ") {
+		t.Fatalf("no HELP text for %s:\n%s", family, ours.String())
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(ours.String())
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s\non:\n%s", err, out, ours.String())
+	}
 }

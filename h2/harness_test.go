@@ -214,6 +214,22 @@ func (h *harness) waitMetric(name string, want float64) {
 	}
 }
 
+// waitMetricAtLeast waits until metric name reaches min.
+func (h *harness) waitMetricAtLeast(name string, min float64) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := h.metric(name)
+		if got >= min {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s = %v; want at least %v", name, got, min)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // waitReady waits until the service of host has a ready endpoint, as
 // the informer saw it.
 func (h *harness) waitReady(host string) {

@@ -265,3 +265,59 @@ func TestRequestTrailersToH1Upstream(t *testing.T) {
 		t.Errorf("upstream trailer = %v; want X-Sum: s1", tr)
 	}
 }
+
+// An endpoint announced ready that does not listen yet refuses the
+// connection: the stream is retried, its body kept, until the app
+// listens, over h2c and over HTTP/1.1 alike (core.Attempt).
+func TestRefusedEndpointRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name, appProto string
+	}{
+		{"h2c", route.AppProtocolH2C},
+		{"http1", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startHarness(t, oneService)
+			// A port nothing listens on, for now.
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			ln.Close()
+			h.setEndpoints("apps", "app", tc.appProto, true, addr)
+			h.waitReady("app.test")
+			req, _ := http.NewRequest(http.MethodPost, "http://app.test/", strings.NewReader("kept"))
+			done := send(h2cClient(t, h.addr), req)
+			h.waitMetricAtLeast(`agimo_upstream_errors_total{host="app.test",kind="refused"}`, 1)
+
+			echo := func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				io.WriteString(w, r.Proto+" "+string(b))
+			}
+			ln, err = net.Listen("tcp", addr)
+			if err != nil {
+				t.Skipf("port %s taken meanwhile: %v", addr, err)
+			}
+			var srv *http.Server
+			if tc.appProto != "" {
+				srv = &http.Server{Handler: h2c.NewHandler(http.HandlerFunc(echo), &http2.Server{})}
+			} else {
+				srv = &http.Server{Handler: http.HandlerFunc(echo)}
+			}
+			served := make(chan struct{})
+			go func() { defer close(served); _ = srv.Serve(ln) }()
+			defer func() { srv.Close(); <-served }()
+
+			r := <-done
+			want := "HTTP/2.0 kept"
+			if tc.appProto == "" {
+				want = "HTTP/1.1 kept"
+			}
+			if r.err != nil || r.resp.StatusCode != 200 || r.body != want {
+				t.Fatalf("got %v %q, %v; want 200 %q", r.resp, r.body, r.err, want)
+			}
+			h.waitMetric(`agimo_active_requests{host="app.test"}`, 0)
+		})
+	}
+}

@@ -31,6 +31,7 @@ var metricHelp = map[string]string{
 	"agimo_watch_synced":                  "1 once every informer has completed its first list.",
 	"agimo_config_reloads_total":          "Config reloads, by result.",
 	"agimo_config_last_reload_successful": "1 if the last config reload was applied, 0 if it was rejected.",
+	"agimo_h2_protocol_errors_total":      "HTTP/2 streams and connections ended for a protocol error or abuse (rapid reset, floods), by x/net/http2's error type.",
 }
 
 // WriteWithHelp copies an exposition from src to w, giving each HELP line
