@@ -67,6 +67,19 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 		},
 		ErrorLog: nil,
 	}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.ContentLength == 0 {
+			// No body (a gRPC error is a Trailers-Only response: one
+			// HEADERS frame with END_STREAM). FlushInterval -1 makes
+			// ReverseProxy flush the head from a timer at once, racing the
+			// handler's return: the head would go without END_STREAM and
+			// an empty DATA frame end the stream, and a gRPC client takes
+			// that for a stream without trailers (INTERNAL). Nothing to
+			// flush here: the head goes with END_STREAM when ServeHTTP ends.
+			rp.FlushInterval = 0
+		}
+		return nil
+	}
 	rp.ServeHTTP(w, req)
 	_ = failed
 }

@@ -133,19 +133,25 @@ func TestGRPCColdCallsReleasedOnReadiness(t *testing.T) {
 	// The app's own error status and message, and its trailer, untouched:
 	// grpc-message is percent-encoded on the wire, so non-ASCII and '%'
 	// survive only if nothing in between rewrites it.
+	// An error without a message is a Trailers-Only response (a single
+	// HEADERS frame with END_STREAM): it must stay one, every time, or
+	// the client sees a stream without trailers; hence the repeats.
 	const msg = "denied: 100% sure ✓"
-	var trailer metadata.MD
-	_, err = client.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{
-		Code: int32(codes.PermissionDenied), Message: msg}}, grpc.Trailer(&trailer))
-	if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != msg {
-		t.Errorf("error status: got %v %q; want PermissionDenied %q", st.Code(), st.Message(), msg)
-	}
-	if got := trailer.Get("x-served-by"); len(got) != 1 || got[0] != "pod-a" {
-		t.Errorf("trailer x-served-by = %q; want [pod-a]", got)
+	const errCalls = 50
+	for i := range errCalls {
+		var trailer metadata.MD
+		_, err = client.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{
+			Code: int32(codes.PermissionDenied), Message: msg}}, grpc.Trailer(&trailer))
+		if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != msg {
+			t.Fatalf("error status, call %d: got %v %q; want PermissionDenied %q", i, st.Code(), st.Message(), msg)
+		}
+		if got := trailer.Get("x-served-by"); len(got) != 1 || got[0] != "pod-a" {
+			t.Fatalf("call %d: trailer x-served-by = %q; want [pod-a]", i, got)
+		}
 	}
 
-	if got := h.metric(`agimo_requests_total{host="grpc.test"}`); got != 5 {
-		t.Errorf("requests_total = %v; want 5 (one per call)", got)
+	if got := h.metric(`agimo_requests_total{host="grpc.test"}`); got != 4+errCalls {
+		t.Errorf("requests_total = %v; want %d (one per call)", got, 4+errCalls)
 	}
 	h.waitMetric(`agimo_parked_requests{host="grpc.test"}`, 0)
 	h.waitMetric(`agimo_active_requests{host="grpc.test"}`, 0)
