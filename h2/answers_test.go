@@ -196,3 +196,30 @@ service_name = "` + name + `"
 service_port = 80
 `
 }
+
+// Agimo's own refusals over HTTP/2 are the HTTP/1.1 front end's: 503 with
+// Retry-After for a park timeout or a full park, 404 for no route.
+func TestHTTPRefusals(t *testing.T) {
+	h := startHarness(t, grpcServices)
+	c := h2cClient(t, h.addr)
+	check := func(what string, r result, status int, msg string, retry bool) {
+		t.Helper()
+		if r.resp.StatusCode != status || !strings.Contains(r.body, msg) || (r.resp.Header.Get("Retry-After") != "") != retry {
+			t.Errorf("%s: got %d %q Retry-After %q; want %d with %q, Retry-After %v", what,
+				r.resp.StatusCode, r.body, r.resp.Header.Get("Retry-After"), status, msg, retry)
+		}
+	}
+	check("park timeout", get(t, c, "http://short.test/"), 503, "service short.test did not become ready within 200ms", true)
+	check("no route", get(t, c, "http://nope.test/"), 404, "Not Found", false)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://one.test/", nil)
+	parked := send(c, req)
+	h.waitMetric(`agimo_parked_requests{host="one.test"}`, 1)
+	check("max_parked", get(t, c, "http://one.test/"), 503, "too many requests waiting for service one.test", true)
+	cancel()
+	<-parked
+	h.waitMetric(`agimo_parked_requests{host="one.test"}`, 0)
+	h.waitMetric(`agimo_active_requests{host="one.test"}`, 0)
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/agimo/agimo/core"
 	"github.com/agimo/agimo/h2"
 	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/scale"
 	"github.com/agimo/agimo/watch"
 )
 
@@ -50,14 +51,23 @@ type harness struct {
 // service_port named "http"), and starts watcher, core and front end.
 func startHarness(t testing.TB, cfgTOML string) *harness {
 	t.Helper()
-	return startHarnessTLS(t, cfgTOML, nil)
+	return startHarnessWith(t, cfgTOML, harnessOpts{})
 }
 
-// startHarnessTLS is startHarness with a TLS listener if tc is not nil:
-// each connection's handshake first, then ServeConn with tls true, as the
-// TLS port does for a client that chose "h2" by ALPN.
-func startHarnessTLS(t testing.TB, cfgTOML string, tc *tls.Config) *harness {
+// harnessOpts are startHarnessWith's options.
+type harnessOpts struct {
+	// tls makes the listener a TLS one: each connection's handshake
+	// first, then ServeConn with tls true, as the TLS port does for a
+	// client that chose "h2" by ALPN.
+	tls *tls.Config
+	// scaler wakes and idles workloads (nil: neither).
+	scaler scale.Scaler
+}
+
+// startHarnessWith is startHarness with options.
+func startHarnessWith(t testing.TB, cfgTOML string, o harnessOpts) *harness {
 	t.Helper()
+	tc := o.tls
 	cfg, err := conf.Parse(strings.NewReader(cfgTOML))
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
@@ -76,7 +86,7 @@ func startHarnessTLS(t testing.TB, cfgTOML string, tc *tls.Config) *harness {
 	if err := w.Start(ctx); err != nil {
 		t.Fatalf("start watcher: %v", err)
 	}
-	h.core, err = core.New(cfg, w, core.Options{Log: log, Metrics: h.set})
+	h.core, err = core.New(cfg, w, core.Options{Log: log, Metrics: h.set, Scaler: o.scaler})
 	if err != nil {
 		t.Fatalf("new core: %v", err)
 	}

@@ -49,7 +49,7 @@ func TestCurlHTTP2OverTLS(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("no curl")
 	}
-	h := startHarnessTLS(t, oneService, selfSigned(t, "app.test"))
+	h := startHarnessWith(t, oneService, harnessOpts{tls: selfSigned(t, "app.test")})
 	up := newH1Upstream(t)
 	_, port, _ := net.SplitHostPort(h.addr)
 	out := make(chan string, 1)
