@@ -233,3 +233,30 @@ func TestGRPCRefusals(t *testing.T) {
 	})
 	waitNoHandlers(t)
 }
+
+// upstream_timeout bounds the upstream's silence while Agimo waits for
+// it, not a client's upload: a client-streaming call whose messages keep
+// coming for longer than upstream_timeout, to an app that answers only at
+// the end (as grpc-go's StreamingInputCall does), completes.
+func TestGRPCClientStreamLongerThanUpstreamTimeout(t *testing.T) {
+	h := startHarness(t, strings.Replace(grpcServices, `timeout = "10s"`, "timeout = \"10s\"\nupstream_timeout = \"300ms\"", 1))
+	app := startGRPCApp(t, "pod-a")
+	h.setEndpoints("apps", "grpc", route.AppProtocolH2C, true, app)
+	h.waitReady("grpc.test")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in, err := dialGRPC(t, h.addr, "grpc.test").StreamingInputCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for n := 0; time.Since(start) < time.Second; n++ {
+		if err := in.Send(&testpb.StreamingInputCallRequest{Payload: &testpb.Payload{Body: []byte("x")}}); err != nil {
+			t.Fatalf("send %d after %v: %v", n, time.Since(start), err)
+		}
+		time.Sleep(50 * time.Millisecond) // the client's pace, well within upstream_timeout
+	}
+	if _, err := in.CloseAndRecv(); err != nil {
+		t.Fatalf("client stream over %v: %v; want it complete", time.Since(start), err)
+	}
+}
