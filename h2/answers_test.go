@@ -223,3 +223,28 @@ func TestHTTPRefusals(t *testing.T) {
 	h.waitMetric(`agimo_parked_requests{host="one.test"}`, 0)
 	h.waitMetric(`agimo_active_requests{host="one.test"}`, 0)
 }
+
+// Agimo is not a forward proxy: CONNECT (RFC 9113 §8.5) is refused with
+// 405, as over HTTP/1.1, and nothing reaches the app.
+func TestConnectRefused(t *testing.T) {
+	h := startHarness(t, oneService)
+	up := newH1Upstream(t)
+	h.setEndpoints("apps", "app", "", true, up.addr())
+	h.waitReady("app.test")
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest(http.MethodConnect, "http://app.test:443", pr)
+	req.Host = "app.test:443"
+	resp, err := h2cClient(t, h.addr).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(string(body), "CONNECT is not supported") {
+		t.Errorf("got %d %q; want 405 CONNECT is not supported", resp.StatusCode, body)
+	}
+	if up.hits.Load() != 0 {
+		t.Errorf("upstream hits = %d; want 0", up.hits.Load())
+	}
+}

@@ -14,6 +14,12 @@ import (
 // HTTP/1.1 front end's handler (proxy.handle).
 func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	g := isGRPC(req)
+	if req.Method == http.MethodConnect {
+		// Agimo is not a forward proxy: CONNECT (RFC 9113 §8.5) is never
+		// tunnelled, as over HTTP/1.1 (proxy.checkRequest).
+		s.refuse(w, g, http.StatusMethodNotAllowed, 0, "CONNECT is not supported")
+		return
+	}
 	uri := []byte(req.RequestURI)
 	host, ok := route.Authority(uri, []byte(req.Host))
 	var r *route.Route
