@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -24,6 +25,17 @@ import (
 // or HTTP/1.1 as the service's protocol says, and relays the response.
 func (s *Server) forward(w http.ResponseWriter, req *http.Request, r *route.Route, st *watch.State, deadline time.Time, g bool) {
 	repark := func() (*watch.State, error) { return s.core.Waiter.Wait(r, deadline, req.Context().Done()) }
+	if !g {
+		// As over HTTP/1.1 (proxy.dropUnderscoreNames): behind the proxy
+		// "X_Forwarded_For" may be read as X-Forwarded-For (CGI maps both
+		// to HTTP_X_FORWARDED_FOR). gRPC metadata keys may hold '_', and
+		// go to gRPC servers: kept.
+		for k := range req.Header {
+			if strings.IndexByte(k, '_') >= 0 {
+				delete(req.Header, k)
+			}
+		}
+	}
 	if r.H2C(st) {
 		s.forwardH2C(w, req, r, st, deadline, g, repark)
 		return

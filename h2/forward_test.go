@@ -68,7 +68,8 @@ func TestH2CStreamParkedThenForwardedToH1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("X-Forwarded-For", "6.6.6.6") // not trusted: replaced
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")        // not trusted: replaced
+	req.Header["X_Forwarded_For"] = []string{"6.6.6.6"} // read as the same by CGI: dropped
 	done := send(c, req)
 	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
 	if n := up.hits.Load(); n != 0 {
@@ -100,6 +101,9 @@ func TestH2CStreamParkedThenForwardedToH1(t *testing.T) {
 		if got := in.Header.Values(k); len(got) != 1 || got[0] != want {
 			t.Errorf("upstream %s = %q; want [%q]", k, got, want)
 		}
+	}
+	if v := in.Header.Values("X_forwarded_for"); len(v) != 0 {
+		t.Errorf("upstream got X_Forwarded_For %q; want it dropped", v)
 	}
 	if in.Host != "app.test" || in.URL.RequestURI() != "/x?q=1" || in.Method != http.MethodPost {
 		t.Errorf("upstream got %s %s Host %s; want POST /x?q=1 Host app.test", in.Method, in.URL.RequestURI(), in.Host)
