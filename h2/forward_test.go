@@ -188,3 +188,36 @@ func newH1UpstreamFunc(t *testing.T, f http.HandlerFunc) *h1Upstream {
 	t.Cleanup(u.Close)
 	return u
 }
+
+// Expect: 100-continue from an HTTP/2 client (curl sends it for a large
+// upload): the client gets 100 Continue, sends its body, and the
+// HTTP/1.1 upstream's answer comes back with the body received whole.
+func TestExpectContinueToH1(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("no curl")
+	}
+	h := startHarness(t, oneService)
+	up := newH1Upstream(t)
+	h.setEndpoints("apps", "app", "", true, up.addr())
+	h.waitReady("app.test")
+	_, port, _ := net.SplitHostPort(h.addr)
+	body := strings.Repeat("z", 100000)
+	cmd := exec.Command("curl", "-sS", "-i", "--http2-prior-knowledge", "--max-time", "20", "--expect100-timeout", "15",
+		"-H", "Expect: 100-continue", "--data-binary", "@-",
+		"--resolve", "app.test:"+port+":127.0.0.1", "http://app.test:"+port+"/up")
+	cmd.Stdin = strings.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl: %v\n%s", err, out)
+	}
+	got := strings.ReplaceAll(string(out), "\r", "")
+	if !strings.Contains(got, "HTTP/2 100") || !strings.Contains(got, "HTTP/2 201") {
+		t.Errorf("curl output lacks 100 then 201:\n%s", got)
+	}
+	if b := up.body.Load(); b == nil || *b != body {
+		t.Errorf("upstream body: got %d bytes; want %d", len(*b), len(body))
+	}
+	if in := up.got.Load(); in.Header.Get("Expect") != "" {
+		t.Logf("upstream got Expect %q", in.Header.Get("Expect"))
+	}
+}
