@@ -77,7 +77,7 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 			failed = err
 			s.upstreamFailed(w, req, r, g, err)
 		},
-		ErrorLog: nil,
+		ErrorLog: s.base.ErrorLog, // per stream: at debug
 	}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		if resp.ContentLength == 0 {

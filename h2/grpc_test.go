@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -258,5 +260,41 @@ func TestGRPCClientStreamLongerThanUpstreamTimeout(t *testing.T) {
 	}
 	if _, err := in.CloseAndRecv(); err != nil {
 		t.Fatalf("client stream over %v: %v; want it complete", time.Since(start), err)
+	}
+}
+
+// client_body_timeout bounds each wait for the client's next bytes, as
+// nginx's does for gRPC too: a bidirectional stream whose client stays
+// silent past it is ended, the gauges settle, and nothing is logged
+// above debug (httputil's per-stream line included).
+func TestGRPCIdleClientStreamEnded(t *testing.T) {
+	h := startHarness(t, strings.Replace(grpcServices, `timeout = "10s"`, "timeout = \"10s\"\nclient_body_timeout = \"200ms\"", 1))
+	app := startGRPCApp(t, "pod-a")
+	h.setEndpoints("apps", "grpc", route.AppProtocolH2C, true, app)
+	h.waitReady("grpc.test")
+	var stdlog lockedBuffer
+	log.SetOutput(&stdlog)
+	defer log.SetOutput(os.Stderr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bidi, err := dialGRPC(t, h.addr, "grpc.test").FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bidi.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: []byte("one")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bidi.Recv(); err != nil || string(got.GetPayload().GetBody()) != "pod-a:one" {
+		t.Fatalf("recv: got %v, %v; want pod-a:one", got, err)
+	}
+	// The client now says nothing: Agimo ends the stream.
+	_, err = bidi.Recv()
+	if st := status.Convert(err); err == nil || st.Code() == codes.OK {
+		t.Fatalf("recv after the client's silence: got %v; want the stream ended", err)
+	}
+	h.waitMetric(`agimo_active_requests{host="grpc.test"}`, 0)
+	waitNoHandlers(t)
+	if got := stdlog.String(); got != "" {
+		t.Errorf("standard logger got %q; want nothing", got)
 	}
 }
