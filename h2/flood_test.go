@@ -233,3 +233,51 @@ func checkPromtool(t *testing.T, h *harness, family string) {
 		t.Errorf("promtool check metrics: %v\n%s\non:\n%s", err, out, ours.String())
 	}
 }
+
+// Rapid reset against a cold service: each stream parks and its reset
+// ends the park at once, so the handlers keep up and the connection may
+// live; whatever the server decides, the gauges settle at 0 and every
+// stream's goroutine ends.
+func TestRapidResetOnColdServiceSettles(t *testing.T) {
+	h := startHarness(t, oneService)
+	rc := dialRaw(t, h.addr)
+	const pairs = 3000
+	wrote := make(chan error, 1)
+	go func() {
+		for n := range pairs {
+			id := uint32(2*n + 1)
+			if err := rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndStream: true, EndHeaders: true,
+				BlockFragment: rc.block(":method", "GET", ":scheme", "http", ":authority", "app.test", ":path", "/")}); err != nil {
+				wrote <- err
+				return
+			}
+			if err := rc.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		// A PING after the last pair: its ACK says the server has read
+		// them all, unless it ended the connection first.
+		wrote <- rc.fr.WritePing(false, [8]byte{'d', 'o', 'n', 'e'})
+	}()
+	_ = rc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		f, err := rc.fr.ReadFrame()
+		if err != nil {
+			break // closed by the server
+		}
+		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == [8]byte{'d', 'o', 'n', 'e'} {
+			break
+		}
+		if _, ok := f.(*http2.GoAwayFrame); ok {
+			break
+		}
+	}
+	rc.Close()
+	<-wrote
+	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 0)
+	h.waitMetric(`agimo_active_requests{host="app.test"}`, 0)
+	waitNoHandlers(t)
+	t.Logf("requests counted: %v; protocol errors: %v", h.metric(`agimo_requests_total{host="app.test"}`),
+		h.metric(`agimo_h2_protocol_errors_total{type="conn_ENHANCE_YOUR_CALM_too_many_early_resets"}`))
+}
