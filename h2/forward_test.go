@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -30,6 +31,9 @@ type h1Upstream struct {
 	hits atomic.Int32
 	got  atomic.Pointer[http.Request]
 	body atomic.Pointer[string]
+	// byPath holds the body of the last request to each path: a request
+	// cut short upstream may be recorded after a later one.
+	byPath sync.Map
 }
 
 func newH1Upstream(t *testing.T) *h1Upstream {
@@ -39,6 +43,7 @@ func newH1Upstream(t *testing.T) *h1Upstream {
 		b, _ := io.ReadAll(r.Body)
 		s := string(b)
 		u.body.Store(&s)
+		u.byPath.Store(r.URL.Path, s)
 		u.got.Store(r)
 		w.Header().Set("Trailer", "X-Checksum")
 		w.Header().Set("X-App", "h1")
