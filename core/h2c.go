@@ -26,8 +26,12 @@ func (c *Core) RoundTripH2C(req *http.Request, r *route.Route, st *watch.State, 
 	out := req.WithContext(ctx)
 	if out.Body != nil && out.Body != http.NoBody {
 		// A refused connection sent nothing, so the body can go on the
-		// next attempt: x/net/http2 must not close it in between.
-		out.Body = keepOpen{out.Body}
+		// next attempt: x/net/http2 must not close it in between. Each
+		// read of it restarts the idle timer: while the client is still
+		// sending, the upstream is waiting, not silent (a gRPC client
+		// stream is answered at its end), as an HTTP/1.1 upstream is not
+		// timed while its request is written.
+		out.Body = keepOpen{idle.WrapBody(out.Body)}
 	}
 	var resp *http.Response
 	err := c.Attempt(r, st, deadline, repark, func(addr string) error {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/agimo/agimo/upstream"
 )
 
@@ -52,4 +54,44 @@ func (b *clientBody) failed() (int, string) {
 		return http.StatusRequestTimeout, "body_timeout"
 	}
 	return http.StatusBadRequest, "aborted"
+}
+
+// requestTrailers passes a request body on to an HTTP/1.1 upstream and,
+// at its end, puts the trailers the client sent after it (RFC 9113 §8.1)
+// in the chunked body's trailer section, which fasthttp writes after the
+// last chunk: as the HTTP/1.1 front end passes request trailers on, minus
+// the fields that may not be trailers (RFC 9110 §6.5.1).
+type requestTrailers struct {
+	io.Reader
+	h  *fasthttp.RequestHeader
+	in http.Header // x/net/http2 fills it when the body ends
+}
+
+// newRequestTrailers announces on h the trailers the request declared
+// (in, its Trailer field's names) and returns body wrapped to send them.
+func newRequestTrailers(body io.Reader, h *fasthttp.RequestHeader, in http.Header) io.Reader {
+	if len(in) == 0 {
+		return body
+	}
+	for k := range in {
+		if upstream.TrailerName([]byte(k), nil) {
+			_ = h.AddTrailer(k)
+		}
+	}
+	return &requestTrailers{Reader: body, h: h, in: in}
+}
+
+func (b *requestTrailers) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	if err == io.EOF && b.in != nil {
+		for k, vv := range b.in {
+			if upstream.TrailerName([]byte(k), nil) {
+				for _, v := range vv {
+					b.h.Add(k, v)
+				}
+			}
+		}
+		b.in = nil
+	}
+	return n, err
 }

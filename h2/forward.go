@@ -26,6 +26,17 @@ import (
 // or HTTP/1.1 as the service's protocol says, and relays the response.
 func (s *Server) forward(w http.ResponseWriter, req *http.Request, r *route.Route, st *watch.State, deadline time.Time, g bool) {
 	repark := func() (*watch.State, error) { return s.core.Waiter.Wait(r, deadline, req.Context().Done()) }
+	if !g {
+		// As over HTTP/1.1 (proxy.dropUnderscoreNames): behind the proxy
+		// "X_Forwarded_For" may be read as X-Forwarded-For (CGI maps both
+		// to HTTP_X_FORWARDED_FOR). gRPC metadata keys may hold '_', and
+		// go to gRPC servers: kept.
+		for k := range req.Header {
+			if strings.IndexByte(k, '_') >= 0 {
+				delete(req.Header, k)
+			}
+		}
+	}
 	if r.H2C(st) {
 		s.forwardH2C(w, req, r, st, deadline, g, repark)
 		return
@@ -44,11 +55,13 @@ func (s *Server) forward(w http.ResponseWriter, req *http.Request, r *route.Rout
 // streamed response, and the upstream stream reset when the client's is.
 func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.Route, st *watch.State,
 	deadline time.Time, g bool, repark func() (*watch.State, error)) {
-	var failed error
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.Host = pr.In.Host
-			dropUnderscoreNames(pr.Out.Header)
+			// The request's trailers arrive at the end of its body, into
+			// In.Trailer: Out must share that map, not the copy Clone made
+			// before they came, for the transport to send them.
+			pr.Out.Trailer = pr.In.Trailer
 			setForwarded(pr.Out.Header, pr.In, s.core.Opts.TrustForwarded)
 		},
 		Transport: roundTripper(func(out *http.Request) (*http.Response, error) {
@@ -62,17 +75,28 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 		FlushInterval: -1,
 		BufferPool:    proxyBuffers{},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			failed = err
 			s.upstreamFailed(w, req, r, g, err)
 		},
-		ErrorLog: nil,
+		ErrorLog: s.base.ErrorLog, // per stream: at debug
+	}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.ContentLength == 0 {
+			// No body (a gRPC error is a Trailers-Only response: one
+			// HEADERS frame with END_STREAM). FlushInterval -1 makes
+			// ReverseProxy flush the head from a timer at once, racing the
+			// handler's return: the head would go without END_STREAM and
+			// an empty DATA frame end the stream, and a gRPC client takes
+			// that for a stream without trailers (INTERNAL). Nothing to
+			// flush here: the head goes with END_STREAM when ServeHTTP ends.
+			rp.FlushInterval = 0
+		}
+		return nil
 	}
 	// Invent nothing the upstream did not send (see forwardH1): the
 	// upstream's values are added to these nil ones.
 	w.Header()["Content-Type"] = nil
 	w.Header()["Date"] = nil
 	rp.ServeHTTP(w, req)
-	_ = failed
 }
 
 // proxyBuffers lends ReverseProxy the relay buffers of bufPool.
@@ -99,7 +123,7 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 	h.SetHost(req.Host)
 	freq.UseHostHeader = true
 	for k, vv := range req.Header {
-		if fields.IsHopByHop([]byte(k), nil) || fields.IsFraming([]byte(k)) || k == "Host" || strings.IndexByte(k, '_') >= 0 {
+		if fields.IsHopByHop([]byte(k), nil) || fields.IsFraming([]byte(k)) || k == "Host" {
 			continue
 		}
 		for _, v := range vv {
@@ -116,10 +140,12 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 	}
 	if hasBody(req) {
 		n := int(req.ContentLength)
+		var body io.Reader = req.Body
 		if n < 0 {
-			n = -1 // chunked towards the upstream
+			n = -1 // chunked towards the upstream, trailers after it
+			body = newRequestTrailers(body, h, req.Trailer)
 		}
-		freq.SetBodyStream(req.Body, n)
+		freq.SetBodyStream(body, n)
 	}
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)

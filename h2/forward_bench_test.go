@@ -2,7 +2,6 @@ package h2_test
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -19,8 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
-
-	"golang.org/x/net/http2"
 
 	"github.com/agimo/agimo/conf"
 	"github.com/agimo/agimo/core"
@@ -112,14 +109,6 @@ service_port = 80
 	return ln.Addr().String()
 }
 
-func h2cClient() *http.Client {
-	return &http.Client{Transport: &http2.Transport{AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		}}}
-}
-
 // BenchmarkH2Forward: a small GET over h2c through the HTTP/2 front end to
 // an HTTP/1.1 upstream (the core's fasthttp pools), beside the same
 // request sent directly to the upstream over HTTP/1.1.
@@ -146,7 +135,7 @@ func BenchmarkH2Forward(b *testing.B) {
 	b.Run("direct-h1", func(b *testing.B) { run(b, http.DefaultClient, up.URL+"/", "app.test") })
 	b.Run("agimo-h2c-to-h1", func(b *testing.B) {
 		addr := benchStack(b, up.Listener.Addr().String(), "")
-		run(b, h2cClient(), "http://"+addr+"/", "app.test")
+		run(b, h2cClient(b, addr), "http://"+addr+"/", "app.test")
 	})
 	h2up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
 	h2up.EnableHTTP2 = true
@@ -156,6 +145,6 @@ func BenchmarkH2Forward(b *testing.B) {
 	defer h2up.Close()
 	b.Run("agimo-h2c-to-h2c", func(b *testing.B) {
 		addr := benchStack(b, h2up.Listener.Addr().String(), route.AppProtocolH2C)
-		run(b, h2cClient(), "http://"+addr+"/", "app.test")
+		run(b, h2cClient(b, addr), "http://"+addr+"/", "app.test")
 	})
 }

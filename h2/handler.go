@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/agimo/agimo/park"
@@ -15,6 +14,12 @@ import (
 // HTTP/1.1 front end's handler (proxy.handle).
 func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	g := isGRPC(req)
+	if req.Method == http.MethodConnect {
+		// Agimo is not a forward proxy: CONNECT (RFC 9113 §8.5) is never
+		// tunnelled, as over HTTP/1.1 (proxy.checkRequest).
+		s.refuse(w, g, http.StatusMethodNotAllowed, 0, "CONNECT is not supported")
+		return
+	}
 	uri := []byte(req.RequestURI)
 	host, ok := route.Authority(uri, []byte(req.Host))
 	var r *route.Route
@@ -54,10 +59,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 
 	deadline := time.Now().Add(r.Timeout)
+	var callTimeout time.Duration // grpc-timeout, if it is the tighter bound
 	if g {
 		// grpc-timeout bounds the whole call: the park may not outlast it.
 		if d, ok := grpcTimeout(req.Header.Get("Grpc-Timeout")); ok && d < r.Timeout {
 			deadline = time.Now().Add(d)
+			callTimeout = d
 		}
 	}
 	st := r.Ready.State()
@@ -69,15 +76,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !st.Ready {
 		var err error
 		if st, err = s.core.Waiter.Wait(r, deadline, req.Context().Done()); err != nil {
-			s.parkFailed(w, r, g, err)
+			s.parkFailed(w, r, g, err, callTimeout)
 			return
 		}
 	}
 	s.forward(w, req, r, st, deadline, g)
 }
 
-// parkFailed answers a stream whose park ended without readiness.
-func (s *Server) parkFailed(w http.ResponseWriter, r *route.Route, g bool, err error) {
+// parkFailed answers a stream whose park ended without readiness;
+// callTimeout is the call's grpc-timeout if it bounded the park.
+func (s *Server) parkFailed(w http.ResponseWriter, r *route.Route, g bool, err error, callTimeout time.Duration) {
 	switch {
 	case errors.Is(err, park.ErrClientGone):
 		// The stream was reset or the connection closed: nobody to answer.
@@ -88,6 +96,13 @@ func (s *Server) parkFailed(w http.ResponseWriter, r *route.Route, g bool, err e
 		r.M.Rejected.Inc()
 		s.log.Debug().Str("host", r.Host).Int64("max_parked", r.MaxParked).Msg("park rejected")
 		s.refuse(w, g, http.StatusServiceUnavailable, r.RetryAfter(s.core.Opts.RetryAfter), "too many requests waiting for service "+r.Host)
+	case callTimeout > 0:
+		// The call's own deadline ended the park: DEADLINE_EXCEEDED (504
+		// maps to it), the status the client reports when its deadline
+		// passes first, so the outcome does not depend on who is faster.
+		r.M.Timeouts.Inc()
+		s.log.Debug().Str("host", r.Host).Dur("grpc-timeout", callTimeout).Msg("park ended at the call's deadline")
+		s.refuse(w, g, http.StatusGatewayTimeout, 0, "service "+r.Host+" did not become ready within the call's grpc-timeout "+callTimeout.String())
 	default:
 		r.M.Timeouts.Inc()
 		s.log.Debug().Str("host", r.Host).Dur("timeout", r.Timeout).Msg("park timed out")
@@ -156,15 +171,3 @@ func overTLS(req *http.Request) bool {
 // ContentLength 0 for a HEADERS frame that ended the stream (RFC 9113
 // §8.1), -1 for a body of unknown length.
 func hasBody(req *http.Request) bool { return req.ContentLength != 0 }
-
-// dropUnderscoreNames removes fields whose name has an underscore, as the
-// HTTP/1.1 front end and nginx (underscores_in_headers off) do: an app
-// behind a CGI-style gateway would read X_Forwarded_For as
-// X-Forwarded-For, a field the client must not set.
-func dropUnderscoreNames(h http.Header) {
-	for k := range h {
-		if strings.IndexByte(k, '_') >= 0 {
-			delete(h, k)
-		}
-	}
-}

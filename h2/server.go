@@ -13,8 +13,10 @@ package h2
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,7 +84,10 @@ func New(c *core.Core, cfg *conf.Config) *Server {
 		// read over any number of CONTINUATION frames (RFC 9113 §6.10).
 		MaxHeaderBytes: int(cfg.MaxHeaderSize.Bytes),
 		ReadTimeout:    0, // streams park: no whole-request deadline
-		ErrorLog:       nil,
+		// x/net/http2 logs each connection it ends for a protocol error
+		// (a flood, a bad frame): any client can cause one, so at debug,
+		// not on stderr through the standard logger.
+		ErrorLog: log.New(debugLog{c.Log}, "", 0),
 	}
 	// Registers the GOAWAY of every connection on s.base.Shutdown.
 	_ = http2.ConfigureServer(s.base, s.h2)
@@ -119,6 +124,14 @@ func (s *Server) ServeConn(c net.Conn, tls bool) {
 }
 
 type tlsKey struct{}
+
+// debugLog writes the lines of a standard logger at debug level.
+type debugLog struct{ l zerolog.Logger }
+
+func (d debugLog) Write(p []byte) (int, error) {
+	d.l.Debug().Msg(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
 
 // Shutdown sends GOAWAY on every connection (RFC 9113 §6.8: streams
 // already open finish; parked ones answer 503 as the core is stopping),

@@ -35,13 +35,24 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 		Body:   http.NoBody,
 	}
 	for k, v := range req.Header.All() {
-		if fields.IsFraming(k) || string(k) == fasthttp.HeaderHost {
+		// Trailer is announced by the transport, from hreq.Trailer.
+		if fields.IsFraming(k) || string(k) == fasthttp.HeaderHost || string(k) == fasthttp.HeaderTrailer {
 			continue
 		}
 		hreq.Header.Add(string(k), string(v))
 	}
 	if n, hasBody := requestBody(ctx); hasBody {
-		hreq.Body = io.NopCloser(req.BodyStream())
+		var body io.Reader = req.BodyStream()
+		if keys := req.Header.PeekTrailerKeys(); n < 0 && len(keys) > 0 {
+			// A chunked body's trailer section (prepareRequestTrailers
+			// kept what may go on) becomes the stream's trailers.
+			hreq.Trailer = make(http.Header, len(keys))
+			for _, k := range keys {
+				hreq.Trailer[http.CanonicalHeaderKey(string(k))] = nil
+			}
+			body = &h2cRequestTrailers{r: body, h: &req.Header, out: hreq.Trailer}
+		}
+		hreq.Body = io.NopCloser(body)
 		hreq.ContentLength = int64(n) // -1 for chunked: unknown
 	}
 	resp, err := p.core.RoundTripH2C(hreq.WithContext(context.Background()), r, st, deadline,
@@ -137,4 +148,26 @@ func (b *h2cBody) Close() error {
 		b.active.Dec()
 	}
 	return err
+}
+
+// h2cRequestTrailers passes a chunked request body on and, at its end,
+// copies the trailer section fasthttp read into h to out, the stream's
+// trailers, which the transport sends once the body has ended.
+type h2cRequestTrailers struct {
+	r   io.Reader
+	h   *fasthttp.RequestHeader
+	out http.Header
+}
+
+func (b *h2cRequestTrailers) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF && b.out != nil {
+		for k := range b.out {
+			for _, v := range b.h.PeekAll(k) {
+				b.out[k] = append(b.out[k], string(v))
+			}
+		}
+		b.out = nil
+	}
+	return n, err
 }

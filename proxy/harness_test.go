@@ -35,6 +35,9 @@ type harness struct {
 	proxy *proxy.Proxy
 	addr  string // proxy listener
 	w     *watch.Watcher
+	// appProtocol is the appProtocol setEndpoints gives the slices' port
+	// ("" for none; route.AppProtocolH2C for an h2c upstream).
+	appProtocol string
 }
 
 // startHarness parses cfgTOML, creates each configured Service (port
@@ -114,10 +117,14 @@ func (h *harness) setEndpoints(ns, name string, ready bool, addrs ...string) {
 			h.t.Fatal(err)
 		}
 		p, _ := strconv.Atoi(ps)
+		port := discoveryv1.EndpointPort{Name: ptr("http"), Port: ptr(int32(p)), Protocol: ptr(corev1.ProtocolTCP)}
+		if h.appProtocol != "" {
+			port.AppProtocol = ptr(h.appProtocol)
+		}
 		es := &discoveryv1.EndpointSlice{
 			ObjectMeta:  metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, i), Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 			AddressType: discoveryv1.AddressTypeIPv4,
-			Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(p)), Protocol: ptr(corev1.ProtocolTCP)}},
+			Ports:       []discoveryv1.EndpointPort{port},
 			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(ready)}}},
 		}
 		if _, err := api.Update(ctx, es, metav1.UpdateOptions{}); err != nil {
