@@ -13,8 +13,10 @@ package h2
 import (
 	"context"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +40,12 @@ const (
 	maxUploadPerStream   = 1 << 20 // flow-control window a stream may fill before its handler reads
 	maxUploadPerConn     = 4 << 20
 	idleTimeout          = 75 * time.Second // as the HTTP/1.1 front end's keep-alive
+	// maxFrameSize is the largest frame a client may send: the initial
+	// SETTINGS_MAX_FRAME_SIZE (RFC 9113 §4.2, §6.5.2) rather than
+	// x/net's 1 MiB. The framer reads a whole frame into one buffer, so
+	// this bounds what a frame costs a connection; a HEADERS frame over
+	// it is a FRAME_SIZE_ERROR (h2spec 4.2/3 sends one over 16 KiB).
+	maxFrameSize = 16 << 10
 )
 
 // Server serves HTTP/2 connections. Create it with New, give it
@@ -69,6 +77,7 @@ func New(c *core.Core, cfg *conf.Config) *Server {
 		MaxConcurrentStreams:         maxConcurrentStreams,
 		MaxUploadBufferPerStream:     maxUploadPerStream,
 		MaxUploadBufferPerConnection: maxUploadPerConn,
+		MaxReadFrameSize:             maxFrameSize,
 		IdleTimeout:                  idleTimeout,
 		WriteByteTimeout:             cfg.SendTimeout.Duration,
 		// A client silent on a connection with streams open is checked with
@@ -82,7 +91,11 @@ func New(c *core.Core, cfg *conf.Config) *Server {
 		// read over any number of CONTINUATION frames (RFC 9113 §6.10).
 		MaxHeaderBytes: int(cfg.MaxHeaderSize.Bytes),
 		ReadTimeout:    0, // streams park: no whole-request deadline
-		ErrorLog:       nil,
+		// x/net/http2 logs each connection error it meets (a client's
+		// protocol error, a GOAWAY received) through ErrorLog, by default
+		// the standard logger: per-connection lines go to Agimo's log at
+		// debug, where they cannot flood it nor break its JSON.
+		ErrorLog: log.New(debugWriter{c.Log}, "", 0),
 	}
 	// Registers the GOAWAY of every connection on s.base.Shutdown.
 	_ = http2.ConfigureServer(s.base, s.h2)
@@ -119,6 +132,14 @@ func (s *Server) ServeConn(c net.Conn, tls bool) {
 }
 
 type tlsKey struct{}
+
+// debugWriter writes each line it is given as one debug entry of log.
+type debugWriter struct{ log zerolog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
 
 // Shutdown sends GOAWAY on every connection (RFC 9113 §6.8: streams
 // already open finish; parked ones answer 503 as the core is stopping),
