@@ -103,7 +103,7 @@ type agimo struct {
 // must return nil); it returns once /readyz answers 200.
 func startAgimo(t *testing.T, cfg, kubeconfig string) *agimo {
 	t.Helper()
-	a := &agimo{t: t, port: freePort(t), tlsPort: freePort(t), mport: freePort(t), logs: &syncBuffer{},
+	a := &agimo{port: freePort(t), tlsPort: freePort(t), mport: freePort(t), logs: &syncBuffer{},
 		admin: &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}}
 	ctx, stop := context.WithCancel(context.Background())
 	result := make(chan error, 1)
@@ -126,7 +126,7 @@ func startAgimo(t *testing.T, cfg, kubeconfig string) *agimo {
 		}
 		a.admin.CloseIdleConnections()
 	})
-	a.waitFor("/readyz 200", func() bool {
+	a.waitFor(t, "/readyz 200", func() bool {
 		select {
 		case err := <-result:
 			t.Fatalf("run returned %v before it was ready; logs:\n%s", err, a.logs.String())
@@ -148,13 +148,13 @@ func (a *agimo) adminGet(path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// waitFor polls f until it holds, for at most 20 s, and fails the test
-// with Agimo's log past that.
-func (a *agimo) waitFor(what string, f func() bool) {
-	a.t.Helper()
+// waitFor polls f until it holds, for at most 20 s, and fails t with
+// Agimo's log past that.
+func (a *agimo) waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); !f(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			a.t.Fatalf("timed out waiting for %s; logs:\n%s", what, a.logs.String())
+			t.Fatalf("timed out waiting for %s; logs:\n%s", what, a.logs.String())
 		}
 	}
 }

@@ -65,7 +65,7 @@ service_port = 80
 tls_cert_file = "`+cert.certFile+`"
 tls_key_file = "`+cert.keyFile+`"
 `, kubeconfig)
-	a.waitFor("the service ready", a.metricIs(`agimo_watch_synced`, 1))
+	a.waitFor(t, "the service ready", a.metricIs(`agimo_watch_synced`, 1))
 
 	for _, tc := range []struct {
 		name string
