@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,6 +102,11 @@ tls_key_file = "`+cert.keyFile+`"
 			}
 			t.Logf("h2spec %s: %d passed, %d failed as README explains", tc.name, passed, len(failed))
 		})
+	}
+	// x/net/http2's line per connection error goes to Agimo's log at
+	// debug, not to the standard logger.
+	if !regexp.MustCompile(`\{"level":"debug".*http2: server connection error`).MatchString(a.logs.String()) {
+		t.Errorf("no debug line of x/net/http2's about a connection error in Agimo's log")
 	}
 }
 

@@ -94,7 +94,7 @@ func New(c *core.Core, cfg *conf.Config) *Server {
 		// x/net/http2 logs each connection error it meets (a client's
 		// protocol error, a GOAWAY received) through ErrorLog, by default
 		// the standard logger: per-connection lines go to Agimo's log at
-		// debug, where they cannot flood it nor break its JSON.
+		// debug, where they can neither flood it nor break its JSON.
 		ErrorLog: log.New(debugWriter{c.Log}, "", 0),
 	}
 	// Registers the GOAWAY of every connection on s.base.Shutdown.
@@ -133,11 +133,17 @@ func (s *Server) ServeConn(c net.Conn, tls bool) {
 
 type tlsKey struct{}
 
-// debugWriter writes each line it is given as one debug entry of log.
+// debugWriter writes each line it is given as one debug entry of log,
+// but a handler's panic (a bug, never a client's doing) at error.
 type debugWriter struct{ log zerolog.Logger }
 
 func (w debugWriter) Write(p []byte) (int, error) {
-	w.log.Debug().Msg(strings.TrimSuffix(string(p), "\n"))
+	msg := strings.TrimSuffix(string(p), "\n")
+	ev := w.log.Debug()
+	if strings.HasPrefix(msg, "http2: panic serving") {
+		ev = w.log.Error()
+	}
+	ev.Msg(msg)
 	return len(p), nil
 }
 
