@@ -99,10 +99,12 @@ type agimo struct {
 }
 
 // startAgimo runs Agimo with the config text cfg against the API server
-// of kubeconfig, on free loopback ports, until the test ends (when run
-// must return nil); it returns once /readyz answers 200.
+// of kubeconfig, on free loopback ports, until the test ends, when run
+// must return nil and leave no goroutine behind; it returns once /readyz
+// answers 200.
 func startAgimo(t *testing.T, cfg, kubeconfig string) *agimo {
 	t.Helper()
+	base := settledGoroutines()
 	a := &agimo{port: freePort(t), tlsPort: freePort(t), mport: freePort(t), logs: &syncBuffer{},
 		admin: &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}}
 	ctx, stop := context.WithCancel(context.Background())
@@ -122,9 +124,11 @@ func startAgimo(t *testing.T, cfg, kubeconfig string) *agimo {
 				t.Errorf("run returned %v; want nil", err)
 			}
 		case <-time.After(20 * time.Second):
-			t.Errorf("run did not return 20 s after it was stopped")
+			t.Fatalf("run did not return 20 s after it was stopped")
 		}
 		a.admin.CloseIdleConnections()
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections() // client-go's
+		waitGoroutines(t, base+10)
 	})
 	a.waitFor(t, "/readyz 200", func() bool {
 		select {
