@@ -17,6 +17,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 )
 
 // h2specKnown lists the h2spec cases that fail against Agimo, on which
@@ -42,19 +45,25 @@ var h2specKnown = []struct {
 // of Agimo's HTTP/2 listeners: h2c with prior knowledge on the plain port
 // and h2 over TLS (ALPN) on the TLS port, with a certificate from files.
 //
-// h2spec sends every request with :authority 127.0.0.1:PORT and path /,
-// so the service answering is the one whose host is 127.0.0.1 (a host
-// key ignores the port, conf.AppendHost), ready, with an HTTP/1.1
-// upstream: each stream goes the whole way, as a client's would.
+// h2spec sends every request with :authority HOST:PORT (its -h and -p)
+// and path /, so the service answering is the one whose host is HOST (a
+// host key ignores the port, conf.AppendHost), ready: 127.0.0.1 with an
+// HTTP/1.1 upstream, and localhost with an h2c one (protocol = "h2c"),
+// for the HTTP/2-to-HTTP/2 path. Each stream goes the whole way, as a
+// client's would.
 func TestH2spec(t *testing.T) {
 	bin := h2specBinary(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		io.WriteString(w, "hello from the app\n")
-	}))
+	})
+	up := httptest.NewServer(app)
 	defer up.Close()
+	upH2C := httptest.NewServer(h2c.NewHandler(app, &http2.Server{}))
+	defer upH2C.Close()
 	cert := newTestCert(t, []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")})
-	kubeconfig := fakeAPIServer(t, readyService("default", "app", 80, up.Listener.Addr().String())...)
+	kubeconfig := fakeAPIServer(t, append(readyService("default", "app", 80, up.Listener.Addr().String()),
+		readyService("default", "grpc", 80, upH2C.Listener.Addr().String())...)...)
 	a := startAgimo(t, `
 [[services]]
 host = "127.0.0.1"
@@ -65,15 +74,24 @@ service_name = "app"
 service_port = 80
 tls_cert_file = "`+cert.certFile+`"
 tls_key_file = "`+cert.keyFile+`"
+
+[[services]]
+host = "localhost"
+type = "deployment"
+namespace = "default"
+name = "grpc"
+service_name = "grpc"
+service_port = 80
+protocol = "h2c"
 `, kubeconfig)
-	a.waitFor(t, "the service ready", a.metricIs(`agimo_watch_synced`, 1))
 
 	for _, tc := range []struct {
 		name string
 		args []string
 	}{
-		{"h2c", []string{"-p", a.port}},
-		{"h2", []string{"-p", a.tlsPort, "-t", "-k"}},
+		{"h2c", []string{"-h", "127.0.0.1", "-p", a.port}},
+		{"h2", []string{"-h", "127.0.0.1", "-p", a.tlsPort, "-t", "-k"}},
+		{"h2c-to-h2c-upstream", []string{"-h", "localhost", "-p", a.port}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			failed, passed := runH2spec(t, bin, tc.args)
@@ -82,7 +100,7 @@ tls_key_file = "`+cert.keyFile+`"
 			}
 			var known []string
 			for _, k := range h2specKnown {
-				if !k.h2cOnly || tc.name == "h2c" {
+				if !k.h2cOnly || !slices.Contains(tc.args, "-t") {
 					known = append(known, k.id)
 				}
 			}
@@ -105,7 +123,7 @@ tls_key_file = "`+cert.keyFile+`"
 	}
 	// h2spec's hundreds of connections, many ended by a protocol error,
 	// leave nothing counted behind.
-	for _, series := range []string{"agimo_open_connections", `agimo_active_requests{host="127.0.0.1"}`} {
+	for _, series := range []string{"agimo_open_connections", `agimo_active_requests{host="127.0.0.1"}`, `agimo_active_requests{host="localhost"}`} {
 		a.waitFor(t, series+" back to 0", a.metricIs(series, 0))
 	}
 	// x/net/http2's line per connection error goes to Agimo's log at
@@ -136,14 +154,14 @@ func h2specBinary(t *testing.T) string {
 
 type h2specCase struct{ id, name, failure string }
 
-// runH2spec runs h2spec with args against 127.0.0.1 and returns its
+// runH2spec runs h2spec with args and returns its
 // failed cases, by the JUnit report it writes, and the number passed.
 func runH2spec(t *testing.T, bin string, args []string) (failed []h2specCase, passed int) {
 	t.Helper()
 	report := filepath.Join(t.TempDir(), "h2spec.xml")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-h", "127.0.0.1", "-o", "5", "-j", report}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-o", "5", "-j", report}, args...)...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) || ctx.Err() != nil {
