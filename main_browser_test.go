@@ -42,78 +42,84 @@ func TestBrowserWaitingPageOverHTTPS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chromium not found on PATH: run `make tools` (hack/tools.sh installs Debian's chromium)")
 	}
-	var appHits atomic.Int64
-	var lastProto atomic.Value
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		appHits.Add(1)
-		lastProto.Store(r.Header.Get("X-Forwarded-Proto"))
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(w, "<!doctype html><html><head><title>the app</title></head><body><h1>Hello from the app</h1></body></html>")
-	}))
-	defer up.Close()
-	cert := newTestCert(t, []string{"app.test"}, nil)
-	kubeconfig, api := newFakeAPI(t) // app.test has no endpoint yet: cold
-	a := startAgimo(t, `
-timeout = '60s'
-[[services]]
-host = "app.test"
-type = "deployment"
-namespace = "default"
-name = "app"
-service_name = "app"
-service_port = 80
-waiting_page = true
-tls_cert_file = "`+cert.certFile+`"
-tls_key_file = "`+cert.keyFile+`"
-`, kubeconfig)
+	// Chromium negotiates h2 (the HTTP/2 front end); with --disable-http2
+	// it offers http/1.1 alone (the fasthttp front end over TLS).
+	for _, proto := range []string{"h2", "http/1.1"} {
+		t.Run(strings.ReplaceAll(proto, "/", ""), func(t *testing.T) {
+			var appHits atomic.Int64
+			var lastProto atomic.Value
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				appHits.Add(1)
+				lastProto.Store(r.Header.Get("X-Forwarded-Proto"))
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				io.WriteString(w, "<!doctype html><html><head><title>the app</title></head><body><h1>Hello from the app</h1></body></html>")
+			}))
+			defer up.Close()
+			cert := newTestCert(t, []string{"app.test"}, nil)
+			kubeconfig, api := newFakeAPI(t) // app.test has no endpoint yet: cold
+			a := startAgimo(t, `
+		timeout = '60s'
+		[[services]]
+		host = "app.test"
+		type = "deployment"
+		namespace = "default"
+		name = "app"
+		service_name = "app"
+		service_port = 80
+		waiting_page = true
+		tls_cert_file = "`+cert.certFile+`"
+		tls_key_file = "`+cert.keyFile+`"
+		`, kubeconfig)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	b := startBrowser(t, ctx, bin, cert, "https://app.test:"+a.tlsPort+"/")
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			b := startBrowser(t, ctx, bin, cert, "https://app.test:"+a.tlsPort+"/", proto == "http/1.1")
 
-	type page struct {
-		Title, Body, Protocol string
-		Status                int
-	}
-	var last page
-	waitPage := func(what string, ok func(page) bool) {
-		t.Helper()
-		a.waitFor(t, what, func() bool {
-			v, err := b.evaluate(`JSON.stringify({Title: document.title, Body: document.body ? document.body.innerText : "",
-				Protocol: (performance.getEntriesByType("navigation")[0] || {}).nextHopProtocol || "",
-				Status: (performance.getEntriesByType("navigation")[0] || {}).responseStatus || 0})`)
-			if err != nil {
-				t.Logf("evaluate: %v", err)
-				return false
+			type page struct {
+				Title, Body, Protocol string
+				Status                int
 			}
-			var p page
-			if json.Unmarshal([]byte(v), &p) != nil {
-				return false
+			var last page
+			waitPage := func(what string, ok func(page) bool) {
+				t.Helper()
+				a.waitFor(t, what, func() bool {
+					v, err := b.evaluate(`JSON.stringify({Title: document.title, Body: document.body ? document.body.innerText : "",
+						Protocol: (performance.getEntriesByType("navigation")[0] || {}).nextHopProtocol || "",
+						Status: (performance.getEntriesByType("navigation")[0] || {}).responseStatus || 0})`)
+					if err != nil {
+						t.Logf("evaluate: %v", err)
+						return false
+					}
+					var p page
+					if json.Unmarshal([]byte(v), &p) != nil {
+						return false
+					}
+					last = p
+					return ok(p)
+				})
 			}
-			last = p
-			return ok(p)
+			waitPage("the waiting page", func(p page) bool { return strings.HasPrefix(p.Title, "Starting app.test") })
+			t.Logf("first: %d over %s, %q", last.Status, last.Protocol, last.Title)
+			if last.Status != 503 || last.Protocol != proto {
+				t.Errorf("waiting page: status %d over %q; want 503 over %s (ALPN on the TLS port)", last.Status, last.Protocol, proto)
+			}
+			if n := appHits.Load(); n != 0 {
+				t.Errorf("the app was asked %d times while cold; want 0", n)
+			}
+
+			api.Put(readyService("default", "app", 80, up.Listener.Addr().String())...)
+			waitPage("the app's page after the service turned ready", func(p page) bool { return p.Title == "the app" })
+			t.Logf("then: %d over %s, %q", last.Status, last.Protocol, last.Title)
+			if last.Status != 200 || last.Protocol != proto || !strings.Contains(last.Body, "Hello from the app") {
+				t.Errorf("app page: status %d over %q, body %q; want 200 over %s with the app's body", last.Status, last.Protocol, last.Body, proto)
+			}
+			if p, _ := lastProto.Load().(string); p != "https" {
+				t.Errorf("the app got X-Forwarded-Proto %q; want https", p)
+			}
+			if v := a.metric(`agimo_requests_total{host="app.test"}`); v == "" || v == "0" || v == "1" {
+				t.Errorf("agimo_requests_total = %q; want at least 2 (the waiting page, then the app)", v)
+			}
 		})
-	}
-	waitPage("the waiting page", func(p page) bool { return strings.HasPrefix(p.Title, "Starting app.test") })
-	t.Logf("first: %d over %s, %q", last.Status, last.Protocol, last.Title)
-	if last.Status != 503 || last.Protocol != "h2" {
-		t.Errorf("waiting page: status %d over %q; want 503 over h2 (ALPN on the TLS port)", last.Status, last.Protocol)
-	}
-	if n := appHits.Load(); n != 0 {
-		t.Errorf("the app was asked %d times while cold; want 0", n)
-	}
-
-	api.Put(readyService("default", "app", 80, up.Listener.Addr().String())...)
-	waitPage("the app's page after the service turned ready", func(p page) bool { return p.Title == "the app" })
-	t.Logf("then: %d over %s, %q", last.Status, last.Protocol, last.Title)
-	if last.Status != 200 || last.Protocol != "h2" || !strings.Contains(last.Body, "Hello from the app") {
-		t.Errorf("app page: status %d over %q, body %q; want 200 over h2 with the app's body", last.Status, last.Protocol, last.Body)
-	}
-	if p, _ := lastProto.Load().(string); p != "https" {
-		t.Errorf("the app got X-Forwarded-Proto %q; want https", p)
-	}
-	if v := a.metric(`agimo_requests_total{host="app.test"}`); v == "" || v == "0" || v == "1" {
-		t.Errorf("agimo_requests_total = %q; want at least 2 (the waiting page, then the app)", v)
 	}
 }
 
@@ -128,8 +134,9 @@ type browser struct {
 }
 
 // startBrowser starts Chromium on url, bounded by ctx (killed at its
-// end, or when the test ends), and attaches to the page.
-func startBrowser(t *testing.T, ctx context.Context, bin string, cert *testCert, url string) *browser {
+// end, or when the test ends), and attaches to the page. With http1 it
+// does not offer h2.
+func startBrowser(t *testing.T, ctx context.Context, bin string, cert *testCert, url string, http1 bool) *browser {
 	t.Helper()
 	cmdR, cmdW, err := os.Pipe()
 	if err != nil {
@@ -140,7 +147,11 @@ func startBrowser(t *testing.T, ctx context.Context, bin string, cert *testCert,
 		t.Fatal(err)
 	}
 	var stderr syncBuffer
-	cmd := exec.CommandContext(ctx, bin,
+	var extra []string
+	if http1 {
+		extra = append(extra, "--disable-http2")
+	}
+	cmd := exec.CommandContext(ctx, bin, append(extra,
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 		"--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-sync",
 		"--disable-background-networking", "--disable-component-update", "--no-proxy-server",
@@ -148,7 +159,7 @@ func startBrowser(t *testing.T, ctx context.Context, bin string, cert *testCert,
 		"--host-resolver-rules=MAP app.test 127.0.0.1",
 		"--ignore-certificate-errors-spki-list="+cert.spki(),
 		"--remote-debugging-pipe",
-		url)
+		url)...)
 	cmd.ExtraFiles = []*os.File{cmdR, outW} // descriptors 3 and 4
 	cmd.Stderr = &stderr
 	// A process group of its own: Chromium's helpers (zygote, renderer,
