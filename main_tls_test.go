@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // HTTP/1.1 over TLS through the whole binary (run): the TLS port's edge
@@ -20,7 +23,21 @@ import (
 // TLS layer for hang-ups, and the released request is read and answered
 // through that layer).
 func TestH1OverTLS(t *testing.T) {
+	upgrader := websocket.Upgrader{}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if websocket.IsWebSocketUpgrade(r) {
+			c, err := upgrader.Upgrade(w, r, http.Header{"X-Seen-Proto": {r.Header.Get("X-Forwarded-Proto")}})
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			for {
+				kind, msg, err := c.ReadMessage()
+				if err != nil || c.WriteMessage(kind, msg) != nil {
+					return
+				}
+			}
+		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -29,7 +46,8 @@ func TestH1OverTLS(t *testing.T) {
 		fmt.Fprintf(w, "%s %s host=%s proto=%s body=%q", r.Method, r.URL.Path, r.Host, r.Header.Get("X-Forwarded-Proto"), body)
 	}))
 	defer up.Close()
-	hosts := []string{"ready.test", "cold-get.test", "cold-post.test", "cold-reset.test", "cold-timeout.test"}
+	hosts := []string{"ready.test", "cold-get.test", "cold-post.test", "cold-reset.test", "cold-timeout.test",
+		"cold-pipe.test", "cold-ws.test"}
 	cert := newTestCert(t, hosts, nil)
 	var cfg strings.Builder
 	cfg.WriteString("timeout = '60s'\n")
@@ -148,6 +166,84 @@ tls_key_file = %q
 			}
 		})
 	}
+
+	// Two requests in one TLS record: the first parks, the second waits
+	// behind it (read through the TLS layer when the first was hijacked
+	// into the lot); both are answered, in order, on release.
+	t.Run("parked-pipelined", func(t *testing.T) {
+		c, err := tls.Dial("tcp", "127.0.0.1:"+a.tlsPort, &tls.Config{RootCAs: cert.pool(), ServerName: "cold-pipe.test", NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /p1 HTTP/1.1\r\nHost: cold-pipe.test\r\n\r\nGET /p2 HTTP/1.1\r\nHost: cold-pipe.test\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		a.waitFor(t, "the request parked", a.metricIs(`agimo_parked_requests{host="cold-pipe.test"}`, 1))
+		api.Put(readyService("default", "cold-pipe", 80, up.Listener.Addr().String())...)
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(c)
+		for _, path := range []string{"/p1", "/p2"} {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("response to %s: %v", path, err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := `GET ` + path + ` host=cold-pipe.test proto=https body=""`; err != nil || resp.StatusCode != 200 || string(b) != want {
+				t.Errorf("%s: got %d %q (%v); want 200 %q", path, resp.StatusCode, b, err, want)
+			}
+		}
+	})
+
+	// wss:// parks like ws://, then tunnels through the TLS layer.
+	t.Run("wss-parked", func(t *testing.T) {
+		d := &websocket.Dialer{
+			TLSClientConfig:  &tls.Config{RootCAs: cert.pool()},
+			NetDialContext:   tr.DialContext,
+			HandshakeTimeout: 30 * time.Second,
+		}
+		type dialed struct {
+			c    *websocket.Conn
+			resp *http.Response
+			err  error
+		}
+		got := make(chan dialed, 1)
+		go func() {
+			c, resp, err := d.Dial("wss://cold-ws.test/ws", nil)
+			got <- dialed{c, resp, err}
+		}()
+		const host = `{host="cold-ws.test"}`
+		a.waitFor(t, "the upgrade parked", a.metricIs("agimo_parked_requests"+host, 1))
+		api.Put(readyService("default", "cold-ws", 80, up.Listener.Addr().String())...)
+		var r dialed
+		select {
+		case r = <-got:
+		case <-time.After(35 * time.Second):
+			t.Fatalf("wss handshake not done 35 s after its service turned ready")
+		}
+		if r.err != nil {
+			t.Fatalf("wss dial: %v", r.err)
+		}
+		if p := r.resp.Header.Get("X-Seen-Proto"); p != "https" {
+			t.Errorf("the app saw X-Forwarded-Proto %q; want https", p)
+		}
+		a.waitFor(t, "one open tunnel", a.metricIs("agimo_open_tunnels"+host, 1))
+		for _, msg := range []string{"hello", strings.Repeat("x", 100<<10)} {
+			if err := r.c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			_ = r.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			_, echo, err := r.c.ReadMessage()
+			if err != nil || string(echo) != msg {
+				t.Fatalf("echo of %d bytes: got %d bytes (%v); want the same", len(msg), len(echo), err)
+			}
+		}
+		r.c.Close()
+		for _, series := range []string{"agimo_open_tunnels" + host, "agimo_active_requests" + host} {
+			a.waitFor(t, series+" back to 0 after the close", a.metricIs(series, 0))
+		}
+	})
 
 	// The lot's own answer at the park timeout goes through the TLS layer.
 	t.Run("park-timeout", func(t *testing.T) {
