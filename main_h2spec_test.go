@@ -161,7 +161,7 @@ func runH2spec(t *testing.T, bin string, args []string) (failed []h2specCase, pa
 	report := filepath.Join(t.TempDir(), "h2spec.xml")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-o", "5", "-j", report}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--strict", "-o", "5", "-j", report}, args...)...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) || ctx.Err() != nil {
