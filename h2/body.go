@@ -25,8 +25,9 @@ type clientBody struct {
 	// reads the body on a goroutine of its own, which may still run (or
 	// have ended unsynchronised) when the front end asks why the round
 	// trip failed.
-	mu  sync.Mutex
-	err error // the first read error other than EOF
+	mu          sync.Mutex
+	err         error // the first read error other than EOF
+	interrupted bool  // reads fail because of interrupt, not the client
 }
 
 func newClientBody(w http.ResponseWriter, body io.ReadCloser, timeout time.Duration) *clientBody {
@@ -40,12 +41,23 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && err != io.EOF {
 		b.mu.Lock()
-		if b.err == nil {
+		if b.err == nil && !b.interrupted {
 			b.err = err
 		}
 		b.mu.Unlock()
 	}
 	return n, err
+}
+
+// interrupt ends a read in progress, and every later one, with an error
+// that is not the client's (core.HeldBody). It must be called while the
+// handler runs.
+func (b *clientBody) interrupt() {
+	b.mu.Lock()
+	b.interrupted = true
+	b.mu.Unlock()
+	// A deadline in the past closes the stream's body at once (x/net/http2).
+	_ = b.rc.SetReadDeadline(time.Now().Add(-time.Second))
 }
 
 // failed reports the client's side of a failed exchange: the status to

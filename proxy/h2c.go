@@ -11,6 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/agimo/agimo/core"
 	"github.com/agimo/agimo/fields"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/watch"
@@ -40,15 +41,26 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 		}
 		hreq.Header.Add(string(k), string(v))
 	}
+	var held *core.HeldBody
 	if n, hasBody := requestBody(ctx); hasBody {
-		hreq.Body = io.NopCloser(req.BodyStream())
+		// fasthttp reuses the body stream once the handler (or the
+		// response body's Close) returns: the transport's goroutine must
+		// be done reading it by then. A past read deadline ends a read
+		// waiting for the client.
+		conn := ctx.Conn()
+		held = core.NewHeldBody(req.BodyStream(), func() { _ = conn.SetReadDeadline(time.Now()) })
+		hreq.Body = held
 		hreq.ContentLength = int64(n) // -1 for chunked: unknown
 	}
 	resp, err := p.core.RoundTripH2C(hreq.WithContext(context.Background()), r, st, deadline,
 		func() (*watch.State, error) { return p.park(ctx, r, deadline) })
 	if err != nil {
-		if cb != nil && cb.err != nil {
+		// Read once the transport is done with the body (released).
+		if cb != nil && cb.err != nil && !held.Interrupted() {
 			err = cb.err
+		}
+		if held.Interrupted() {
+			ctx.SetConnectionClose() // the rest of the body is unread
 		}
 		p.upstreamFailed(ctx, r, err)
 		return false
