@@ -123,7 +123,8 @@ protocol = "h2c"
 	}
 	// h2spec's hundreds of connections, many ended by a protocol error,
 	// leave nothing counted behind.
-	for _, series := range []string{"agimo_open_connections", `agimo_active_requests{host="127.0.0.1"}`, `agimo_active_requests{host="localhost"}`} {
+	for _, series := range []string{"agimo_open_connections",
+		`agimo_active_requests{host="127.0.0.1"}`, `agimo_active_requests{host="localhost"}`} {
 		a.waitFor(t, series+" back to 0", a.metricIs(series, 0))
 	}
 	// x/net/http2's line per connection error goes to Agimo's log at
@@ -154,8 +155,9 @@ func h2specBinary(t *testing.T) string {
 
 type h2specCase struct{ id, name, failure string }
 
-// runH2spec runs h2spec with args and returns its
-// failed cases, by the JUnit report it writes, and the number passed.
+// runH2spec runs h2spec with args and all its cases (--strict), and
+// returns the failed ones, by the JUnit report it writes, and the number
+// passed.
 func runH2spec(t *testing.T, bin string, args []string) (failed []h2specCase, passed int) {
 	t.Helper()
 	report := filepath.Join(t.TempDir(), "h2spec.xml")
