@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: build tools test test-unit e2e e2e-node chart-check fuzz demo bench bench-smoke
+.PHONY: build tools test test-unit h2spec e2e e2e-node chart-check fuzz demo bench bench-smoke
 
 build:
 	$(GO) build -o bin/agimo .
@@ -22,6 +22,11 @@ test: test-unit e2e e2e-node chart-check bench-smoke
 test-unit: tools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 600s ./...
+
+# The HTTP/2 conformance suite against both HTTP/2 listeners (also part of test-unit;
+# README's "HTTP/2 conformance" lists the cases that fail and why).
+h2spec: tools
+	$(GO) test -race -count=1 -run '^TestH2spec$$' -v .
 
 # A short run of each fuzz target beyond its seeds (hack/fuzz.sh says what fails it).
 FUZZTIME ?= 5s

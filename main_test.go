@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -86,66 +82,15 @@ func TestCheck(t *testing.T) {
 // fakeAPIServer answers the list and watch requests of Agimo's informers
 // with lists of objs (Services and EndpointSlices, by namespace, and by
 // name for a field selector) and watches that stay open, like an API
-// server whose objects never change; with no objs, no service is ready.
-// Everything in namespace lockedNamespace is forbidden.
-// Label selectors are not applied: Agimo's name every configured service,
-// and tests pass objects of those only. client-go's watch-list is turned
-// off so plain list + watch suffices.
+// server whose objects never change (newFakeAPI's Put changes them); with
+// no objs, no service is ready. Everything in namespace lockedNamespace is
+// forbidden. Label selectors are not applied: Agimo's name every
+// configured service, and tests pass objects of those only. client-go's
+// watch-list is turned off so plain list + watch suffices.
 func fakeAPIServer(t *testing.T, objs ...metav1.Object) string {
 	t.Helper()
-	t.Setenv("KUBE_FEATURE_WatchListClient", "false")
-	done := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/namespaces/"+lockedNamespace+"/") {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusForbidden)
-			json.NewEncoder(w).Encode(map[string]any{
-				"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
-				"message": "forbidden: no RBAC for namespace " + lockedNamespace,
-			})
-			return
-		}
-		if r.URL.Query().Get("watch") == "true" {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(200)
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-			case <-done:
-			}
-			return
-		}
-		kind := "ServiceList"
-		apiVersion := "v1"
-		wantSlices := strings.Contains(r.URL.Path, "endpointslices")
-		if wantSlices {
-			kind, apiVersion = "EndpointSliceList", "discovery.k8s.io/v1"
-		}
-		_, ns, _ := strings.Cut(r.URL.Path, "/namespaces/")
-		ns, _, _ = strings.Cut(ns, "/")
-		name := strings.TrimPrefix(r.URL.Query().Get("fieldSelector"), "metadata.name=")
-		items := []any{}
-		for _, o := range objs {
-			_, isSlice := o.(*discoveryv1.EndpointSlice)
-			if isSlice == wantSlices && (ns == "" || o.GetNamespace() == ns) && (name == "" || o.GetName() == name) {
-				items = append(items, o)
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
-			"kind": kind, "apiVersion": apiVersion,
-			"metadata": map[string]any{"resourceVersion": "1"}, "items": items,
-		})
-	}))
-	t.Cleanup(func() { close(done); srv.Close() })
-	kubeconfig := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: %q}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`, srv.URL)
-	return writeFile(t, "kubeconfig", kubeconfig)
+	kubeconfig, _ := newFakeAPI(t, objs...)
+	return kubeconfig
 }
 
 // lockedNamespace is the namespace fakeAPIServer answers 403 for.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -22,7 +23,13 @@ type clientBody struct {
 	rc      *http.ResponseController
 	timeout time.Duration
 	rd      upstream.IdleDeadline
-	err     error // the first read error other than EOF
+	// mu guards err: towards an h2c upstream, x/net/http2's transport
+	// reads the body on a goroutine of its own, which may still run (or
+	// have ended unsynchronised) when the front end asks why the round
+	// trip failed.
+	mu          sync.Mutex
+	err         error // the first read error other than EOF
+	interrupted bool  // reads fail because of interrupt, not the client
 }
 
 func newClientBody(w http.ResponseWriter, body io.ReadCloser, timeout time.Duration) *clientBody {
@@ -34,23 +41,44 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		_ = b.rc.SetReadDeadline(b.rd.At())
 	}
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && b.err == nil {
-		b.err = err
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil && !b.interrupted {
+			b.err = err
+		}
+		b.mu.Unlock()
 	}
 	return n, err
+}
+
+// interrupt ends a read in progress, and every later one, with an error
+// that is not the client's (core.HeldBody). It must be called while the
+// handler runs.
+func (b *clientBody) interrupt() {
+	b.mu.Lock()
+	b.interrupted = true
+	b.mu.Unlock()
+	// A deadline in the past closes the stream's body at once (x/net/http2).
+	_ = b.rc.SetReadDeadline(time.Now().Add(-time.Second))
 }
 
 // failed reports the client's side of a failed exchange: the status to
 // answer and the client error kind, or 0 if the body did not fail.
 func (b *clientBody) failed() (int, string) {
-	if b == nil || b.err == nil {
+	if b == nil {
+		return 0, ""
+	}
+	b.mu.Lock()
+	err := b.err
+	b.mu.Unlock()
+	if err == nil {
 		return 0, ""
 	}
 	var tooBig *http.MaxBytesError
 	switch {
-	case errors.As(b.err, &tooBig):
+	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge, ""
-	case errors.Is(b.err, os.ErrDeadlineExceeded):
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		return http.StatusRequestTimeout, "body_timeout"
 	}
 	return http.StatusBadRequest, "aborted"

@@ -14,6 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/agimo/agimo/core"
 	"github.com/agimo/agimo/fields"
 	"github.com/agimo/agimo/park"
 	"github.com/agimo/agimo/route"
@@ -63,6 +64,16 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 			// before they came, for the transport to send them.
 			pr.Out.Trailer = pr.In.Trailer
 			setForwarded(pr.Out.Header, pr.In, s.core.Opts.TrustForwarded)
+			if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+				// x/net/http2 recycles the stream's writer, which the
+				// body's reads use (client_body_timeout), once this handler
+				// returns: the transport must be done reading by then.
+				var interrupt func()
+				if cb, ok := req.Body.(*clientBody); ok {
+					interrupt = cb.interrupt
+				}
+				pr.Out.Body = core.NewHeldBody(pr.Out.Body, interrupt)
+			}
 		},
 		Transport: roundTripper(func(out *http.Request) (*http.Response, error) {
 			resp, err := s.core.RoundTripH2C(out, r, st, deadline, repark)

@@ -40,6 +40,12 @@ const (
 	maxUploadPerStream   = 1 << 20 // flow-control window a stream may fill before its handler reads
 	maxUploadPerConn     = 4 << 20
 	idleTimeout          = 75 * time.Second // as the HTTP/1.1 front end's keep-alive
+	// maxFrameSize is the largest frame a client may send: the initial
+	// SETTINGS_MAX_FRAME_SIZE (RFC 9113 §4.2, §6.5.2) rather than
+	// x/net's 1 MiB. The framer reads a whole frame into one buffer, so
+	// this bounds what a frame costs a connection; a HEADERS frame over
+	// it is a FRAME_SIZE_ERROR (h2spec 4.2/3 sends one over 16 KiB).
+	maxFrameSize = 16 << 10
 )
 
 // Server serves HTTP/2 connections. Create it with New, give it
@@ -71,6 +77,7 @@ func New(c *core.Core, cfg *conf.Config) *Server {
 		MaxConcurrentStreams:         maxConcurrentStreams,
 		MaxUploadBufferPerStream:     maxUploadPerStream,
 		MaxUploadBufferPerConnection: maxUploadPerConn,
+		MaxReadFrameSize:             maxFrameSize,
 		IdleTimeout:                  idleTimeout,
 		WriteByteTimeout:             cfg.SendTimeout.Duration,
 		// A client silent on a connection with streams open is checked with
@@ -84,10 +91,11 @@ func New(c *core.Core, cfg *conf.Config) *Server {
 		// read over any number of CONTINUATION frames (RFC 9113 §6.10).
 		MaxHeaderBytes: int(cfg.MaxHeaderSize.Bytes),
 		ReadTimeout:    0, // streams park: no whole-request deadline
-		// x/net/http2 logs each connection it ends for a protocol error
-		// (a flood, a bad frame): any client can cause one, so at debug,
-		// not on stderr through the standard logger.
-		ErrorLog: log.New(debugLog{c.Log}, "", 0),
+		// x/net/http2 logs each connection error it meets (a client's
+		// protocol error, a GOAWAY received) through ErrorLog, by default
+		// the standard logger: per-connection lines go to Agimo's log at
+		// debug, where they can neither flood it nor break its JSON.
+		ErrorLog: log.New(debugWriter{c.Log}, "", 0),
 	}
 	// Registers the GOAWAY of every connection on s.base.Shutdown.
 	_ = http2.ConfigureServer(s.base, s.h2)
@@ -125,11 +133,17 @@ func (s *Server) ServeConn(c net.Conn, tls bool) {
 
 type tlsKey struct{}
 
-// debugLog writes the lines of a standard logger at debug level.
-type debugLog struct{ l zerolog.Logger }
+// debugWriter writes each line it is given as one debug entry of log,
+// but a handler's panic (a bug, never a client's doing) at error.
+type debugWriter struct{ log zerolog.Logger }
 
-func (d debugLog) Write(p []byte) (int, error) {
-	d.l.Debug().Msg(strings.TrimSuffix(string(p), "\n"))
+func (w debugWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	ev := w.log.Debug()
+	if strings.HasPrefix(msg, "http2: panic serving") {
+		ev = w.log.Error()
+	}
+	ev.Msg(msg)
 	return len(p), nil
 }
 

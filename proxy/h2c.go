@@ -11,6 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
+	"github.com/agimo/agimo/core"
 	"github.com/agimo/agimo/fields"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/watch"
@@ -41,6 +42,7 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 		}
 		hreq.Header.Add(string(k), string(v))
 	}
+	var held *core.HeldBody
 	if n, hasBody := requestBody(ctx); hasBody {
 		var body io.Reader = req.BodyStream()
 		if keys := req.Header.PeekTrailerKeys(); n < 0 && len(keys) > 0 {
@@ -52,14 +54,24 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 			}
 			body = &h2cRequestTrailers{r: body, h: &req.Header, out: hreq.Trailer}
 		}
-		hreq.Body = io.NopCloser(body)
+		// fasthttp reuses the body stream once the handler (or the
+		// response body's Close) returns: the transport's goroutine must
+		// be done reading it by then. A past read deadline ends a read
+		// waiting for the client.
+		conn := ctx.Conn()
+		held = core.NewHeldBody(body, func() { _ = conn.SetReadDeadline(time.Now()) })
+		hreq.Body = held
 		hreq.ContentLength = int64(n) // -1 for chunked: unknown
 	}
 	resp, err := p.core.RoundTripH2C(hreq.WithContext(context.Background()), r, st, deadline,
 		func() (*watch.State, error) { return p.park(ctx, r, deadline) })
 	if err != nil {
-		if cb != nil && cb.err != nil {
+		// Read once the transport is done with the body (released).
+		if cb != nil && cb.err != nil && !held.Interrupted() {
 			err = cb.err
+		}
+		if held.Interrupted() {
+			ctx.SetConnectionClose() // the rest of the body is unread
 		}
 		p.upstreamFailed(ctx, r, err)
 		return false
