@@ -30,7 +30,7 @@ func (c *Core) RoundTripH2C(req *http.Request, r *route.Route, st *watch.State, 
 	idle := upstream.NewIdleTimer(r.UpstreamTimeout, cancel)
 	out := req.WithContext(ctx)
 	held, _ := out.Body.(*HeldBody)
-	if out.Body != nil && out.Body != http.NoBody && held == nil {
+	if out.Body != nil && out.Body != http.NoBody {
 		// A refused connection sent nothing, so the body can go on the
 		// next attempt: x/net/http2 must not close it in between. Each
 		// read of it restarts the idle timer: while the client is still

@@ -167,17 +167,24 @@ func (h *harness) metric(name string) float64 {
 // a request that must not park (a probe).
 func (h *harness) waitReady(host string) {
 	h.t.Helper()
+	h.waitReadiness(host, true)
+}
+
+// waitReadiness waits until the informer has seen host's service ready
+// or not, as want says.
+func (h *harness) waitReadiness(host string, want bool) {
+	h.t.Helper()
 	for _, s := range h.cfg.Services {
 		if s.Host != host {
 			continue
 		}
 		ws := h.w.Service(watch.Key{Namespace: s.Namespace, Service: s.ServiceName, Port: int32(s.ServicePort)})
 		timeout := time.After(5 * time.Second)
-		for st := ws.State(); !st.Ready; st = ws.State() {
+		for st := ws.State(); st.Ready != want; st = ws.State() {
 			select {
 			case <-st.Changed():
 			case <-timeout:
-				h.t.Fatalf("%s not ready after 5s", host)
+				h.t.Fatalf("%s: ready is not %v after 5s", host, want)
 			}
 		}
 		return
