@@ -50,6 +50,7 @@ func TestParkedForwardedAsReady(t *testing.T) {
 			}
 			h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
 			h.setEndpoints("apps", "app", true, u.addr())
+			u.waitAny(10 * time.Second)
 			parkedRes := advRead(c, 500*time.Millisecond)
 			u.settle(10 * time.Millisecond)
 			parked := bytes.Join(u.received(), nil)

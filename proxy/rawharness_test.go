@@ -346,6 +346,14 @@ func (u *recUpstream) dump() string {
 
 // settle waits until the upstream's byte count stops changing, so a test
 // reads what was forwarded only after the proxy is done forwarding.
+// waitAny waits up to d until the upstream has received a byte: the
+// release of a parked request may take a while on a loaded machine.
+func (u *recUpstream) waitAny(d time.Duration) {
+	for deadline := time.Now().Add(d); u.totalBytes() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (u *recUpstream) settle(quiet time.Duration) {
 	last := -1
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
