@@ -167,8 +167,15 @@ func (h *harness) metric(name string) float64 {
 // a request that must not park (a probe).
 func (h *harness) waitReady(host string) {
 	h.t.Helper()
+	h.waitReadyService(host, "")
+}
+
+// waitReadyService is waitReady for host's entry whose service_name is
+// name ("": the first entry), when entries share a host (paths).
+func (h *harness) waitReadyService(host, name string) {
+	h.t.Helper()
 	for _, s := range h.cfg.Services {
-		if s.Host != host {
+		if s.Host != host || (name != "" && s.ServiceName != name) {
 			continue
 		}
 		ws := h.w.Service(watch.Key{Namespace: s.Namespace, Service: s.ServiceName, Port: int32(s.ServicePort)})
