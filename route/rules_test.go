@@ -233,3 +233,12 @@ func TestActivityPerRoute(t *testing.T) {
 		t.Errorf("host active = %v; want 1", got)
 	}
 }
+
+func BenchmarkLookup(b *testing.B) {
+	tb := buildTable(b, splitEntries...)
+	host, path := []byte("a.ex.test"), []byte("/api/v2/items/42")
+	b.ReportAllocs()
+	for b.Loop() {
+		tb.Lookup(host, path)
+	}
+}
