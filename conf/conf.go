@@ -71,7 +71,7 @@ type Config struct {
 	// TLSSecrets are shared or wildcard certificates, "NAMESPACE/NAME" of
 	// kubernetes.io/tls Secrets, served to any host they cover (issue 11).
 	TLSSecrets []string `toml:"tls_secrets"`
-	// Services are the routes, one per host.
+	// Services are the routes: one host, or one host's paths, each.
 	Services []Service `toml:"services"`
 
 	// File is the path the config was loaded from, for error messages.
@@ -81,7 +81,7 @@ type Config struct {
 	lines map[string][]keyPos
 }
 
-// Service routes one host to one Kubernetes Service.
+// Service routes one host, or some paths of it, to one Kubernetes Service.
 type Service struct {
 	Host        string `toml:"host"`
 	Type        string `toml:"type"`
@@ -89,6 +89,12 @@ type Service struct {
 	Name        string `toml:"name"`
 	ServiceName string `toml:"service_name"`
 	ServicePort int    `toml:"service_port"`
+
+	// Paths are the path prefixes of Host this entry serves, matched on
+	// segment boundaries (issue 12); default ["/"], every path. Validate
+	// removes a trailing "/" ("/api/" is "/api").
+	Paths []string `toml:"paths"`
+
 	// Timeout overrides Config.Timeout for this service.
 	Timeout Duration `toml:"timeout"`
 	// UpstreamTimeout overrides Config.UpstreamTimeout for this service.

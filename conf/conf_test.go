@@ -76,6 +76,7 @@ func TestLoadRustOriginalConfigs(t *testing.T) {
 				MaxParked:         DefaultMaxParked,
 				MinReplicas:       1,
 				Protocol:          ProtocolAuto,
+				Paths:             []string{"/"},
 			}
 			if len(c.Services) != 1 {
 				t.Fatalf("got %d services; want 1", len(c.Services))
@@ -339,7 +340,7 @@ func TestLoadErrors(t *testing.T) {
 		{"zero service send_timeout", base + "send_timeout = \"0ms\"\n",
 			[]wantErr{{9, "services[0].send_timeout", "must be positive"}}},
 		{"duplicate host after normalisation", replaceLine(base, 3, `host = "App.Example.com:8080"`) + replaceLine(second, 2, `host = "app.example.com."`),
-			[]wantErr{{10, "services[1].host", `duplicate host "app.example.com." (same as services[0]`}}},
+			[]wantErr{{10, "services[1].host", `path "/" of host "app.example.com" is already served by `}}},
 		{"host with scheme", replaceLine(base, 3, `host = "http://x"`),
 			[]wantErr{{3, "services[0].host", `invalid host "http://x"`}}},
 		{"host with space", replaceLine(base, 3, `host = "a b"`),
@@ -813,4 +814,103 @@ func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// onHost is second on base's host, on lines 9 (header) to 15 after base.
+var onHost = replaceLine(second, 2, `host = "a.example.com"`)
+
+// TestPaths checks valid paths: the default, normalisation, and entries
+// sharing a host with different paths (issue 12).
+func TestPaths(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want [][]string // Paths of each entry
+	}{
+		{"default", base, [][]string{{"/"}}},
+		{"trailing slash removed", base + `paths = ["/api/", "/v2"]` + "\n", [][]string{{"/api", "/v2"}}},
+		{"root kept", base + `paths = ["/"]` + "\n", [][]string{{"/"}}},
+		{"two entries, one host", base + `paths = ["/api"]` + "\n" + onHost, [][]string{{"/api"}, {"/"}}},
+		{"nested prefixes on one host", base + `paths = ["/api"]` + "\n" + onHost + `paths = ["/api/v2", "/web"]` + "\n", [][]string{{"/api"}, {"/api/v2", "/web"}}},
+		{"same path, other hosts", base + `paths = ["/api"]` + "\n" + second + `paths = ["/api"]` + "\n", [][]string{{"/api"}, {"/api"}}},
+		{"wildcard and exact host share a path", replaceLine(base, 3, `host = "*.example.com"`) + onHost, [][]string{{"/"}, {"/"}}},
+		{"pchar and percent-encoding", base + `paths = ["/a:b@c;d=e/~x-y_z.w", "/%7Euser"]` + "\n", [][]string{{"/a:b@c;d=e/~x-y_z.w", "/%7Euser"}}},
+		{"probe under the entry's longest prefix", base + `paths = ["/api"]` + "\n" + `probe_paths = ["/api/healthz"]` + "\n" + onHost + `probe_paths = ["/healthz"]` + "\n", [][]string{{"/api"}, {"/"}}},
+		{"multi-line list", base + "paths = [\n  \"/a\",\n  \"/b/\",\n]\n", [][]string{{"/a", "/b"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(writeConfig(t, tt.src))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			var got [][]string
+			for _, s := range c.Services {
+				got = append(got, s.Paths)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("paths = %q; want %q", got, tt.want)
+			}
+			if err := c.Validate(); err != nil {
+				t.Errorf("second Validate: %v", err)
+			}
+		})
+	}
+}
+
+// TestPathErrors checks bad paths and overlapping (host, path) pairs,
+// which name both entries' lines.
+func TestPathErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []wantErr
+		also string // in the error's text: the other entry, as file:line key
+	}{
+		{"no leading slash", base + `paths = ["api"]` + "\n",
+			[]wantErr{{9, "services[0].paths", `invalid path "api": must start with /`}}, ""},
+		{"query", base + `paths = ["/api?x=1"]` + "\n",
+			[]wantErr{{9, "services[0].paths", "no query or fragment"}}, ""},
+		{"space", base + `paths = ["/a b"]` + "\n",
+			[]wantErr{{9, "services[0].paths", `' ' is not allowed`}}, ""},
+		{"bad percent", base + `paths = ["/a%2"]` + "\n",
+			[]wantErr{{9, "services[0].paths", "percent-encoded"}}, ""},
+		{"dot-dot segment", base + `paths = ["/a/../b"]` + "\n",
+			[]wantErr{{9, "services[0].paths", `".." segments`}}, ""},
+		{"empty segment", base + `paths = ["/a//b"]` + "\n",
+			[]wantErr{{9, "services[0].paths", "empty segment"}}, ""},
+		{"empty list", base + "paths = []\n",
+			[]wantErr{{9, "services[0].paths", "empty: list at least one path prefix"}}, ""},
+		{"not a list", base + `paths = "/api"` + "\n",
+			[]wantErr{{9, "services[0].paths", `want a list of strings, not the string "/api"`}}, ""},
+		{"repeated in one entry", base + `paths = ["/api", "/api/"]` + "\n",
+			[]wantErr{{9, "services[0].paths", `path "/api/" repeats "/api"`}}, ""},
+		{"overlap across entries", base + `paths = ["/api", "/web"]` + "\n" + onHost + `paths = ["/web/"]` + "\n",
+			[]wantErr{{17, "services[1].paths", `path "/web" of host "a.example.com" is already served by `}}, ":9 services[0].paths"},
+		{"overlap on the default path", base + onHost,
+			[]wantErr{{10, "services[1].host", `path "/" of host "a.example.com" is already served by `}}, `:3 services[0].host (paths default to ["/"]) (this entry's paths default to ["/"])`},
+		{"overlap after host normalisation", base + `paths = ["/x"]` + "\n" + replaceLine(second, 2, `host = "A.example.com.:80"`) + `paths = ["/x"]` + "\n",
+			[]wantErr{{17, "services[1].paths", `path "/x" of host "a.example.com"`}}, ":9 services[0].paths"},
+		{"passthrough shares its host", base + "tls_passthrough = true\n" + onHost + `paths = ["/api"]` + "\n",
+			[]wantErr{{9, "services[0].tls_passthrough", `host "a.example.com" is also served by `}}, ":11 services[1].host"},
+		{"passthrough with paths", base + "tls_passthrough = true\n" + `paths = ["/api"]` + "\n",
+			[]wantErr{{10, "services[0].paths", "not allowed with tls_passthrough = true"}}, ""},
+		{"probe path outside the entry's paths", base + `paths = ["/api"]` + "\n" + `probe_paths = ["/healthz"]` + "\n",
+			[]wantErr{{10, "services[0].probe_paths", `probe path "/healthz" is under none of this host's paths`}}, ""},
+		{"probe path routed to another entry", base + `probe_paths = ["/api/healthz"]` + "\n" + onHost + `paths = ["/api"]` + "\n",
+			[]wantErr{{9, "services[0].probe_paths", `probe path "/api/healthz" is routed to `}}, ":17 services[1].paths"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, tt.src)
+			c, err := Load(path)
+			if err == nil {
+				t.Fatalf("Load = %+v, nil; want errors %v", c, tt.want)
+			}
+			checkErrors(t, path, err, tt.want)
+			if tt.also != "" && !strings.Contains(err.Error(), path+tt.also) {
+				t.Errorf("error %q does not name the other entry as %q", err, path+tt.also)
+			}
+		})
+	}
 }

@@ -8,8 +8,9 @@ import (
 
 // FuzzParse: Parse never panics and every error it or Validate reports is
 // a *Error; when Parse succeeds, Validate either fails or leaves a config
-// whose hosts are normalised (NormalizeHost(h) == h) and unique, and whose
-// every service has a positive timeout.
+// whose hosts are normalised (NormalizeHost(h) == h), whose paths start
+// with "/" and end without one (but "/"), no (host, path) pair twice, and
+// whose every service has a positive timeout.
 func FuzzParse(f *testing.F) {
 	f.Add(base)
 	f.Add(base + second)
@@ -18,6 +19,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(base + "timeout = 10\naddress = '127.0.0.1:1'\ndial = 'service'\n")
 	f.Add("services = [{host='a', type='sts', namespace='n', name='a', service_name='a', service_port=1}]\n")
 	f.Add("[services]\nhost = 'a'\n")
+	f.Add(base + "paths = ['/api/', '/v2']\nprobe_paths = ['/api/h']\n" + replaceLine(second, 2, `host = "a.example.com"`) + "paths = ['/', '/v2/x']\n")
 	f.Add("note = '''\n[[services]]\n'''\n")
 	f.Add("tls_secrets = ['certs/wild']\n" + base + "tls_secret = 'a-tls'\nprotocol = 'h2c'\nhttps_redirect = true\n" +
 		second + "tls_passthrough = true\ntls_cert_file = '/c'\n")
@@ -39,10 +41,18 @@ func FuzzParse(f *testing.F) {
 			if h, ok := NormalizeHost(s.Host); !ok || h != s.Host {
 				t.Errorf("services[%d].Host = %q; NormalizeHost gives %q, %v; want itself, true", i, s.Host, h, ok)
 			}
-			if j, dup := seen[s.Host]; dup {
-				t.Errorf("services[%d].Host = %q, same as services[%d]", i, s.Host, j)
+			if len(s.Paths) == 0 {
+				t.Errorf("services[%d].Paths empty; want at least one", i)
 			}
-			seen[s.Host] = i
+			for _, p := range s.Paths {
+				if !strings.HasPrefix(p, "/") || (p != "/" && strings.HasSuffix(p, "/")) {
+					t.Errorf("services[%d] path %q; want a leading and no trailing /", i, p)
+				}
+				if j, dup := seen[s.Host+" "+p]; dup {
+					t.Errorf("services[%d] serves %q%s, as services[%d] does", i, s.Host, p, j)
+				}
+				seen[s.Host+" "+p] = i
+			}
 			if s.Timeout.Duration <= 0 {
 				t.Errorf("services[%d].Timeout = %v; want > 0", i, s.Timeout.Duration)
 			}

@@ -57,7 +57,7 @@ func (c *Config) Validate() error {
 	if len(c.Services) == 0 {
 		errs = append(errs, &Error{File: c.File, Key: "services", Msg: "at least one [[services]] entry is required"})
 	}
-	hosts := make(map[string]int, len(c.Services))
+	validHost := make([]bool, len(c.Services))
 	for i := range c.Services {
 		s := &c.Services[i]
 		missing := func(key, v string) bool {
@@ -87,10 +87,10 @@ func (c *Config) Validate() error {
 			switch {
 			case !ok:
 				add("host", i, "invalid host %q (want a DNS name such as \"app.example.com\", without scheme or path)", s.Host)
-			case hosts[h] > 0:
-				add("host", i, "duplicate host %q (same as services[%d] after lower-casing and removing port and trailing dot)", s.Host, hosts[h]-1)
 			default:
-				hosts[h] = i + 1
+				// Entries may share a host with different paths
+				// (validateRoutes).
+				validHost[i] = true
 				s.Host = h
 			}
 		}
@@ -175,7 +175,9 @@ func (c *Config) Validate() error {
 			add("dial", i, "unknown dial %q (want \"endpoints\" or \"service\")", s.Dial)
 		}
 		c.validateServiceTLS(i, add)
+		c.validatePaths(i, add)
 	}
+	errs = append(errs, c.validateRoutes(validHost)...)
 	return errors.Join(errs...)
 }
 

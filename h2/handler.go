@@ -25,7 +25,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	var r *route.Route
 	status := http.StatusBadRequest
 	if ok {
-		r, status = s.core.Routes().Lookup(host)
+		r, status = s.core.Routes().Lookup(host, route.Path(uri))
 	}
 	if r == nil {
 		s.log.Debug().Str("host", req.Host).Int("status", status).Str("remote", req.RemoteAddr).Msg("no route")
@@ -42,9 +42,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		s.refuse(w, g, http.StatusPermanentRedirect, 0, "use https")
 		return
 	}
-	r.M.Requests.Inc()
-	r.M.Active.Inc()
-	defer r.M.Active.Dec()
+	r.CountRequest()
+	defer r.EndRequest()
 
 	if s.maxBody > 0 {
 		if req.ContentLength > s.maxBody {

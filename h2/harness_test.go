@@ -244,9 +244,15 @@ func (h *harness) waitMetricAtLeast(name string, min float64) {
 // the informer saw it.
 func (h *harness) waitReady(host string) {
 	h.t.Helper()
-	r, _ := h.core.Routes().Lookup([]byte(host))
+	h.waitReadyAt(host, "/")
+}
+
+// waitReadyAt is waitReady for the service that serves path on host.
+func (h *harness) waitReadyAt(host, path string) {
+	h.t.Helper()
+	r, _ := h.core.Routes().Lookup([]byte(host), []byte(path))
 	if r == nil {
-		h.t.Fatalf("no route for %s", host)
+		h.t.Fatalf("no route for %s%s", host, path)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for st := r.Ready.State(); !st.Ready; st = r.Ready.State() {

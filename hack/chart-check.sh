@@ -97,6 +97,14 @@ grep -q '/scale"' "$OUT/wake-off.yaml" && fail "scaling.enabled=false still gran
 awk '/^kind: ClusterRole$/,/^---$/' "$OUT/scale-all.yaml" | grep -A1 'resources: \["deployments/scale"\]' | grep -q 'verbs:' ||
   fail "scaling.enabled=true: no unrestricted deployments/scale rule in the ClusterRole"
 "$HELM" "${HELM_T[@]}" --set scaling.enabled=maybe >/dev/null 2>&1 && fail "scaling.enabled=maybe accepted"
+# Paths (issue 12): entries sharing a host or a workload give one ScaledObject per workload, named
+# apart, whose query covers each host the workload serves.
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/paths-values.yaml" >"$OUT/paths.yaml"
+[[ $(grep -c '^kind: ScaledObject$' "$OUT/paths.yaml") == 3 ]] || fail "paths: want one ScaledObject per workload (api, web, c)"
+[[ $(grep '^  name: agimo-' "$OUT/paths.yaml" | grep -c -e 'agimo-a-example-com-api$' -e 'agimo-a-example-com-web$' -e 'agimo-c-example-com$') == 3 ]] ||
+  fail "paths: ScaledObjects not named by host, and by workload where a host is shared"
+grep -qF 'host=~\"a\\\\.example\\\\.com|b\\\\.example\\\\.com\"' "$OUT/paths.yaml" ||
+  fail "paths: the query of a workload served under two hosts does not cover both"
 # TLS (issue 11): Secrets readable by name only, in their namespaces, never cluster-wide; the
 # https port only when a certificate is configured; tls.secrets reaches the config.
 grep -q 'resources: \["secrets"\]' "$OUT/default.yaml" && fail "a Secret rule without any TLS Secret configured"

@@ -289,7 +289,7 @@ func (e *Entry) close() {
 // the upstream.
 func (l *Lot) done(e *Entry) {
 	e.Route.Unpark()
-	e.Route.M.Active.Dec()
+	e.Route.EndRequest()
 }
 
 // Close stops the loop after the releasers have answered everything, and

@@ -46,11 +46,8 @@ func (s *Server) lookup(sni string) *route.Route {
 	if sni == "" {
 		return nil
 	}
-	r, _ := s.core.Routes().Lookup([]byte(sni))
-	if r == nil || !r.Svc.TLSPassthrough {
-		return nil
-	}
-	return r
+	// By host alone: the path is inside the encryption (route.Table.Passthrough).
+	return s.core.Routes().Passthrough([]byte(sni))
 }
 
 // headReader is the edge's connection with the ClientHello still to be
@@ -73,9 +70,8 @@ func (s *Server) Serve(c net.Conn, sni string) {
 	if hr, ok := c.(headReader); ok {
 		hello, client = hr.Detach()
 	}
-	r.M.Requests.Inc()
-	r.M.Active.Inc()
-	defer r.M.Active.Dec()
+	r.CountRequest()
+	defer r.EndRequest()
 	t, err := s.tunnels.Open(client)
 	if err != nil {
 		client.Close()

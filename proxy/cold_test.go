@@ -171,7 +171,7 @@ func TestRetryAfterLearned(t *testing.T) {
 	h.setEndpoints("apps", "app", true, up.addr())
 	<-done
 	h.setEndpoints("apps", "app", false, up.addr())
-	h.waitReadiness("app.test", false) // else the request may be served
+	h.waitReadiness("app.test", "", false) // else the request may be served
 	if got := retryAfter(); got != "2" {
 		t.Errorf("Retry-After after a 1.5s cold start = %q; want 2", got)
 	}

@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
 	"github.com/agimo/agimo/fields"
@@ -91,7 +90,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 		b.trailer = &ctx.Response.Header
 	}
 	if counted {
-		b.active = r.M.Active
+		b.counted = r
 	}
 	ctx.Response.SetBodyStream(b, n)
 	return counted
@@ -199,8 +198,8 @@ func copyResponseHead(dst, src *fasthttp.ResponseHeader) {
 // the upstream connection to its pool (or closes it if unfinished) and ends
 // the request's activity.
 type upstreamBody struct {
-	resp   *fasthttp.Response
-	active *metrics.Gauge // nil for requests not counted (probes)
+	resp    *fasthttp.Response
+	counted *route.Route // nil for requests not counted (probes)
 	// conn is the upstream connection of a chunked response (clientconn.go).
 	conn upstream.EOFWatcher
 	// trailer is the client's response header of a chunked response: its
@@ -226,8 +225,8 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 func (b *upstreamBody) Close() error {
 	err := b.resp.CloseBodyStream()
 	fasthttp.ReleaseResponse(b.resp)
-	if b.active != nil {
-		b.active.Dec()
+	if b.counted != nil {
+		b.counted.EndRequest()
 	}
 	return err
 }

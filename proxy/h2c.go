@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
 	"github.com/agimo/agimo/core"
@@ -110,7 +109,7 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 	ctx.Response.ImmediateHeaderFlush = n < 0
 	b := &h2cBody{resp: resp, trailer: h}
 	if counted {
-		b.active = r.M.Active
+		b.counted = r
 	}
 	ctx.Response.SetBodyStream(b, n)
 	return counted
@@ -136,7 +135,7 @@ func splitTarget(uri []byte) (string, string) {
 type h2cBody struct {
 	resp    *http.Response
 	trailer *fasthttp.ResponseHeader
-	active  *metrics.Gauge
+	counted *route.Route // nil for requests not counted (probes)
 }
 
 func (b *h2cBody) Read(p []byte) (int, error) {
@@ -156,8 +155,8 @@ func (b *h2cBody) Read(p []byte) (int, error) {
 
 func (b *h2cBody) Close() error {
 	err := b.resp.Body.Close()
-	if b.active != nil {
-		b.active.Dec()
+	if b.counted != nil {
+		b.counted.EndRequest()
 	}
 	return err
 }

@@ -49,15 +49,14 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 			p.redirectHTTPS(ctx)
 			return
 		}
-		r.M.Requests.Inc()
-		r.M.Active.Inc()
+		r.CountRequest()
 	}
 	// A streamed response stays active until its body is written; then the
 	// body's Close decrements (issue 3: an SSE request is active for life).
 	handedOff := false
 	defer func() {
 		if !handedOff {
-			r.M.Active.Dec()
+			r.EndRequest()
 		}
 	}()
 

@@ -167,15 +167,22 @@ func (h *harness) metric(name string) float64 {
 // a request that must not park (a probe).
 func (h *harness) waitReady(host string) {
 	h.t.Helper()
-	h.waitReadiness(host, true)
+	h.waitReadiness(host, "", true)
 }
 
-// waitReadiness waits until the informer has seen host's service ready
-// or not, as want says.
-func (h *harness) waitReadiness(host string, want bool) {
+// waitReadyService is waitReady for host's entry whose service_name is
+// name ("": the first entry), when entries share a host (paths).
+func (h *harness) waitReadyService(host, name string) {
+	h.t.Helper()
+	h.waitReadiness(host, name, true)
+}
+
+// waitReadiness waits until the informer has seen the service of host's
+// entry named name ("": the first) ready or not, as want says.
+func (h *harness) waitReadiness(host, name string, want bool) {
 	h.t.Helper()
 	for _, s := range h.cfg.Services {
-		if s.Host != host {
+		if s.Host != host || (name != "" && s.ServiceName != name) {
 			continue
 		}
 		ws := h.w.Service(watch.Key{Namespace: s.Namespace, Service: s.ServiceName, Port: int32(s.ServicePort)})

@@ -37,7 +37,7 @@ func (p *Proxy) parkInLot(ctx *fasthttp.RequestCtx, r *route.Route, deadline tim
 	head = append(head, h.RawHeaders()...)
 	e := &park.Entry{Route: r, Head: head, Start: time.Now(), Owner: p}
 	ctx.HijackSetNoResponse(true)
-	handOff(ctx, func() { r.Unpark(); r.M.Active.Dec() })
+	handOff(ctx, func() { r.Unpark(); r.EndRequest() })
 	ctx.Hijack(func(c net.Conn) {
 		// Keep the socket, not fasthttp's hijacked conn, which holds the
 		// connection's whole read buffer (max_header_size) for the few
@@ -107,7 +107,7 @@ type replayConn struct {
 func (c *replayConn) Close() error {
 	if c.pending {
 		c.pending = false
-		c.route.M.Active.Dec()
+		c.route.EndRequest()
 		if !c.wrote {
 			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if _, err := io.WriteString(c.clientConn.Conn, plainAnswer(fasthttp.StatusServiceUnavailable, c.retryAfter, "request not served; retry")); err == nil {

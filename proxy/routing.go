@@ -11,16 +11,18 @@ import (
 )
 
 // lookup finds the route for a request by the host it is for
-// (route.Authority). It returns status 400 for a missing or invalid host
-// and 404 for a host no service claims (issue 2). It changes nothing in
-// the request: normalizeRequest makes Host agree before it goes upstream.
+// (route.Authority) and its raw path (route.Path). It returns status 400
+// for a missing or invalid host and 404 when no service claims the host
+// and path (issue 2, issue 12). It changes nothing in the request:
+// normalizeRequest makes Host agree before it goes upstream.
 func (p *Proxy) lookup(ctx *fasthttp.RequestCtx) (*route.Route, int) {
 	h := &ctx.Request.Header
-	host, ok := route.Authority(h.RequestURI(), h.Host())
+	uri := h.RequestURI()
+	host, ok := route.Authority(uri, h.Host())
 	if !ok {
 		return nil, fasthttp.StatusBadRequest
 	}
-	return p.core.Routes().Lookup(host)
+	return p.core.Routes().Lookup(host, route.Path(uri))
 }
 
 // isProbe reports whether the request is a health check r's config names.

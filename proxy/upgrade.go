@@ -91,7 +91,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	head = append(head, "\r\n\r\n"...)
 
 	ctx.HijackSetNoResponse(true)
-	handOff(ctx, r.M.Active.Dec)
+	handOff(ctx, r.EndRequest)
 	ctx.Hijack(func(c net.Conn) { p.startTunnel(ctx, c, r, st, deadline, head) })
 	return true
 }
@@ -112,7 +112,7 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 		writeAnswer(client, &ctx.Response, r.UpstreamTimeout)
 		client.Close()
 		slot.Release()
-		r.M.Active.Dec()
+		r.EndRequest()
 		return
 	}
 	// The tunnel closes the client's socket; its slot is free after.
@@ -134,13 +134,13 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 			p.handshakeFailed(ctx, client, r, err)
 		}
 		end()
-		r.M.Active.Dec()
+		r.EndRequest()
 		return
 	}
 	// Owned by the tunnel: the registry's Wait waits for its End.
 	go func() {
 		defer end() // last, so that Wait covers this whole goroutine
-		defer r.M.Active.Dec()
+		defer r.EndRequest()
 		m := stats.NewTunnel(p.metrics, r.Host)
 		m.Open.Inc()
 		defer m.Open.Dec()

@@ -1,9 +1,10 @@
 // Package route is Agimo's routing table: the configured services as the
-// request path needs them, looked up by the host a request is for. A
-// Table is an immutable snapshot, swapped whole on reload, so every front
-// end (HTTP/1.1, HTTP/2) reads it without a lock. A Route also carries the
-// little state a service accumulates across requests: its parked count,
-// its endpoint cursor and its cold starts (cold.go).
+// request path needs them, looked up by the host a request is for and then
+// by its path (rules.go). A Table is an immutable snapshot, swapped whole
+// on reload, so every front end (HTTP/1.1, HTTP/2, TLS passthrough) reads
+// it without a lock. A Route also carries the little state a service
+// accumulates across requests: its parked count, its endpoint cursor, its
+// request counts and its cold starts (cold.go).
 package route
 
 import (
@@ -12,6 +13,7 @@ import (
 	"html/template"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,12 +29,19 @@ type Readiness interface {
 	Service(watch.Key) *watch.Service
 }
 
-// Table is an immutable routing snapshot: swapped whole, never mutated.
+// Table is an immutable routing snapshot: swapped whole, never mutated
+// once published.
 type Table struct {
-	byHost map[string]*Route
+	// hosts holds the rules of each host, exact ("app.example.com") or
+	// wildcard ("*.example.com"), in the order they are tried (rules.go).
+	hosts map[string][]Rule
+	// routes lists every route once, in config order.
+	routes []*Route
 }
 
-// Route is one configured service as the request path needs it.
+// Route is one configured service ([[services]] entry) as the request
+// path needs it. Several routes may share a host (different paths); they
+// then share its series M too, which keep the host label only.
 type Route struct {
 	Host            string
 	Svc             conf.Service
@@ -53,12 +62,17 @@ type Route struct {
 	waiting *template.Template
 	cold    coldStarts
 	cs      atomic.Pointer[ColdStart] // the cold start under way, if any
+	// requests and active are this route's own share of M.Requests and
+	// M.Active, for the idler: two routes of one host may scale different
+	// workloads, and the host's series cannot tell their activity apart.
+	requests atomic.Uint64
+	active   atomic.Int64
 }
 
 // Build makes the table of cfg (already validated), with each service's
 // readiness from r and its series in set.
 func Build(cfg *conf.Config, r Readiness, set *metrics.Set) (*Table, error) {
-	t := &Table{byHost: make(map[string]*Route, len(cfg.Services))}
+	t := &Table{hosts: make(map[string][]Rule, len(cfg.Services)), routes: make([]*Route, 0, len(cfg.Services))}
 	for _, s := range cfg.Services {
 		k := watch.Key{Namespace: s.Namespace, Service: s.ServiceName, Port: int32(s.ServicePort)}
 		ws := r.Service(k)
@@ -72,7 +86,7 @@ func Build(cfg *conf.Config, r Readiness, set *metrics.Set) (*Table, error) {
 				return nil, fmt.Errorf("route %s: waiting page: %w", s.Host, err)
 			}
 		}
-		t.byHost[s.Host] = &Route{
+		rt := &Route{
 			waiting:         waiting,
 			Host:            s.Host,
 			Svc:             s,
@@ -85,25 +99,57 @@ func Build(cfg *conf.Config, r Readiness, set *metrics.Set) (*Table, error) {
 			MaxParked:       int64(s.MaxParked),
 			M:               stats.NewHost(set, s.Host),
 		}
+		t.routes = append(t.routes, rt)
+		paths := s.Paths
+		if len(paths) == 0 {
+			paths = conf.DefaultPaths // a config not through Validate (tests)
+		}
+		for _, p := range paths {
+			t.hosts[s.Host] = append(t.hosts[s.Host], Rule{Match: Match{PathPrefix: p}, Route: rt})
+		}
+	}
+	for _, rules := range t.hosts {
+		sortRules(rules)
 	}
 	return t, nil
 }
 
-// CarryOver keeps in t the routes of old whose service is unchanged, with
-// their parked requests, counters and learned cold starts (issue 7).
+// CarryOver keeps in t the routes of old whose service entry is unchanged,
+// with their parked requests, counters and learned cold starts (issue 7).
+// An entry is known by its host and paths, which no other entry of a valid
+// config shares; the rest of it must be equal too.
 func (t *Table) CarryOver(old *Table) {
-	for host, r := range t.byHost {
-		if prev := old.byHost[host]; prev != nil && reflect.DeepEqual(prev.Svc, r.Svc) {
-			t.byHost[host] = prev
+	prev := make(map[string]*Route, len(old.routes))
+	for _, r := range old.routes {
+		prev[entryKey(&r.Svc)] = r
+	}
+	kept := make(map[*Route]*Route)
+	for i, r := range t.routes {
+		if p := prev[entryKey(&r.Svc)]; p != nil && reflect.DeepEqual(p.Svc, r.Svc) {
+			kept[r] = p
+			t.routes[i] = p
+		}
+	}
+	for _, rules := range t.hosts {
+		for i := range rules {
+			if p := kept[rules[i].Route]; p != nil {
+				rules[i].Route = p
+			}
 		}
 	}
 }
 
-// Len is the number of routes.
-func (t *Table) Len() int { return len(t.byHost) }
+// entryKey identifies a [[services]] entry across reloads.
+func entryKey(s *conf.Service) string {
+	return s.Host + " " + strings.Join(s.Paths, " ")
+}
 
-// All lists the routes by host, for those that visit every one (the idler).
-func (t *Table) All() map[string]*Route { return t.byHost }
+// Len is the number of routes.
+func (t *Table) Len() int { return len(t.routes) }
+
+// All lists every route once, in config order, for those that visit every
+// one (the idler).
+func (t *Table) All() []*Route { return t.routes }
 
 // Keys lists the readiness keys cfg needs, for watch.New.
 func Keys(cfg *conf.Config) []watch.Key {
@@ -114,27 +160,55 @@ func Keys(cfg *conf.Config) []watch.Key {
 	return keys
 }
 
-// Lookup finds the route for the host a request is for (see Authority).
-// It returns status 400 for a missing or invalid host and 404 for a host
-// no service claims (issue 2).
-func (t *Table) Lookup(host []byte) (*Route, int) {
+// Lookup finds the route for a request by the host it is for (see
+// Authority) and its raw path (see Path). The rules of the exact host are
+// tried first, then those of the wildcard "*.example.com" for
+// "app.example.com", each in their order (rules.go): a path the exact
+// host's rules do not accept may still be the wildcard's, as Gateway API
+// orders hostnames before paths. It returns status 400 for a missing or
+// invalid host and 404 when no rule accepts the request, whether or not
+// some service claims the host (issue 2). It does not allocate.
+func (t *Table) Lookup(host, path []byte) (*Route, int) {
 	var buf [128]byte
 	key, ok := conf.AppendHost(buf[:0], host)
 	if !ok {
 		return nil, http.StatusBadRequest
 	}
 	// The string conversions in map indexes do not allocate.
-	if r := t.byHost[string(key)]; r != nil {
+	if r := first(t.hosts[string(key)], path); r != nil {
 		return r, 0
 	}
-	// Then a wildcard: "*.example.com" for "app.example.com".
 	if i := bytes.IndexByte(key, '.'); i > 0 {
 		key[i-1] = '*'
-		if r := t.byHost[string(key[i-1:])]; r != nil {
+		if r := first(t.hosts[string(key[i-1:])], path); r != nil {
 			return r, 0
 		}
 	}
 	return nil, http.StatusNotFound
+}
+
+// Passthrough returns the tls_passthrough route for a TLS connection's
+// SNI, or nil. Passthrough is decided by host alone (the path is inside
+// the encryption): the exact host if any entry claims it, else the
+// wildcard; conf makes a passthrough entry the only one of its host, with
+// the path "/".
+func (t *Table) Passthrough(sni []byte) *Route {
+	var buf [128]byte
+	key, ok := conf.AppendHost(buf[:0], sni)
+	if !ok {
+		return nil
+	}
+	rules := t.hosts[string(key)]
+	if rules == nil {
+		if i := bytes.IndexByte(key, '.'); i > 0 {
+			key[i-1] = '*'
+			rules = t.hosts[string(key[i-1:])]
+		}
+	}
+	if len(rules) != 1 || !rules[0].Route.Svc.TLSPassthrough {
+		return nil
+	}
+	return rules[0].Route
 }
 
 // Pick returns the address to send a request to: the fixed target, or the
@@ -161,4 +235,27 @@ func (r *Route) TryPark() bool {
 func (r *Route) Unpark() {
 	r.parked.Add(-1)
 	r.M.Parked.Dec()
+}
+
+// CountRequest counts a request the route serves, in agimo_requests_total
+// and agimo_active_requests of its host and in the route's own counts
+// (Activity); EndRequest ends it, once, when the request (or its tunnel
+// or streamed body) is over.
+func (r *Route) CountRequest() {
+	r.M.Requests.Inc()
+	r.M.Active.Inc()
+	r.requests.Add(1)
+	r.active.Add(1)
+}
+
+// EndRequest ends a request CountRequest counted.
+func (r *Route) EndRequest() {
+	r.active.Add(-1)
+	r.M.Active.Dec()
+}
+
+// Activity returns the number of requests the route has counted and how
+// many of them are not over, for the idler.
+func (r *Route) Activity() (requests uint64, active int64) {
+	return r.requests.Load(), r.active.Load()
 }

@@ -8,27 +8,44 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/watch"
 )
 
-// idleState is what the idler remembers of a host between checks.
+// idleState is what the idler remembers of a workload between checks.
 type idleState struct {
-	requests  uint64    // agimo_requests_total at the last check
-	lastCheck time.Time // when the host was last checked
+	requests  uint64    // the requests of its routes at the last check
+	lastCheck time.Time // when the workload was last checked
 }
 
 // idleCallTimeout bounds each of the idler's API calls.
 const idleCallTimeout = 5 * time.Second
 
-// idleParallel is how many hosts the idler checks at once: with a slow or
-// hung API server, one host's calls do not hold up the others'.
+// idleParallel is how many workloads the idler checks at once: with a
+// slow or hung API server, one workload's calls do not hold up the
+// others'.
 const idleParallel = 4
 
+// workloadActivity is one workload as the idler sees it: the routes that
+// send to it (entries sharing a host may send to different workloads,
+// and different hosts to one), summed.
+type workloadActivity struct {
+	w        watch.Workload
+	idle     time.Duration // the longest idle_after of its routes
+	host     string        // of a route with idle_after, for logs
+	requests uint64
+	active   int64
+}
+
 // Idle records activity and scales idle workloads to zero for every
-// route with idle_after, until stop is closed. Each host is checked every
-// idle_after/3 (at most every 5 s). Activity is written only when it is
-// ActivityGap later than the one recorded (watch.Scaler), so the checks
-// mostly cost nothing. The API calls are cancelled when stop is closed
-// (Shutdown) and the idler returns only once they have.
+// workload a route with idle_after sends to, until stop is closed. Each
+// workload is checked every idle_after/3 (at most every 5 s). Its
+// activity is that of every route sending to it, counted per route
+// (route.Route.Activity): two routes of one host that send to different
+// workloads are idle apart, while the host's series count them together.
+// Activity is written only when it is ActivityGap later than the one
+// recorded (watch.Scaler), so the checks mostly cost nothing. The API
+// calls are cancelled when stop is closed (Shutdown) and the idler returns
+// only once they have.
 func (p *Policy) Idle(stop <-chan struct{}, routes func() *route.Table) {
 	// ctx ends the checks' calls as soon as stop is closed: a hung API
 	// server cannot hold up Shutdown, which waits for the idler.
@@ -45,7 +62,7 @@ func (p *Policy) Idle(stop <-chan struct{}, routes func() *route.Table) {
 	})
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	state := make(map[string]*idleState) // by host, so it survives reloads
+	state := make(map[watch.Workload]*idleState) // by workload, so it survives reloads
 	for {
 		select {
 		case <-stop:
@@ -54,54 +71,73 @@ func (p *Policy) Idle(stop <-chan struct{}, routes func() *route.Table) {
 			if p.scaler == nil {
 				continue
 			}
-			seen := make(map[string]bool)
+			works := workloads(routes())
 			var g errgroup.Group
 			g.SetLimit(idleParallel)
-			for host, r := range routes().All() {
-				if !r.Svc.IdleAfter.Set {
-					continue
-				}
-				seen[host] = true
-				st := state[host]
+			for w, a := range works {
+				st := state[w]
 				if st == nil {
-					st = &idleState{requests: r.M.Requests.Get(), lastCheck: now}
-					state[host] = st
+					state[w] = &idleState{requests: a.requests, lastCheck: now}
 					continue
 				}
-				if now.Sub(st.lastCheck) < min(5*time.Second, r.Svc.IdleAfter.Duration/3) {
+				if now.Sub(st.lastCheck) < min(5*time.Second, a.idle/3) {
 					continue
 				}
 				st.lastCheck = now
 				g.Go(func() error {
-					p.idleCheck(ctx, r, st, now)
+					p.idleCheck(ctx, a, st, now)
 					return nil
 				})
 			}
 			_ = g.Wait()
-			for host := range state {
-				if !seen[host] {
-					delete(state, host)
+			for w := range state {
+				if works[w] == nil {
+					delete(state, w)
 				}
 			}
 		}
 	}
 }
 
-// idleCheck records r's activity, or scales it down if it had none. Its
+// workloads sums t's routes per workload, for the workloads that some
+// route with idle_after sends to.
+func workloads(t *route.Table) map[watch.Workload]*workloadActivity {
+	out := make(map[watch.Workload]*workloadActivity)
+	for _, r := range t.All() {
+		w := workloadOf(r.Svc)
+		a := out[w]
+		if a == nil {
+			a = &workloadActivity{w: w}
+			out[w] = a
+		}
+		n, active := r.Activity()
+		a.requests += n
+		a.active += active
+		if r.Svc.IdleAfter.Set && r.Svc.IdleAfter.Duration > a.idle {
+			a.idle, a.host = r.Svc.IdleAfter.Duration, r.Host
+		}
+	}
+	for w, a := range out {
+		if a.idle == 0 {
+			delete(out, w)
+		}
+	}
+	return out
+}
+
+// idleCheck records a's activity, or scales it down if it had none. Its
 // calls end at idleCallTimeout or with parent, whichever is first.
-func (p *Policy) idleCheck(parent context.Context, r *route.Route, st *idleState, now time.Time) {
+func (p *Policy) idleCheck(parent context.Context, a *workloadActivity, st *idleState, now time.Time) {
 	ctx, cancel := context.WithTimeout(parent, idleCallTimeout)
 	defer cancel()
-	w := workloadOf(r.Svc)
-	n := r.M.Requests.Get()
-	if r.M.Active.Get() > 0 || n != st.requests {
-		st.requests = n
-		if err := p.scaler.RecordActivity(ctx, w, now, r.Svc.IdleAfter.Duration); err != nil && parent.Err() == nil {
-			p.log.Warn().Err(err).Str("host", r.Host).Msg("record activity failed")
+	if a.active > 0 || a.requests != st.requests {
+		st.requests = a.requests
+		if err := p.scaler.RecordActivity(ctx, a.w, now, a.idle); err != nil && parent.Err() == nil {
+			p.log.Warn().Err(err).Str("host", a.host).Str("workload", a.w.Name).Msg("record activity failed")
 		}
 		return
 	}
-	if _, err := p.scaler.ScaleDownIfIdle(ctx, w, r.Svc.IdleAfter.Duration, now); err != nil && parent.Err() == nil {
-		p.log.Warn().Err(err).Str("host", r.Host).Msg("idle scale-down failed")
+	if _, err := p.scaler.ScaleDownIfIdle(ctx, a.w, a.idle, now); err != nil && parent.Err() == nil {
+		p.log.Warn().Err(err).Str("host", a.host).Str("workload", a.w.Name).Msg("idle scale-down failed")
 	}
 }
