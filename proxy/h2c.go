@@ -108,7 +108,9 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 		n = -1
 	}
 	ctx.Response.ImmediateHeaderFlush = n < 0
-	b := &h2cBody{resp: resp, trailer: h}
+	x := exchangeOf(ctx)
+	b := &h2cBody{resp: resp, trailer: h, x: x}
+	x.taken, x.status = true, resp.StatusCode
 	if counted {
 		b.active = r.M.Active
 	}
@@ -137,10 +139,12 @@ type h2cBody struct {
 	resp    *http.Response
 	trailer *fasthttp.ResponseHeader
 	active  *metrics.Gauge
+	x       *exchange // the request's record, its line written by Close
 }
 
 func (b *h2cBody) Read(p []byte) (int, error) {
 	n, err := b.resp.Body.Read(p)
+	b.x.bytesOut += int64(n)
 	if err == io.EOF && b.trailer != nil {
 		for k, vv := range b.resp.Trailer {
 			for _, v := range vv {
@@ -159,6 +163,7 @@ func (b *h2cBody) Close() error {
 	if b.active != nil {
 		b.active.Dec()
 	}
+	b.x.emit()
 	return err
 }
 
