@@ -55,11 +55,11 @@ type Core struct {
 
 	// replaceIDs is request_id = "replace", swapped on reload.
 	replaceIDs atomic.Bool
-	routes   atomic.Pointer[route.Table]
-	ready    route.Readiness
-	stopping chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup // the pools' janitor and the idler
+	routes     atomic.Pointer[route.Table]
+	ready      route.Readiness
+	stopping   chan struct{}
+	stopOnce   sync.Once
+	wg         sync.WaitGroup // the pools' janitor and the idler
 }
 
 // New builds the core for cfg (already validated) with readiness from r,
