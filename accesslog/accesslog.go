@@ -19,6 +19,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -189,7 +190,8 @@ func (l *Logger) Log(e *Entry) {
 // the usual *net.TCPAddr.
 func appendAddr(dst []byte, a net.Addr) []byte {
 	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort().AppendTo(dst)
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).AppendTo(dst)
 	}
 	return append(dst, a.String()...)
 }
