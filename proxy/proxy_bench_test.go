@@ -1,10 +1,15 @@
 package proxy_test
 
 import (
+	"context"
+	"io"
 	"net"
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/agimo/agimo/accesslog"
+	"github.com/agimo/agimo/proxy"
 )
 
 // BenchmarkForward compares a small GET sent straight to a fasthttp
@@ -41,6 +46,16 @@ func BenchmarkForward(b *testing.B) {
 			}
 		})
 	}
+	// The same through a proxy that writes an access log line per request
+	// (issue 14: its cost; the goal is ≤ 10% more CPU per request).
+	al, err := accesslog.New(io.Discard, accesslog.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer al.Close(context.Background())
+	hl := startHarness(b, oneService, func(o *proxy.Options) { o.AccessLog = al })
+	hl.setEndpoints("apps", "app", true, ln.Addr().String())
 	b.Run("direct", func(b *testing.B) { run(b, ln.Addr().String()) })
 	b.Run("agimo", func(b *testing.B) { run(b, h.addr) })
+	b.Run("agimo-log", func(b *testing.B) { run(b, hl.addr) })
 }
