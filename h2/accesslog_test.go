@@ -124,7 +124,8 @@ func TestStreamParked(t *testing.T) {
 		t.Errorf("X-Agimo-Cold-Start = %q; want seconds parked", r.resp.Header.Get("X-Agimo-Cold-Start"))
 	}
 	line := lines.next(t)
-	wantFields(t, line, map[string]any{"request_id": r.resp.Header.Get("X-Seen-Id"), "status": 200, "cold_start": true})
+	wantFields(t, line, map[string]any{"request_id": r.resp.Header.Get("X-Seen-Id"), "status": 200, "cold_start": true,
+		"upstream": app})
 	if p, _ := line["parked"].(float64); p <= 0 {
 		t.Errorf("log parked = %v; want > 0", line["parked"])
 	}

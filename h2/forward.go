@@ -89,6 +89,10 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 			if err == nil {
 				r.ReadyCold()
 				r.FirstByte()
+				// The transport's request is addressed to the endpoint.
+				if x, ok := w.(*record); ok && resp.Request != nil {
+					x.upstream = resp.Request.URL.Host
+				}
 			}
 			return resp, err
 		}),

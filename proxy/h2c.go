@@ -109,6 +109,9 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 	}
 	ctx.Response.ImmediateHeaderFlush = n < 0
 	x := exchangeOf(ctx)
+	if resp.Request != nil { // the transport's request: addressed to the endpoint
+		x.upstream = resp.Request.URL.Host
+	}
 	b := &h2cBody{resp: resp, trailer: h, x: x}
 	x.taken, x.status = true, resp.StatusCode
 	if counted {
