@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/stats"
@@ -56,6 +57,9 @@ type flags struct {
 	port, metricsPort, tlsPort                   int
 	check                                        bool
 	logLevel, logFormat                          string
+	accessLog, accessLogFormat                   string
+	accessLogSample                              float64
+	accessLogQueryMax                            int
 	drainDelay, shutdownTimeout                  time.Duration
 }
 
@@ -79,6 +83,12 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.pprofAddress, "pprof-address", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or console")
+	fs.StringVar(&f.accessLog, "access-log", "stdout", "access log destination: stdout, stderr or off")
+	fs.StringVar(&f.accessLogFormat, "access-log-format", "json", "access log format: json or console")
+	fs.Float64Var(&f.accessLogSample, "access-log-sample", 1,
+		"share of successful (status < 400) requests logged, 0 to 1; errors are always logged")
+	fs.IntVar(&f.accessLogQueryMax, "access-log-query-max", accesslog.DefaultQueryMax,
+		"bytes of a path's query kept in the access log (0: none)")
 	fs.DurationVar(&f.drainDelay, "drain-delay", 5*time.Second,
 		"on SIGTERM, keep serving this long with /readyz failing, so load balancers stop sending")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 25*time.Second,
@@ -91,6 +101,16 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if f.conf == "" {
 		return nil, errors.New("no config file: pass --conf FILE or set AGIMO_CONF")
+	}
+	switch {
+	case f.accessLog != "stdout" && f.accessLog != "stderr" && f.accessLog != "off":
+		return nil, fmt.Errorf("invalid --access-log %q: want stdout, stderr or off", f.accessLog)
+	case f.accessLogFormat != "json" && f.accessLogFormat != "console":
+		return nil, fmt.Errorf("invalid --access-log-format %q: want json or console", f.accessLogFormat)
+	case !(f.accessLogSample > 0 && f.accessLogSample <= 1):
+		return nil, fmt.Errorf("invalid --access-log-sample %v: want a share above 0 and at most 1", f.accessLogSample)
+	case f.accessLogQueryMax < 0:
+		return nil, fmt.Errorf("invalid --access-log-query-max %d: want 0 or more", f.accessLogQueryMax)
 	}
 	return &f, nil
 }
@@ -134,6 +154,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	set := metrics.NewSet()
+	alog, err := newAccessLog(f, stdout, stderr, log, set)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// After the front ends: their last lines are written.
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := alog.Close(cctx); err != nil {
+			log.Warn().Err(err).Msg("access log not flushed")
+		}
+	}()
 	var synced, draining atomic.Bool
 	admin := &http.Server{
 		Handler:           stats.AdminHandler(set, func() bool { return synced.Load() && !draining.Load() }),
@@ -196,7 +228,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	w := watch.New(client, route.Keys(cfg), log, set)
 	defer w.Close()
-	srv, err := newServers(cfg, w, client, log, set, ln, tlsLn)
+	srv, err := newServers(cfg, w, client, log, set, alog, ln, tlsLn)
 	if err != nil {
 		return abort(err)
 	}
@@ -305,6 +337,24 @@ func reload(ctx context.Context, path string, srv *servers, w *watch.Watcher, lo
 	}
 	set.GetOrCreateCounter(`agimo_config_reloads_total{result="ok"}`).Inc()
 	set.GetOrCreateGauge("agimo_config_last_reload_successful", nil).Set(1)
+}
+
+// newAccessLog starts the access log the flags ask for (nil: off).
+func newAccessLog(f *flags, stdout, stderr io.Writer, log zerolog.Logger, set *metrics.Set) (*accesslog.Logger, error) {
+	// parseFlags has checked the values.
+	w := stdout
+	switch f.accessLog {
+	case "stderr":
+		w = stderr
+	case "off":
+		return nil, nil
+	}
+	qm := f.accessLogQueryMax
+	if qm == 0 {
+		qm = -1 // accesslog's "no query"
+	}
+	return accesslog.New(w, accesslog.Options{Format: f.accessLogFormat, Sample: f.accessLogSample,
+		QueryMax: qm, Metrics: set, Log: log})
 }
 
 func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {

@@ -58,6 +58,10 @@ func TestCheck(t *testing.T) {
 		{"no-conf", []string{"--check"}, "", "no config file", ""},
 		{"bad-flag", []string{"--nope"}, "", "flag provided but not defined", ""},
 		{"stray-arg", []string{"--conf", good, "extra"}, "", "unexpected arguments", ""},
+		{"bad-access-log", []string{"--conf", good, "--access-log", "/var/log/a"}, "", `invalid --access-log "/var/log/a"`, ""},
+		{"bad-access-log-format", []string{"--conf", good, "--access-log-format", "xml"}, "", `invalid --access-log-format "xml"`, ""},
+		{"bad-access-log-sample", []string{"--conf", good, "--access-log-sample", "0"}, "", "invalid --access-log-sample 0", ""},
+		{"bad-access-log-query-max", []string{"--conf", good, "--access-log-query-max", "-1"}, "", "invalid --access-log-query-max -1", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("AGIMO_CONF", tc.env)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/certs"
 	"github.com/agimo/agimo/conf"
 	"github.com/agimo/agimo/core"
@@ -50,10 +51,10 @@ func wantsTLSPort(cfg *conf.Config) bool {
 
 // newServers builds the servers on plainLn and, if not nil, tlsLn.
 func newServers(cfg *conf.Config, w *watch.Watcher, client kubernetes.Interface, log zerolog.Logger,
-	set *metrics.Set, plainLn, tlsLn net.Listener) (*servers, error) {
+	set *metrics.Set, alog *accesslog.Logger, plainLn, tlsLn net.Listener) (*servers, error) {
 	c, err := core.New(cfg, w, core.Options{
 		Log: log, Metrics: set, TrustForwarded: cfg.TrustForwardedHeaders,
-		Scaler: watch.NewScaler(client, log),
+		Scaler: watch.NewScaler(client, log), AccessLog: alog,
 	})
 	if err != nil {
 		return nil, err

@@ -68,6 +68,10 @@ type Config struct {
 	// MaxParked caps the requests parked on one service; past it new ones
 	// get 503 with Retry-After at once. A service may override it.
 	MaxParked int `toml:"max_parked"`
+	// RequestID says what becomes of a client's well-formed X-Request-Id:
+	// RequestIDTrust (default) keeps it, RequestIDReplace always
+	// generates a new one (issue 14). A malformed one is always replaced.
+	RequestID string `toml:"request_id"`
 	// TLSSecrets are shared or wildcard certificates, "NAMESPACE/NAME" of
 	// kubernetes.io/tls Secrets, served to any host they cover (issue 11).
 	TLSSecrets []string `toml:"tls_secrets"`
@@ -153,6 +157,15 @@ type Service struct {
 	// TLSPassthrough routes TLS connections by SNI without terminating
 	// them, splicing the raw bytes to the upstream.
 	TLSPassthrough bool `toml:"tls_passthrough"`
+	// ColdStartHeader adds X-Agimo-Cold-Start (seconds parked) to the
+	// responses of requests that were parked; unset means on (issue 14).
+	ColdStartHeader *bool `toml:"cold_start_header"`
+}
+
+// WantsColdStartHeader reports whether responses to s's parked requests
+// carry X-Agimo-Cold-Start (cold_start_header, default true).
+func (s *Service) WantsColdStartHeader() bool {
+	return s.ColdStartHeader == nil || *s.ColdStartHeader
 }
 
 // Workload kinds after normalisation of Service.Type.
@@ -165,6 +178,12 @@ const (
 const (
 	DialEndpoints = "endpoints"
 	DialService   = "service"
+)
+
+// Request ID policies (Config.RequestID).
+const (
+	RequestIDTrust   = "trust"
+	RequestIDReplace = "replace"
 )
 
 // Upstream protocols (Service.Protocol).
@@ -310,6 +329,9 @@ func tablesOf(v any) ([]map[string]any, bool) {
 
 // checkValue returns why v cannot be decoded into a field of type t, or "".
 func checkValue(t reflect.Type, v any) string {
+	if t.Kind() == reflect.Pointer { // an optional key (cold_start_header)
+		t = t.Elem()
+	}
 	switch {
 	case t == reflect.TypeFor[Size]():
 		var sz Size

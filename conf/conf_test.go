@@ -914,3 +914,58 @@ func TestPathErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestOperatorKeys covers issue 14's keys: request_id and
+// cold_start_header, their defaults and their errors.
+func TestOperatorKeys(t *testing.T) {
+	errTests := []struct {
+		name string
+		src  string
+		want []wantErr
+	}{
+		{"request_id unknown", "request_id = \"keep\"\n" + base,
+			[]wantErr{{1, "request_id", `unknown request_id "keep" (want "trust" or "replace")`}}},
+		{"request_id not a string", "request_id = true\n" + base,
+			[]wantErr{{1, "request_id", "want a string"}}},
+		{"cold_start_header not a bool", base + "cold_start_header = \"no\"\n",
+			[]wantErr{{9, "services[0].cold_start_header", `want true or false, not the string "no"`}}},
+		{"cold_start_header on passthrough", base + "tls_passthrough = true\ncold_start_header = true\n",
+			[]wantErr{{10, "services[0].cold_start_header", "not allowed with tls_passthrough = true"}}},
+	}
+	for _, tt := range errTests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, tt.src)
+			c, err := Load(path)
+			if err == nil {
+				t.Fatalf("Load = %+v, nil; want errors %v", c, tt.want)
+			}
+			checkErrors(t, path, err, tt.want)
+		})
+	}
+	okTests := []struct {
+		name, top, svc string
+		wantID         string
+		wantHeader     bool
+	}{
+		{"defaults", "", "", RequestIDTrust, true},
+		{"replace", "request_id = \"replace\"\n", "", RequestIDReplace, true},
+		{"trust", "request_id = \"trust\"\n", "", RequestIDTrust, true},
+		{"header off", "", "cold_start_header = false\n", RequestIDTrust, false},
+		{"header on", "", "cold_start_header = true\n", RequestIDTrust, true},
+		{"passthrough header off", "", "tls_passthrough = true\ncold_start_header = false\n", RequestIDTrust, false},
+	}
+	for _, tt := range okTests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(writeConfig(t, tt.top+base+tt.svc))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if c.RequestID != tt.wantID {
+				t.Errorf("RequestID = %q; want %q", c.RequestID, tt.wantID)
+			}
+			if got := c.Services[0].WantsColdStartHeader(); got != tt.wantHeader {
+				t.Errorf("WantsColdStartHeader() = %v; want %v", got, tt.wantHeader)
+			}
+		})
+	}
+}

@@ -53,6 +53,13 @@ func (c *Config) Validate() error {
 	} else if c.MaxParked < 1 {
 		add("max_parked", -1, "must be at least 1")
 	}
+	switch c.RequestID {
+	case "":
+		c.RequestID = RequestIDTrust
+	case RequestIDTrust, RequestIDReplace:
+	default:
+		add("request_id", -1, "unknown request_id %q (want \"trust\" or \"replace\")", c.RequestID)
+	}
 	errs = append(errs, c.validateTLSSecrets()...)
 	if len(c.Services) == 0 {
 		errs = append(errs, &Error{File: c.File, Key: "services", Msg: "at least one [[services]] entry is required"})
@@ -173,6 +180,10 @@ func (c *Config) Validate() error {
 			}
 		default:
 			add("dial", i, "unknown dial %q (want \"endpoints\" or \"service\")", s.Dial)
+		}
+		if s.TLSPassthrough && s.ColdStartHeader != nil && *s.ColdStartHeader {
+			// The connection stays encrypted: no header can be added.
+			add("cold_start_header", i, "not allowed with tls_passthrough = true: Agimo never sees the responses inside the connection")
 		}
 		c.validateServiceTLS(i, add)
 		c.validatePaths(i, add)

@@ -14,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
 
+	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
 	"github.com/agimo/agimo/park"
 	"github.com/agimo/agimo/route"
@@ -34,6 +35,8 @@ type Options struct {
 	TrustForwarded bool
 	// Scaler wakes and idles workloads (wake, idle_after); nil disables both.
 	Scaler scale.Scaler
+	// AccessLog gets a line per request from every front end; nil: off.
+	AccessLog *accesslog.Logger
 }
 
 // Core is the shared state. Create it with New; Stop starts the shutdown
@@ -47,12 +50,16 @@ type Core struct {
 	Policy  *scale.Policy
 	Waiter  *park.Waiter
 	Lot     *park.Lot
+	// AccessLog is Opts.AccessLog (nil: off); its owner closes it.
+	AccessLog *accesslog.Logger
 
-	routes   atomic.Pointer[route.Table]
-	ready    route.Readiness
-	stopping chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup // the pools' janitor and the idler
+	// replaceIDs is request_id = "replace", swapped on reload.
+	replaceIDs atomic.Bool
+	routes     atomic.Pointer[route.Table]
+	ready      route.Readiness
+	stopping   chan struct{}
+	stopOnce   sync.Once
+	wg         sync.WaitGroup // the pools' janitor and the idler
 }
 
 // New builds the core for cfg (already validated) with readiness from r,
@@ -64,7 +71,9 @@ func New(cfg *conf.Config, r route.Readiness, opts Options) (*Core, error) {
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = 5
 	}
-	c := &Core{Log: opts.Log, Metrics: opts.Metrics, Opts: opts, ready: r, stopping: make(chan struct{})}
+	c := &Core{Log: opts.Log, Metrics: opts.Metrics, Opts: opts, ready: r, stopping: make(chan struct{}),
+		AccessLog: opts.AccessLog}
+	c.replaceIDs.Store(cfg.RequestID == conf.RequestIDReplace)
 	t, err := route.Build(cfg, r, opts.Metrics)
 	if err != nil {
 		return nil, err
@@ -84,6 +93,10 @@ func New(cfg *conf.Config, r route.Readiness, opts Options) (*Core, error) {
 
 // Routes returns the routing table now in force.
 func (c *Core) Routes() *route.Table { return c.routes.Load() }
+
+// TrustRequestID reports whether a client's well-formed X-Request-Id is
+// kept (request_id = "trust", the default) rather than replaced.
+func (c *Core) TrustRequestID() bool { return !c.replaceIDs.Load() }
 
 // Stopping is closed once Stop is called.
 func (c *Core) Stopping() <-chan struct{} { return c.stopping }
@@ -134,6 +147,7 @@ func (c *Core) Reload(ctx context.Context, cfg *conf.Config, u KeyUpdater) error
 	}
 	t.CarryOver(c.routes.Load())
 	c.routes.Store(t)
+	c.replaceIDs.Store(cfg.RequestID == conf.RequestIDReplace)
 	c.Log.Info().Int("services", t.Len()).Msg("config reloaded")
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/agimo/agimo/core"
 	"github.com/agimo/agimo/fields"
 	"github.com/agimo/agimo/park"
+	"github.com/agimo/agimo/reqid"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/stats"
 	"github.com/agimo/agimo/upstream"
@@ -26,7 +27,15 @@ import (
 // forward sends the stream's request to a ready endpoint of r, over h2c
 // or HTTP/1.1 as the service's protocol says, and relays the response.
 func (s *Server) forward(w http.ResponseWriter, req *http.Request, r *route.Route, st *watch.State, deadline time.Time, g bool) {
-	repark := func() (*watch.State, error) { return s.core.Waiter.Wait(r, deadline, req.Context().Done()) }
+	repark := func() (*watch.State, error) {
+		start := time.Now()
+		defer func() {
+			if x, ok := w.(*record); ok {
+				x.parkedFor(time.Since(start))
+			}
+		}()
+		return s.core.Waiter.Wait(r, deadline, req.Context().Done())
+	}
 	if !g {
 		// As over HTTP/1.1 (proxy.dropUnderscoreNames): behind the proxy
 		// "X_Forwarded_For" may be read as X-Forwarded-For (CGI maps both
@@ -80,6 +89,10 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 			if err == nil {
 				r.ReadyCold()
 				r.FirstByte()
+				// The transport's request is addressed to the endpoint.
+				if x, ok := w.(*record); ok && resp.Request != nil {
+					x.upstream = resp.Request.URL.Host
+				}
 			}
 			return resp, err
 		}),
@@ -91,6 +104,7 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 		ErrorLog: s.base.ErrorLog, // per stream: at debug
 	}
 	rp.ModifyResponse = func(resp *http.Response) error {
+		resp.Header.Del(reqid.Header) // Agimo's is already on w
 		if resp.ContentLength == 0 {
 			// No body (a gRPC error is a Trailers-Only response: one
 			// HEADERS frame with END_STREAM). FlushInterval -1 makes
@@ -162,6 +176,9 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 	defer fasthttp.ReleaseResponse(resp)
 	resp.Header.SetNoDefaultContentType(true)
 	err := s.core.Attempt(r, st, deadline, repark, func(addr string) error {
+		if x, ok := w.(*record); ok {
+			x.upstream = addr
+		}
 		return s.core.Pools.Get(addr, r.UpstreamTimeout, r.Timeout).Do(freq, resp)
 	})
 	if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
@@ -177,7 +194,8 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 	listed := bytes.Join(resp.Header.PeekAll(fasthttp.HeaderConnection), []byte(","))
 	out := w.Header()
 	for k, v := range resp.Header.All() {
-		if fields.IsFraming(k) || fields.IsHopByHop(k, listed) || bytes.EqualFold(k, []byte("Trailer")) {
+		if fields.IsFraming(k) || fields.IsHopByHop(k, listed) || bytes.EqualFold(k, []byte("Trailer")) ||
+			bytes.EqualFold(k, []byte(reqid.Header)) { // Agimo's is already on w
 			continue
 		}
 		out.Add(string(k), string(v))
@@ -302,6 +320,7 @@ func (s *Server) upstreamFailed(w http.ResponseWriter, req *http.Request, r *rou
 		if status, kind := cb.failed(); status != 0 {
 			if kind != "" {
 				r.M.ClientErrs[kind].Inc()
+				setReason(w, "client_"+kind)
 			}
 			s.log.Debug().Str("host", r.Host).Err(err).Msg("request body failed")
 			s.refuse(w, g, status, 0, "request body failed")
@@ -312,26 +331,35 @@ func (s *Server) upstreamFailed(w http.ResponseWriter, req *http.Request, r *rou
 	retry := r.RetryAfter(s.core.Opts.RetryAfter)
 	switch {
 	case errors.Is(err, park.ErrClientGone), req.Context().Err() != nil && !errors.Is(err, park.ErrTimeout):
+		setReason(w, reasonClientGone)
 		s.log.Debug().Str("host", r.Host).Msg("client left")
 		return
 	case kind == stats.UpstreamPoolFull:
+		setReason(w, reasonPoolFull)
 		r.M.Errs[kind].Inc()
 		s.refuse(w, g, http.StatusServiceUnavailable, s.core.Opts.RetryAfter, "no free connection to service "+r.Host+" within "+r.Timeout.String())
 		return
 	case errors.Is(err, park.ErrFull):
+		setReason(w, reasonMaxParked)
 		r.M.Rejected.Inc()
 		s.refuse(w, g, http.StatusServiceUnavailable, retry, "too many requests waiting for service "+r.Host)
 		return
 	case errors.Is(err, park.ErrStopping):
+		setReason(w, reasonShutdown)
 		s.refuse(w, g, http.StatusServiceUnavailable, s.core.Opts.RetryAfter, "agimo is shutting down")
 		return
 	case errors.Is(err, park.ErrTimeout) || kind == stats.UpstreamRefused:
+		setReason(w, reasonParkTimeout)
+		if kind == stats.UpstreamRefused {
+			setReason(w, reasonUpstreamRefused)
+		}
 		r.M.Timeouts.Inc()
 		s.refuse(w, g, http.StatusServiceUnavailable, retry, "service "+r.Host+" did not accept connections within "+r.Timeout.String())
 		return
 	}
 	r.M.Errs[kind].Inc()
 	s.log.Debug().Str("host", r.Host).Str("kind", kind).Err(err).Msg("upstream failed")
+	setReason(w, "upstream_"+kind)
 	if kind == stats.UpstreamTimeout {
 		s.refuse(w, g, http.StatusGatewayTimeout, 0, "upstream "+r.Host+" timed out")
 		return

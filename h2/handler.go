@@ -12,9 +12,13 @@ import (
 
 // ServeHTTP serves one stream: the same steps, in the same order, as the
 // HTTP/1.1 front end's handler (proxy.handle).
-func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (s *Server) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	x := s.begin(rw, req)
+	defer x.end()
+	var w http.ResponseWriter = x
 	g := isGRPC(req)
 	if req.Method == http.MethodConnect {
+		x.reason = reasonBadRequest
 		// Agimo is not a forward proxy: CONNECT (RFC 9113 §8.5) is never
 		// tunnelled, as over HTTP/1.1 (proxy.checkRequest).
 		s.refuse(w, g, http.StatusMethodNotAllowed, 0, "CONNECT is not supported")
@@ -28,16 +32,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r, status = s.core.Routes().Lookup(host, route.Path(uri))
 	}
 	if r == nil {
+		x.reason = reasonNoRoute
+		if status == http.StatusBadRequest {
+			x.reason = reasonBadRequest
+		}
 		s.log.Debug().Str("host", req.Host).Int("status", status).Str("remote", req.RemoteAddr).Msg("no route")
 		s.refuse(w, g, status, 0, http.StatusText(status))
 		return
 	}
+	x.route = r
 	if r.HasProbes() && r.IsProbe(route.Path(uri), []byte(req.UserAgent())) {
 		s.serveProbe(w, req, r, g)
 		return
 	}
 	if r.Svc.HTTPSRedirect && !overTLS(req) {
 		// 308 to the https URL; not counted: nothing went to the service.
+		x.reason = reasonRedirect
 		w.Header().Set("Location", string(route.HTTPSLocation([]byte(req.Host), uri)))
 		s.refuse(w, g, http.StatusPermanentRedirect, 0, "use https")
 		return
@@ -48,6 +58,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if s.maxBody > 0 {
 		if req.ContentLength > s.maxBody {
 			s.log.Debug().Str("host", r.Host).Int64("length", req.ContentLength).Msg("request body over max_request_body")
+			x.reason = reasonBodyTooLarge
 			s.refuse(w, g, http.StatusRequestEntityTooLarge, 0, "request body larger than "+strconv.FormatInt(s.maxBody, 10)+" bytes")
 			return
 		}
@@ -69,12 +80,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	st := r.Ready.State()
 	if !st.Ready && !g && r.WantsWaitingPage(req.Method == http.MethodGet, []byte(req.Header.Get("Accept")), false) {
 		s.core.Policy.Begin(r)
+		x.reason = reasonWaitingPage
 		s.serveWaitingPage(w, r)
 		return
 	}
 	if !st.Ready {
 		var err error
-		if st, err = s.core.Waiter.Wait(r, deadline, req.Context().Done()); err != nil {
+		parkStart := time.Now()
+		st, err = s.core.Waiter.Wait(r, deadline, req.Context().Done())
+		x.parkedFor(time.Since(parkStart))
+		if err != nil {
 			s.parkFailed(w, r, g, err, callTimeout)
 			return
 		}
@@ -88,10 +103,13 @@ func (s *Server) parkFailed(w http.ResponseWriter, r *route.Route, g bool, err e
 	switch {
 	case errors.Is(err, park.ErrClientGone):
 		// The stream was reset or the connection closed: nobody to answer.
+		setReason(w, reasonClientGone)
 		s.log.Debug().Str("host", r.Host).Msg("client left while parked")
 	case errors.Is(err, park.ErrStopping):
+		setReason(w, reasonShutdown)
 		s.refuse(w, g, http.StatusServiceUnavailable, s.core.Opts.RetryAfter, "agimo is shutting down")
 	case errors.Is(err, park.ErrFull):
+		setReason(w, reasonMaxParked)
 		r.M.Rejected.Inc()
 		s.log.Debug().Str("host", r.Host).Int64("max_parked", r.MaxParked).Msg("park rejected")
 		s.refuse(w, g, http.StatusServiceUnavailable, r.RetryAfter(s.core.Opts.RetryAfter), "too many requests waiting for service "+r.Host)
@@ -99,10 +117,12 @@ func (s *Server) parkFailed(w http.ResponseWriter, r *route.Route, g bool, err e
 		// The call's own deadline ended the park: DEADLINE_EXCEEDED (504
 		// maps to it), the status the client reports when its deadline
 		// passes first, so the outcome does not depend on who is faster.
+		setReason(w, reasonParkTimeout)
 		r.M.Timeouts.Inc()
 		s.log.Debug().Str("host", r.Host).Dur("grpc-timeout", callTimeout).Msg("park ended at the call's deadline")
 		s.refuse(w, g, http.StatusGatewayTimeout, 0, "service "+r.Host+" did not become ready within the call's grpc-timeout "+callTimeout.String())
 	default:
+		setReason(w, reasonParkTimeout)
 		r.M.Timeouts.Inc()
 		s.log.Debug().Str("host", r.Host).Dur("timeout", r.Timeout).Msg("park timed out")
 		s.refuse(w, g, http.StatusServiceUnavailable, r.RetryAfter(s.core.Opts.RetryAfter), "service "+r.Host+" did not become ready within "+r.Timeout.String())
@@ -149,6 +169,7 @@ func (s *Server) serveProbe(w http.ResponseWriter, req *http.Request, r *route.R
 	r.M.Probes.Inc()
 	st := r.Ready.State()
 	if !st.Ready {
+		setReason(w, reasonProbe)
 		if g {
 			grpcProbe(w, req.URL.Path, r.Host)
 			return

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
 	"github.com/agimo/agimo/core"
 	"github.com/agimo/agimo/h2"
@@ -62,6 +63,8 @@ type harnessOpts struct {
 	tls *tls.Config
 	// scaler wakes and idles workloads (nil: neither).
 	scaler scale.Scaler
+	// accessLog gets the streams' access log lines (nil: off).
+	accessLog *accesslog.Logger
 }
 
 // startHarnessWith is startHarness with options.
@@ -86,7 +89,7 @@ func startHarnessWith(t testing.TB, cfgTOML string, o harnessOpts) *harness {
 	if err := w.Start(ctx); err != nil {
 		t.Fatalf("start watcher: %v", err)
 	}
-	h.core, err = core.New(cfg, w, core.Options{Log: log, Metrics: h.set, Scaler: o.scaler})
+	h.core, err = core.New(cfg, w, core.Options{Log: log, Metrics: h.set, Scaler: o.scaler, AccessLog: o.accessLog})
 	if err != nil {
 		t.Fatalf("new core: %v", err)
 	}

@@ -13,8 +13,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
+	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/core"
 	"github.com/agimo/agimo/park"
 	"github.com/agimo/agimo/route"
@@ -72,8 +74,15 @@ func (s *Server) Serve(c net.Conn, sni string) {
 	}
 	r.CountRequest()
 	defer r.EndRequest()
+	// One access log line per connection, at its end. Nothing inside the
+	// TLS is seen: no method, path or status; "status" is 0 for a relay
+	// that ran, and the reason says why one did not.
+	e := accesslog.Entry{Start: time.Now(), Client: client.RemoteAddr(), Host: []byte(sni),
+		Proto: accesslog.ProtoPassthrough, Route: r.Host}
+	defer func() { s.core.AccessLog.Log(&e) }()
 	t, err := s.tunnels.Open(client)
 	if err != nil {
+		e.Status, e.Reason = 503, "shutdown"
 		client.Close()
 		return
 	}
@@ -85,21 +94,30 @@ func (s *Server) Serve(c net.Conn, sni string) {
 		// Nothing can be answered inside TLS that is not ours: a park
 		// that fails closes the connection.
 		gone, stop := park.WatchClose(client)
+		parkStart := time.Now()
 		st, err = s.core.Waiter.Wait(r, deadline, gone)
+		e.Parked = time.Since(parkStart)
 		stop()
 		if err != nil {
+			e.Status, e.Reason = 503, parkReason(err)
+			if err == park.ErrClientGone {
+				e.Status = 499
+			}
 			s.parkFailed(r, err)
 			return
 		}
 	}
-	up, err := s.dial(t, r, st, deadline)
+	up, err := s.dial(t, r, st, deadline, &e.Upstream)
 	if err == nil {
 		err = t.SetUpstream(up)
 	}
 	if err != nil {
+		e.Status, e.Reason = 502, "upstream_"+upstream.Kind(err)
 		if t.Context().Err() == nil {
 			r.M.Errs[upstream.Kind(err)].Inc()
 			s.core.Log.Debug().Str("host", r.Host).Err(err).Msg("passthrough: upstream failed")
+		} else {
+			e.Status, e.Reason = 503, "shutdown"
 		}
 		return
 	}
@@ -109,8 +127,26 @@ func (s *Server) Serve(c net.Conn, sni string) {
 	m.Open.Inc()
 	defer m.Open.Dec()
 	start := time.Now()
-	err = t.Relay(hello, nil, tunnel.Options{Up: m.Up.AddInt64, Down: m.Down.AddInt64, IdleTimeout: r.Svc.TunnelIdleTimeout.Duration})
+	var in, out atomic.Int64
+	err = t.Relay(hello, nil, tunnel.Options{
+		Up:          func(n int64) { m.Up.AddInt64(n); in.Add(n) },
+		Down:        func(n int64) { m.Down.AddInt64(n); out.Add(n) },
+		IdleTimeout: r.Svc.TunnelIdleTimeout.Duration})
+	e.BytesIn, e.BytesOut = in.Load(), out.Load()
 	s.core.Log.Debug().Str("host", r.Host).Dur("duration", time.Since(start)).AnErr("reason", err).Msg("passthrough ended")
+}
+
+// parkReason is the access log's reason for a park that failed.
+func parkReason(err error) string {
+	switch err {
+	case park.ErrFull:
+		return "max_parked"
+	case park.ErrStopping:
+		return "shutdown"
+	case park.ErrClientGone:
+		return "client_gone"
+	}
+	return "park_timeout"
 }
 
 func (s *Server) parkFailed(r *route.Route, err error) {
@@ -125,11 +161,12 @@ func (s *Server) parkFailed(r *route.Route, err error) {
 
 // dial connects to a ready endpoint, retrying a refused connection until
 // deadline (core.Attempt).
-func (s *Server) dial(t *tunnel.Tunnel, r *route.Route, st *watch.State, deadline time.Time) (net.Conn, error) {
+func (s *Server) dial(t *tunnel.Tunnel, r *route.Route, st *watch.State, deadline time.Time, tried *string) (net.Conn, error) {
 	d := net.Dialer{Timeout: upstream.DialTimeout}
 	var c net.Conn
 	err := s.core.Attempt(r, st, deadline, func() (*watch.State, error) { return s.core.Waiter.Wait(r, deadline, nil) },
 		func(addr string) error {
+			*tried = addr
 			var err error
 			if c, err = d.DialContext(t.Context(), "tcp", addr); err != nil && !upstream.IsRefused(err) {
 				return fmt.Errorf("dial %s: %w", addr, err)

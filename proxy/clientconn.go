@@ -87,6 +87,9 @@ type clientConn struct {
 	log         *zerolog.Logger
 	wd          upstream.IdleDeadline
 	sendErr     error
+
+	// x is the record of the request being served (exchange.go).
+	x exchange
 }
 
 // errBareLF fails the read that brings a blank line ended by a bare LF.

@@ -45,6 +45,7 @@ func (p *Proxy) serveProbe(ctx *fasthttp.RequestCtx, r *route.Route) {
 	r.M.Probes.Inc()
 	st := r.Ready.State()
 	if !st.Ready {
+		setReason(ctx, reasonProbe)
 		if !bodyConsumed(ctx) {
 			ctx.SetConnectionClose()
 		}

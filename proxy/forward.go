@@ -30,6 +30,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	// Do drops the body stream once sent; its reader stays, to tell a
 	// client's failure from the upstream's.
 	cb, _ := req.BodyStream().(*clientBody)
+	x := exchangeOf(ctx)
 	if r.H2C(st) {
 		return p.forwardH2C(ctx, r, st, deadline, counted, clientClose, cb)
 	}
@@ -40,6 +41,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	resp.Header.SetNoDefaultContentType(true)
 	err := p.core.Attempt(r, st, deadline, func() (*watch.State, error) { return p.park(ctx, r, deadline) },
 		func(addr string) error {
+			x.upstream = addr
 			err := p.core.Pools.Get(addr, r.UpstreamTimeout, r.Timeout).Do(req, resp)
 			if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
 				// A 101 to a request that asked for no upgrade: nothing sane
@@ -84,7 +86,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	// Flush the head at once so a client of a slow stream (SSE) sees the
 	// response before its first event.
 	ctx.Response.ImmediateHeaderFlush = n < 0
-	b := &upstreamBody{resp: resp}
+	b := &upstreamBody{resp: resp, x: x}
+	x.taken, x.status = true, resp.StatusCode()
 	if n == -1 && resp.Header.ContentLength() == -1 {
 		b.conn = upstream.ConnOf(resp)
 		b.trailer = &ctx.Response.Header
@@ -101,35 +104,46 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 // connection before the deadline, 502 otherwise.
 func (p *Proxy) upstreamFailed(ctx *fasthttp.RequestCtx, r *route.Route, err error) {
 	kind := upstream.Kind(err)
+	x := exchangeOf(ctx)
 	switch {
 	case errors.Is(err, park.ErrClientGone):
+		x.reason = reasonClientGone
 		ctx.SetConnectionClose()
 		return
 	case errors.Is(err, errBodyTooLarge):
+		x.reason = reasonBodyTooLarge
 		p.reply(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
 		return
 	case errors.As(err, new(clientBodyError)):
 		p.clientFailed(ctx, r, err)
 		return
 	case kind == stats.UpstreamPoolFull:
+		x.reason = reasonPoolFull
 		r.M.Errs[stats.UpstreamPoolFull].Inc()
 		p.log.Debug().Str("host", r.Host).Dur("timeout", r.Timeout).Msg("no free upstream connection")
 		p.retryLater(ctx, "no free connection to service "+r.Host+" within "+r.Timeout.String())
 		return
 	case errors.Is(err, park.ErrFull):
+		x.reason = reasonMaxParked
 		r.M.Rejected.Inc()
 		p.coldRetry(ctx, r, "too many requests waiting for service "+r.Host)
 		return
 	case errors.Is(err, park.ErrStopping):
+		x.reason = reasonShutdown
 		p.retryLater(ctx, "agimo is shutting down")
 		return
 	case errors.Is(err, park.ErrTimeout) || kind == stats.UpstreamRefused:
+		x.reason = reasonParkTimeout
+		if kind == stats.UpstreamRefused {
+			x.reason = reasonUpstreamRefused
+		}
 		r.M.Timeouts.Inc()
 		p.coldRetry(ctx, r, "service "+r.Host+" did not accept connections within "+r.Timeout.String())
 		return
 	}
 	r.M.Errs[kind].Inc()
 	p.log.Debug().Str("host", r.Host).Str("kind", kind).Err(err).Msg("upstream failed")
+	x.reason = "upstream_" + kind
 	if kind == stats.UpstreamTimeout {
 		p.reply(ctx, fasthttp.StatusGatewayTimeout, "upstream "+r.Host+" timed out")
 		return
@@ -155,6 +169,7 @@ func (p *Proxy) clientFailed(ctx *fasthttp.RequestCtx, r *route.Route, err error
 	}
 	r.M.ClientErrs[kind].Inc()
 	p.log.Debug().Str("host", r.Host).Str("kind", kind).Err(err).Msg("request body failed")
+	setReason(ctx, "client_"+kind)
 	ctx.SetConnectionClose()
 	p.reply(ctx, status, msg)
 }
@@ -206,10 +221,13 @@ type upstreamBody struct {
 	// trailer section, which fasthttp writes after the last chunk, gets
 	// the upstream's once the body has been read (trailers.go).
 	trailer *fasthttp.ResponseHeader
+	// x is the request's record, its line written by Close.
+	x *exchange
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {
 	n, err := b.resp.BodyStream().Read(p)
+	b.x.bytesOut += int64(n)
 	if err == io.EOF && b.conn != nil {
 		// fasthttp's server then closes the client connection without
 		// the last chunk, so the client too sees the response cut short.
@@ -228,5 +246,6 @@ func (b *upstreamBody) Close() error {
 	if b.counted != nil {
 		b.counted.EndRequest()
 	}
+	b.x.emit()
 	return err
 }

@@ -78,7 +78,7 @@ func TestForwardingHygiene(t *testing.T) {
 	}
 	for k := range hdr {
 		switch k {
-		case "X-Custom", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Host":
+		case "X-Custom", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Host", "X-Request-Id":
 		default:
 			t.Errorf("forwarded header %s that the client did not send", k)
 		}

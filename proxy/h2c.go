@@ -107,7 +107,12 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 		n = -1
 	}
 	ctx.Response.ImmediateHeaderFlush = n < 0
-	b := &h2cBody{resp: resp, trailer: h}
+	x := exchangeOf(ctx)
+	if resp.Request != nil { // the transport's request: addressed to the endpoint
+		x.upstream = resp.Request.URL.Host
+	}
+	b := &h2cBody{resp: resp, trailer: h, x: x}
+	x.taken, x.status = true, resp.StatusCode
 	if counted {
 		b.counted = r
 	}
@@ -136,10 +141,12 @@ type h2cBody struct {
 	resp    *http.Response
 	trailer *fasthttp.ResponseHeader
 	counted *route.Route // nil for requests not counted (probes)
+	x       *exchange    // the request's record, its line written by Close
 }
 
 func (b *h2cBody) Read(p []byte) (int, error) {
 	n, err := b.resp.Body.Read(p)
+	b.x.bytesOut += int64(n)
 	if err == io.EOF && b.trailer != nil {
 		for k, vv := range b.resp.Trailer {
 			for _, v := range vv {
@@ -158,6 +165,7 @@ func (b *h2cBody) Close() error {
 	if b.counted != nil {
 		b.counted.EndRequest()
 	}
+	b.x.emit()
 	return err
 }
 

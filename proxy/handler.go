@@ -17,15 +17,21 @@ import (
 // handle is the fasthttp handler for every request.
 func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	var r *route.Route
+	x := exchangeOf(ctx)
+	defer x.finish(ctx)
 	if rc, ok := ctx.Conn().(*replayConn); ok && rc.pending {
 		// A request released from the lot: routed and counted when it
-		// parked, and still active. Its head is the client's as received;
-		// prepareRequest makes Host agree with its route, as for any.
+		// parked, and still active. Its head is the client's as received,
+		// with the ID it got then (headWithID); prepareRequest makes Host
+		// agree with its route, as for any.
 		rc.pending = false
 		r = rc.route
+		*x = *rc.rec
 		p.bindSend(ctx, r)
 	} else {
+		x.begin(ctx, p.core.AccessLog, p.core.TrustRequestID())
 		if status, why := checkRequest(ctx); status != 0 {
+			x.reason = reasonBadRequest
 			p.bindSend(ctx, nil)
 			p.log.Debug().Str("remote", ctx.RemoteAddr().String()).Int("status", status).Str("reason", why).Msg("request rejected")
 			ctx.SetConnectionClose()
@@ -34,18 +40,24 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		}
 		var status int
 		if r, status = p.lookup(ctx); status != 0 {
+			x.reason = reasonNoRoute
+			if status == fasthttp.StatusBadRequest {
+				x.reason = reasonBadRequest
+			}
 			p.bindSend(ctx, nil)
 			p.log.Debug().Bytes("host", ctx.Request.Header.Host()).Int("status", status).
 				Str("remote", ctx.RemoteAddr().String()).Msg("no route")
 			p.reply(ctx, status, fasthttp.StatusMessage(status))
 			return
 		}
+		x.route = r
 		p.bindSend(ctx, r)
 		if isProbe(ctx, r) {
 			p.serveProbe(ctx, r)
 			return
 		}
 		if r.Svc.HTTPSRedirect && !overTLS(ctx.Conn()) {
+			x.reason = reasonRedirect
 			p.redirectHTTPS(ctx)
 			return
 		}
@@ -63,6 +75,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	if n, hasBody := requestBody(ctx); hasBody {
 		if p.maxBody > 0 && int64(n) > p.maxBody {
 			p.log.Debug().Str("host", r.Host).Int("length", n).Msg("request body over max_request_body")
+			x.reason = reasonBodyTooLarge
 			p.reply(ctx, fasthttp.StatusRequestEntityTooLarge, "request body larger than "+strconv.FormatInt(p.maxBody, 10)+" bytes")
 			return
 		}
@@ -72,7 +85,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 			// streams and fail the request past the limit.
 			body = &limitedBody{r: body, left: p.maxBody}
 		}
-		cb := &clientBody{r: body, left: int64(n), client: ctx.Conn(), timeout: r.BodyTimeout}
+		cb := &clientBody{r: body, left: int64(n), client: ctx.Conn(), timeout: r.BodyTimeout, x: x}
 		if n == -1 {
 			cb.conn, _ = ctx.Conn().(upstream.EOFWatcher)
 		}
@@ -86,11 +99,12 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	st := r.Ready.State()
 	if !st.Ready && wantsWaitingPage(ctx, r) {
 		p.core.Policy.Begin(r)
+		x.reason = reasonWaitingPage
 		p.serveWaitingPage(ctx, r)
 		return
 	}
 	if !st.Ready && canPark(ctx) {
-		if handedOff = p.parkInLot(ctx, r, deadline); !handedOff {
+		if handedOff = p.parkInLot(ctx, r, deadline, x); !handedOff {
 			p.parkFailed(ctx, r, park.ErrFull)
 		}
 		return
@@ -132,14 +146,18 @@ func (p *Proxy) parkFailed(ctx *fasthttp.RequestCtx, r *route.Route, err error) 
 	case errors.Is(err, park.ErrClientGone):
 		// Nobody to answer; nginx would log 499.
 		p.log.Debug().Str("host", r.Host).Msg("client left while parked")
+		setReason(ctx, reasonClientGone)
 		ctx.SetConnectionClose()
 	case errors.Is(err, park.ErrStopping):
+		setReason(ctx, reasonShutdown)
 		p.retryLater(ctx, "agimo is shutting down")
 	case errors.Is(err, park.ErrFull):
+		setReason(ctx, reasonMaxParked)
 		r.M.Rejected.Inc()
 		p.log.Debug().Str("host", r.Host).Int64("max_parked", r.MaxParked).Msg("park rejected")
 		p.coldRetry(ctx, r, "too many requests waiting for service "+r.Host)
 	default:
+		setReason(ctx, reasonParkTimeout)
 		r.M.Timeouts.Inc()
 		p.log.Debug().Str("host", r.Host).Dur("timeout", r.Timeout).Msg("park timed out")
 		p.coldRetry(ctx, r, "service "+r.Host+" did not become ready within "+r.Timeout.String())

@@ -486,7 +486,7 @@ func TestNoInventedRequestHeaders(t *testing.T) {
 	}
 	for _, f := range lastHead(u) {
 		switch strings.ToLower(f.Name) {
-		case "host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host":
+		case "host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id":
 		default:
 			t.Errorf("forwarded %s: %s, which the client did not send", f.Name, f.Value)
 		}

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/agimo/agimo/park"
+	"github.com/agimo/agimo/reqid"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/tunnel"
 )
@@ -25,17 +27,16 @@ func canPark(ctx *fasthttp.RequestCtx) bool {
 // which watches it without a goroutine. The caller has counted the
 // request as active; the lot's release, timeout or client-gone path ends
 // that. It returns false if the route's max_parked is reached.
-func (p *Proxy) parkInLot(ctx *fasthttp.RequestCtx, r *route.Route, deadline time.Time) bool {
+func (p *Proxy) parkInLot(ctx *fasthttp.RequestCtx, r *route.Route, deadline time.Time, x *exchange) bool {
 	if !r.TryPark() {
 		return false
 	}
 	p.core.Policy.Begin(r)
-	h := &ctx.Request.Header
-	head := make([]byte, 0, len(h.Method())+len(h.RequestURI())+len(h.Protocol())+4+len(h.RawHeaders()))
-	head = append(append(append(head, h.Method()...), ' '), h.RequestURI()...)
-	head = append(append(append(head, ' '), h.Protocol()...), "\r\n"...)
-	head = append(head, h.RawHeaders()...)
-	e := &park.Entry{Route: r, Head: head, Start: time.Now(), Owner: p}
+	// The entry's owner carries the request's record to its release or
+	// refusal; the line is theirs to write.
+	e := &park.Entry{Route: r, Head: headWithID(&ctx.Request.Header, x), Start: time.Now(),
+		Owner: lotOwner{p, x.clone()}}
+	x.taken = true
 	ctx.HijackSetNoResponse(true)
 	handOff(ctx, func() { r.Unpark(); r.EndRequest() })
 	ctx.Hijack(func(c net.Conn) {
@@ -59,28 +60,74 @@ func (p *Proxy) parkInLot(ctx *fasthttp.RequestCtx, r *route.Route, deadline tim
 	return true
 }
 
+// lotOwner is the park.Owner of one parked request: the proxy, with the
+// request's record (exchange.go).
+type lotOwner struct {
+	p *Proxy
+	x *exchange
+}
+
+func (o lotOwner) Release(e *park.Entry) {
+	o.x.parkedFor(time.Since(e.Start))
+	o.p.release(e, o.x)
+}
+
+func (o lotOwner) Refuse(e *park.Entry, msg string) {
+	o.x.parkedFor(time.Since(e.Start))
+	o.x.status = fasthttp.StatusServiceUnavailable
+	// The lot says why only in its message.
+	o.x.reason = reasonParkTimeout
+	if msg == msgShuttingDown {
+		o.x.reason = reasonShutdown
+	}
+	o.p.refuse(e, msg, o.x)
+}
+
+// msgShuttingDown is the lot's message to requests refused at shutdown.
+const msgShuttingDown = "agimo is shutting down"
+
 // Release hands a parked connection back to fasthttp with the request
 // head in front (park.Owner), as if it had just arrived.
-func (p *Proxy) Release(e *park.Entry) {
+func (p *Proxy) Release(e *park.Entry) { p.release(e, nil) }
+
+// release is Release for a request whose record is x (nil: none).
+func (p *Proxy) release(e *park.Entry, x *exchange) {
 	// The replayed head's line is whole; what follows is another.
 	ec := newClientConn(e.Conn)
 	ec.lineOpen = false
 	if s, ok := e.Slot.(*connSlot); ok {
 		ec.slot = s
 	}
+	if x == nil {
+		x = &exchange{start: e.Start, parked: time.Since(e.Start), route: e.Route}
+	}
 	_ = p.srv.ServeConn(&replayConn{clientConn: ec, head: e.Head, route: e.Route, pending: true,
-		retryAfter: e.Route.RetryAfter(p.opts.RetryAfter)})
+		retryAfter: e.Route.RetryAfter(p.opts.RetryAfter), rec: x})
 }
 
 // Refuse answers a parked request 503 (park.Owner); the lot closes the
 // connection after.
-func (p *Proxy) Refuse(e *park.Entry, msg string) {
+func (p *Proxy) Refuse(e *park.Entry, msg string) { p.refuse(e, msg, nil) }
+
+// refuse is Refuse for a request whose record is x (nil: none).
+func (p *Proxy) refuse(e *park.Entry, msg string, x *exchange) {
 	resp := plainAnswer(fasthttp.StatusServiceUnavailable, e.Route.RetryAfter(p.opts.RetryAfter), msg)
+	if x != nil {
+		resp = withHeaders(resp, reqid.Header+": "+string(x.id)+"\r\n"+x.coldStartLine())
+		x.bytesOut = int64(len(msg) + 1)
+		defer x.emit()
+	}
 	_ = e.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(e.Conn, resp); err == nil {
 		// Bytes the client sent after its head may be unread.
 		tunnel.Linger(e.Conn)
 	}
+}
+
+// withHeaders inserts header lines after the status line of answer.
+func withHeaders(answer, lines string) string {
+	i := strings.Index(answer, "\r\n") + 2
+	return answer[:i] + lines + answer[i:]
 }
 
 // replayConn is a hijacked connection given back to fasthttp: it reads the
@@ -98,6 +145,8 @@ type replayConn struct {
 	pending bool
 	// retryAfter is the Retry-After of a 503 to a request never handled.
 	retryAfter int
+	// rec is the replayed request's record, from its arrival.
+	rec *exchange
 }
 
 // Close ends the replayed request's count if fasthttp closes the
@@ -110,9 +159,17 @@ func (c *replayConn) Close() error {
 		c.route.EndRequest()
 		if !c.wrote {
 			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if _, err := io.WriteString(c.clientConn.Conn, plainAnswer(fasthttp.StatusServiceUnavailable, c.retryAfter, "request not served; retry")); err == nil {
+			msg := "request not served; retry"
+			if c.rec == nil {
+				c.rec = &exchange{}
+			}
+			answer := plainAnswer(fasthttp.StatusServiceUnavailable, c.retryAfter, msg)
+			answer = withHeaders(answer, reqid.Header+": "+string(c.rec.id)+"\r\n"+c.rec.coldStartLine())
+			if _, err := io.WriteString(c.clientConn.Conn, answer); err == nil {
 				c.linger = true
 			}
+			c.rec.status, c.rec.reason, c.rec.bytesOut = fasthttp.StatusServiceUnavailable, reasonNotServed, int64(len(msg)+1)
+			c.rec.emit()
 		}
 	}
 	return c.clientConn.Close()

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
 	"github.com/agimo/agimo/core"
 	"github.com/agimo/agimo/route"
@@ -46,6 +47,9 @@ type Options struct {
 	TrustForwarded bool
 	// Scaler wakes and idles workloads (wake, idle_after); nil disables both.
 	Scaler Scaler
+	// AccessLog gets a line per request (nil: off); used only when New
+	// makes the core (else the core's is).
+	AccessLog *accesslog.Logger
 	// Core is the state shared with the other front ends. If nil, New
 	// makes one from the options above and Shutdown closes it.
 	Core *core.Core
@@ -79,7 +83,7 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 	if c == nil {
 		var err error
 		c, err = core.New(cfg, r, core.Options{Log: opts.Log, Metrics: opts.Metrics, RetryAfter: opts.RetryAfter,
-			TrustForwarded: opts.TrustForwarded, Scaler: opts.Scaler})
+			TrustForwarded: opts.TrustForwarded, Scaler: opts.Scaler, AccessLog: opts.AccessLog})
 		if err != nil {
 			return nil, err
 		}
@@ -197,6 +201,11 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	// The rest of a bad request, its body above all, stays unread.
 	markLinger(ctx)
 	ctx.Error(fasthttp.StatusMessage(status)+"\n", status)
+	// Whatever of the head was parsed is all there is to log.
+	x := exchangeOf(ctx)
+	x.begin(ctx, p.core.AccessLog, false)
+	x.reason = reasonBadRequest
+	x.finish(ctx)
 }
 
 // fasthttpLogger sends fasthttp's own messages to zerolog at debug level:

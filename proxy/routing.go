@@ -60,5 +60,7 @@ func normalizeRequest(req *fasthttp.Request) {
 func (p *Proxy) park(ctx *fasthttp.RequestCtx, r *route.Route, deadline time.Time) (*watch.State, error) {
 	gone, stop := park.WatchClose(ctx.Conn())
 	defer stop()
+	start := time.Now()
+	defer func() { exchangeOf(ctx).parkedFor(time.Since(start)) }()
 	return p.core.Waiter.Wait(r, deadline, gone)
 }

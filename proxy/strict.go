@@ -163,6 +163,8 @@ type clientBody struct {
 	client  net.Conn
 	timeout time.Duration
 	rd      upstream.IdleDeadline
+	// x counts the body's bytes for the access log.
+	x *exchange
 }
 
 type clientBodyError struct{ err error }
@@ -183,6 +185,9 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.r.Read(p)
+	if b.x != nil {
+		b.x.bytesIn += int64(n)
+	}
 	if b.left >= 0 {
 		if b.left -= int64(n); err == io.EOF && b.left > 0 {
 			err = io.ErrUnexpectedEOF // RFC 9112 §8: an incomplete message

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -105,10 +106,21 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 // and recycle ctx instead of holding them for the tunnel's life: with
 // KeepHijackedConns the connection is ours to close, and the tunnel does.
 func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Route, st *watch.State, deadline time.Time, head []byte) {
+	// The connection's record: hijacked, it serves no other request.
+	x := exchangeOf(ctx)
+	defer func() {
+		if x.status == 0 { // unanswered: the client left, or shutdown
+			x.status = statusClientGone
+		}
+		x.emit() // once: the relay's end, if it started, writes it
+	}()
 	client, early, slot := takeOver(hj)
 	t, err := p.tunnels.Open(client)
 	if err != nil {
+		x.reason = reasonShutdown
 		p.retryLater(ctx, "agimo is shutting down")
+		x.stamp(&ctx.Response.Header)
+		x.status, x.bytesOut = ctx.Response.StatusCode(), int64(len(ctx.Response.Body()))
 		writeAnswer(client, &ctx.Response, r.UpstreamTimeout)
 		client.Close()
 		slot.Release()
@@ -120,24 +132,30 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 		t.End()
 		slot.Release()
 	}
-	up, err := p.dialUpstream(ctx, t, r, st, deadline)
+	up, err := p.dialUpstream(ctx, t, r, st, deadline, x)
 	if err == nil {
 		err = t.SetUpstream(up)
 	}
 	var late []byte
 	if err == nil {
-		late, err = p.handshake(client, up, r, head)
+		late, err = p.handshake(client, up, r, head, x)
 	}
 	if err != nil {
 		// A tunnel closed meanwhile (shutdown) has no client left to tell.
 		if !errors.Is(err, errAnswered) && t.Context().Err() == nil {
-			p.handshakeFailed(ctx, client, r, err)
+			p.handshakeFailed(ctx, client, r, err, x)
+		} else if x.reason == "" && x.status == 0 {
+			x.reason = reasonShutdown
 		}
 		end()
 		r.EndRequest()
 		return
 	}
-	// Owned by the tunnel: the registry's Wait waits for its End.
+	// Owned by the tunnel: the registry's Wait waits for its End. The
+	// line is written at the tunnel's end, not by this function's defer.
+	tx := x.clone()
+	tx.status = fasthttp.StatusSwitchingProtocols
+	x.log, x.status = nil, fasthttp.StatusSwitchingProtocols
 	go func() {
 		defer end() // last, so that Wait covers this whole goroutine
 		defer r.EndRequest()
@@ -145,10 +163,16 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 		m.Open.Inc()
 		defer m.Open.Dec()
 		start := time.Now()
+		var in, out atomic.Int64
 		// tunnel_idle_timeout (0: never) closes a tunnel that moved no
 		// byte for that long, pings included, keepalives not.
-		err := t.Relay(early, late, tunnel.Options{Up: m.Up.AddInt64, Down: m.Down.AddInt64, IdleTimeout: r.Svc.TunnelIdleTimeout.Duration})
+		err := t.Relay(early, late, tunnel.Options{
+			Up:          func(n int64) { m.Up.AddInt64(n); in.Add(n) },
+			Down:        func(n int64) { m.Down.AddInt64(n); out.Add(n) },
+			IdleTimeout: r.Svc.TunnelIdleTimeout.Duration})
 		p.log.Debug().Str("host", r.Host).Dur("duration", time.Since(start)).AnErr("reason", err).Msg("tunnel ended")
+		tx.bytesIn, tx.bytesOut = in.Load(), out.Load()
+		tx.emit()
 	}()
 }
 
@@ -163,7 +187,7 @@ var (
 // 101 to WebSocket it relays the 101 to the client and returns the bytes
 // the upstream sent right behind it (its first frame may share the 101's
 // segment), which must reach the client before anything spliced.
-func (p *Proxy) handshake(client, up net.Conn, r *route.Route, head []byte) ([]byte, error) {
+func (p *Proxy) handshake(client, up net.Conn, r *route.Route, head []byte, x *exchange) ([]byte, error) {
 	// Bound each read and write like a forwarded request's
 	// (upstream_timeout, as an idle timeout).
 	uc := upstream.WithIdleTimeout(up, r.UpstreamTimeout)
@@ -188,6 +212,8 @@ func (p *Proxy) handshake(client, up net.Conn, r *route.Route, head []byte) ([]b
 		// both connections. Tunnelling on the client's word alone would
 		// let it smuggle requests past the proxy (issue 3); only the 101
 		// switches protocols (RFC 9110 §7.8).
+		x.stamp(&resp.Header)
+		x.status = resp.StatusCode()
 		err := p.relayRefusal(client, r, resp)
 		up.Close() // done with: it need not wait for the client's linger
 		if err == nil {
@@ -203,7 +229,9 @@ func (p *Proxy) handshake(client, up net.Conn, r *route.Route, head []byte) ([]b
 	if err := up.SetDeadline(time.Time{}); err != nil {
 		return nil, fmt.Errorf("clear upstream deadline: %w", err)
 	}
+	x.stamp(&resp.Header)
 	if err := writeWithin(client, appendSwitchHead(nil, &resp.Header, proto), r.UpstreamTimeout); err != nil {
+		x.reason = reasonClientGone
 		p.log.Debug().Str("host", r.Host).Err(err).Msg("tunnel: write 101 to client")
 		return nil, errAnswered
 	}
@@ -262,11 +290,12 @@ func takeOver(c net.Conn) (net.Conn, []byte, *connSlot) {
 // dialUpstream connects to a ready endpoint of r, round robin as forward
 // does, retrying a refused connection until deadline (issue 2: an
 // endpoint just announced ready may not listen yet).
-func (p *Proxy) dialUpstream(ctx *fasthttp.RequestCtx, t *tunnel.Tunnel, r *route.Route, st *watch.State, deadline time.Time) (net.Conn, error) {
+func (p *Proxy) dialUpstream(ctx *fasthttp.RequestCtx, t *tunnel.Tunnel, r *route.Route, st *watch.State, deadline time.Time, x *exchange) (net.Conn, error) {
 	d := net.Dialer{Timeout: upstream.DialTimeout}
 	var c net.Conn
 	err := p.core.Attempt(r, st, deadline, func() (*watch.State, error) { return p.park(ctx, r, deadline) },
 		func(addr string) error {
+			x.upstream = addr
 			var err error
 			if c, err = d.DialContext(t.Context(), "tcp", addr); err != nil && !upstream.IsRefused(err) {
 				return fmt.Errorf("dial %s: %w", addr, err)
@@ -278,16 +307,20 @@ func (p *Proxy) dialUpstream(ctx *fasthttp.RequestCtx, t *tunnel.Tunnel, r *rout
 
 // handshakeFailed answers the client as forward would (502, 503 or 504)
 // unless it has left, and closes the connection.
-func (p *Proxy) handshakeFailed(ctx *fasthttp.RequestCtx, client net.Conn, r *route.Route, err error) {
+func (p *Proxy) handshakeFailed(ctx *fasthttp.RequestCtx, client net.Conn, r *route.Route, err error, x *exchange) {
 	if errors.Is(err, park.ErrClientGone) {
+		x.reason = reasonClientGone
 		return
 	}
 	if errors.Is(err, errNotWebSocket) {
+		x.reason = "upstream_" + stats.UpstreamProtocol
 		r.M.Errs[stats.UpstreamProtocol].Inc()
 		p.log.Debug().Str("host", r.Host).Err(err).Msg("upstream failed")
 		p.reply(ctx, fasthttp.StatusBadGateway, "upstream "+r.Host+" failed: "+stats.UpstreamProtocol)
 	} else {
 		p.upstreamFailed(ctx, r, err)
 	}
+	x.stamp(&ctx.Response.Header)
+	x.status, x.bytesOut = ctx.Response.StatusCode(), int64(len(ctx.Response.Body()))
 	writeAnswer(client, &ctx.Response, r.UpstreamTimeout)
 }
