@@ -21,6 +21,10 @@ func Kind(err error) string {
 		return stats.UpstreamPoolFull
 	case IsRefused(err):
 		return stats.UpstreamRefused
+	case errors.Is(err, errRedial):
+		// The pooled connection was gone and a new one could not be
+		// dialled (not retried: part of the request may be written).
+		return stats.UpstreamDial
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		return stats.UpstreamTimeout

@@ -2,11 +2,14 @@ package upstream
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agimo/agimo/stats"
 )
 
 // TestIdleConnFresh drives IdleConn directly: a reused connection whose
@@ -102,4 +105,14 @@ func TestIdleConnFresh(t *testing.T) {
 			t.Fatalf("got %v, which the handler would retry as a refused dial; want a plain failure", err)
 		}
 	})
+}
+
+// A failed redial of a pooled connection the upstream closed is a dial
+// error, whatever the dial's own error: its kind is "dial", not
+// "protocol" (an e2e run saw "connect: invalid argument" counted so).
+func TestRedialErrorKind(t *testing.T) {
+	err := fmt.Errorf("%w: redial %s: %v", errRedial, "10.0.0.1:80", syscall.EINVAL)
+	if got := Kind(err); got != stats.UpstreamDial {
+		t.Errorf("Kind(%v) = %q; want %q", err, got, stats.UpstreamDial)
+	}
 }
