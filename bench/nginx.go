@@ -53,6 +53,12 @@ events {
 
 http {
     access_log off;
+    # Agimo's X-Request-Id: the client's if it sent one, else a new one,
+    # forwarded upstream and returned to the client.
+    map $http_x_request_id $agimo_request_id {
+        default $http_x_request_id;
+        ""      $request_id;
+    }
     client_body_temp_path {{.Prefix}}/tmp/body;
     proxy_temp_path {{.Prefix}}/tmp/proxy;
     fastcgi_temp_path {{.Prefix}}/tmp/fastcgi;
@@ -93,6 +99,8 @@ http {
             # Agimo forwards the client's Host as sent: $http_host, not $host.
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Request-Id $agimo_request_id;
+            add_header X-Request-Id $agimo_request_id always;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $http_host;
             proxy_set_header Connection "";
@@ -109,6 +117,8 @@ http {
         location / {
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Request-Id $agimo_request_id;
+            add_header X-Request-Id $agimo_request_id always;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $http_host;
             proxy_set_header Upgrade $http_upgrade;

@@ -55,6 +55,12 @@ events {
 
 http {
     access_log off;
+    # Agimo's X-Request-Id: the client's if it sent one, else a new one,
+    # forwarded upstream and returned to the client.
+    map $http_x_request_id $agimo_request_id {
+        default $http_x_request_id;
+        ""      $request_id;
+    }
     client_body_temp_path {{.Prefix}}/tmp/body;
     proxy_temp_path {{.Prefix}}/tmp/proxy;
     fastcgi_temp_path {{.Prefix}}/tmp/fastcgi;
@@ -98,6 +104,8 @@ http {
         location / {
             proxy_set_header Host $fwd_host;
             proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Request-Id $agimo_request_id;
+            add_header X-Request-Id $agimo_request_id always;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $fwd_host;
             proxy_set_header Connection "";
@@ -111,6 +119,8 @@ http {
         location / {
             proxy_set_header Host $fwd_host;
             proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Request-Id $agimo_request_id;
+            add_header X-Request-Id $agimo_request_id always;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $fwd_host;
             proxy_set_header Connection "";
@@ -123,6 +133,8 @@ http {
         server_name {{.GRPCHost}};
         location / {
             grpc_set_header X-Forwarded-For $remote_addr;
+            grpc_set_header X-Request-Id $agimo_request_id;
+            add_header X-Request-Id $agimo_request_id always;
             grpc_set_header X-Forwarded-Proto $scheme;
             grpc_set_header X-Forwarded-Host $fwd_host;
             grpc_pass grpc://grpc_up;

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -81,12 +83,23 @@ func upgradeHead(r *http.Request) []byte {
 	h.Set("X-Forwarded-For", ip)
 	h.Set("X-Forwarded-Proto", "http")
 	h.Set("X-Forwarded-Host", r.Host)
+	// A request ID, as Agimo sets one (kept if the client sent it).
+	if h.Get("X-Request-Id") == "" {
+		h.Set("X-Request-Id", fmt.Sprintf("%016x%016x", relayIDPrefix, relayIDs.Add(1)))
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", r.Method, r.RequestURI, r.Host)
 	h.Write(&b)
 	b.WriteString("\r\n")
 	return []byte(b.String())
 }
+
+// relayIDPrefix and relayIDs make request IDs as Agimo's: a per-process
+// random prefix and a counter.
+var (
+	relayIDPrefix = rand.Uint64()
+	relayIDs      atomic.Uint64
+)
 
 func isUpgrade(r *http.Request) bool {
 	if r.Header.Get("Upgrade") == "" {
