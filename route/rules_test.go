@@ -2,6 +2,7 @@ package route
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -240,5 +241,24 @@ func BenchmarkLookup(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		tb.Lookup(host, path)
+	}
+}
+
+// TestLookupCatchAll: the catch-all host "*" (an Ingress's defaultBackend)
+// takes what no exact or wildcard host's rules accept, and nothing else.
+func TestLookupCatchAll(t *testing.T) {
+	tb := buildTable(t, append(slices.Clone(splitEntries), entry{host: "*", name: "default"})...)
+	tests := []struct{ host, path, want string }{
+		{"a.ex.test", "/api/x", "api"},
+		{"x.ex.test", "/", "wild"},
+		{"x.y.ex.test", "/", "default"},
+		{"c.example", "/v2", "default"},
+		{"unknown.example", "/", "default"},
+	}
+	for _, tt := range tests {
+		r, status := tb.Lookup([]byte(tt.host), []byte(tt.path))
+		if r == nil || r.Svc.ServiceName != tt.want {
+			t.Errorf("Lookup(%q, %q) = %v, %d; want %q", tt.host, tt.path, r, status, tt.want)
+		}
 	}
 }
