@@ -144,7 +144,7 @@ grep -A1 -F 'resources: ["ingresses/status"]' <<<"$ing_role" | grep -qF 'verbs: 
 grep -A1 -F 'resources: ["events"]' <<<"$ing_role" | grep -qF 'verbs: ["create", "patch"]' || fail "ingress: no rule to create Events"
 grep -qF 'ingress_class = "agimo"' "$OUT/ingress.yaml" || fail "ingress: ingress.class not added to the config"
 grep -qF -- '--publish-service=agimo-chart-check/agimo' "$OUT/ingress.yaml" || fail "ingress: no --publish-service"
-grep -A8 '^kind: IngressClass$' "$OUT/ingress.yaml" | grep -qF 'ingressclass.kubernetes.io/is-default-class: "true"' ||
+awk '/^kind: IngressClass$/,/^---$/' "$OUT/ingress.yaml" | grep -qF 'ingressclass.kubernetes.io/is-default-class: "true"' ||
   fail "ingress: the created IngressClass is not the default"
 grep -qF 'controller: agimo.dev/ingress-controller' "$OUT/ingress.yaml" || fail "ingress: IngressClass controller"
 awk '/config.toml: \|/{f=1;next} f&&/^[^ ]/{f=0} f' "$OUT/ingress.yaml" | sed 's/^    //' >"$OUT/ingress.toml"
