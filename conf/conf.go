@@ -103,6 +103,10 @@ type Service struct {
 	// segment boundaries (issue 12); default ["/"], every path. Validate
 	// removes a trailing "/" ("/api/" is "/api").
 	Paths []string `toml:"paths"`
+	// ExactPaths are paths this entry serves only as they are: "/a" but
+	// not "/a/" or "/a/x". Not a TOML key: an Ingress's pathType Exact
+	// (package ingress). An entry with exact paths has no default Paths.
+	ExactPaths []string `toml:"-"`
 
 	// Timeout overrides Config.Timeout for this service.
 	Timeout Duration `toml:"timeout"`

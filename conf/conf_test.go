@@ -1009,6 +1009,21 @@ func TestIngressClass(t *testing.T) {
 	if _, err := c.WithServices([]Service{extra[1], extra[1]}); err == nil {
 		t.Error("WithServices(same host and path twice) = nil; want an error")
 	}
+	// Exact paths (an Ingress's pathType Exact): no default "/", their
+	// own claims, checked as paths are.
+	exact := extra[1]
+	exact.Paths, exact.ExactPaths = nil, []string{"/api"}
+	m, err = c.WithServices([]Service{extra[1], exact})
+	if err != nil || m.Services[1].Paths != nil {
+		t.Errorf("WithServices(prefix and exact /api) = %v, paths %q; want no error, no default path", err, m.Services[1].Paths)
+	}
+	if _, err := c.WithServices([]Service{exact, exact}); err == nil {
+		t.Error("WithServices(same exact path twice) = nil; want an error")
+	}
+	exact.ExactPaths = []string{"api"}
+	if _, err := c.WithServices([]Service{exact}); err == nil || !strings.Contains(err.Error(), `invalid exact path "api"`) {
+		t.Errorf("WithServices(exact path without /) = %v; want invalid exact path", err)
+	}
 
 	s, err := c.CheckService(extra[1])
 	if err != nil || s.MinReplicas != 1 || s.Timeout.Duration != 7*time.Second {

@@ -177,7 +177,7 @@ func (c *Controller) Merge(file *conf.Config) (*conf.Config, error) {
 	c.prev, c.class = res.Settings, file.IngressClass
 	routes := make(map[string]bool, len(res.Services))
 	for _, s := range res.Services {
-		routes[fmt.Sprintf("%s%s -> %s/%s:%d", hostOf(s.Host), s.Paths[0], s.Namespace, s.ServiceName, s.ServicePort)] = true
+		routes[fmt.Sprintf("%s %s -> %s/%s:%d", hostOf(s.Host), RulePath(&s), s.Namespace, s.ServiceName, s.ServicePort)] = true
 	}
 	for r := range routes {
 		if !c.routes[r] {

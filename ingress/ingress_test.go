@@ -47,7 +47,7 @@ func backend(name string, port any) networkingv1.IngressBackend {
 }
 
 // ing makes an Ingress created at minute age; rules are "host path name port",
-// host "-" for none.
+// host "-" for none, a path "=/x" for pathType Exact.
 func ing(ns, name string, className *string, age int, rules ...string) *networkingv1.Ingress {
 	i := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
 		CreationTimestamp: metav1.NewTime(time.Date(2026, 1, 1, 0, age, 0, 0, time.UTC))},
@@ -59,6 +59,9 @@ func ing(ns, name string, className *string, age int, rules ...string) *networki
 			port = n
 		}
 		pt := networkingv1.PathTypePrefix
+		if exact, ok := strings.CutPrefix(f[1], "="); ok {
+			pt, f[1] = networkingv1.PathTypeExact, exact
+		}
 		if f[0] == "-" {
 			f[0] = "" // no host: every host
 		}
@@ -102,7 +105,7 @@ func started(t *testing.T, opts Options, objs ...runtime.Object) (*Controller, *
 func routes(cfg *conf.Config, skip int) []string {
 	var out []string
 	for _, s := range cfg.Services[skip:] {
-		out = append(out, fmt.Sprintf("%s %s -> %s/%s:%d", s.Host, strings.Join(s.Paths, ","), s.Namespace, s.ServiceName, s.ServicePort))
+		out = append(out, fmt.Sprintf("%s %s -> %s/%s:%d", s.Host, RulePath(&s), s.Namespace, s.ServiceName, s.ServicePort))
 	}
 	return out
 }
@@ -144,7 +147,7 @@ func TestTranslate(t *testing.T) {
 	def.Spec.DefaultBackend = &b
 	objs := []runtime.Object{
 		class("agimo", true), other, web, withTLS, def,
-		ing("apps", "first", ptr("agimo"), 1, "a.test /api api 80", "a.test /toml api 80"),
+		ing("apps", "first", ptr("agimo"), 1, "a.test /api api 80", "a.test /toml api 80", "a.test =/api web 80"),
 		ing("apps", "second", nil, 2, "a.test /api web 80", "a.test /web/ web 80", "- /any web 80"),
 		ing("apps", "foreign", ptr("nginx"), 0, "c.test / web 80"),
 		ing("apps", "badport", ptr("agimo"), 5, "d.test / web nope"),
@@ -160,6 +163,7 @@ func TestTranslate(t *testing.T) {
 	got := routes(merged, 1)
 	want := []string{
 		"a.test /api -> apps/api:80",
+		"a.test =/api -> apps/web:80",
 		"a.test /web -> apps/web:80",
 		"* /any -> apps/web:80",
 		"b.test / -> apps/web:8080",
@@ -223,7 +227,7 @@ func TestAnnotations(t *testing.T) {
 		AnnotationProbePaths: "/healthz, /api/ready", AnnotationMaxParked: "7",
 	}
 	c, client, rec := started(t, Options{}, class("agimo", false), svc("apps", "web", good),
-		ing("apps", "i", ptr("agimo"), 1, "a.test / web 80", "a.test /api web 80"))
+		ing("apps", "i", ptr("agimo"), 1, "a.test / web 80", "a.test /api web 80", "a.test =/healthz web 80"))
 	file := fileConfig(t, "ingress_class = \"agimo\"\n")
 	m, err := c.Merge(file)
 	if err != nil {
@@ -236,9 +240,12 @@ func TestAnnotations(t *testing.T) {
 			s.MinReplicas != 2 || s.IdleAfter.Duration != 5*time.Minute || !s.WaitingPage || s.MaxParked != 7 {
 			t.Errorf("settings = %+v; want the annotations'", s)
 		}
-		// Each rule keeps the probe paths it routes.
-		if !slices.Equal(m.Services[0].ProbePaths, []string{"/healthz"}) || !slices.Equal(m.Services[1].ProbePaths, []string{"/api/ready"}) {
-			t.Errorf("probe paths = %q, %q; want [/healthz], [/api/ready]", m.Services[0].ProbePaths, m.Services[1].ProbePaths)
+		// Each rule keeps the probe paths routed to it: the exact
+		// /healthz takes /healthz from /.
+		if len(m.Services[0].ProbePaths) != 0 || !slices.Equal(m.Services[1].ProbePaths, []string{"/api/ready"}) ||
+			!slices.Equal(m.Services[2].ProbePaths, []string{"/healthz"}) {
+			t.Errorf("probe paths = %q, %q, %q; want [], [/api/ready], [/healthz]",
+				m.Services[0].ProbePaths, m.Services[1].ProbePaths, m.Services[2].ProbePaths)
 		}
 	}
 	check(m)

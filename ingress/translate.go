@@ -101,6 +101,9 @@ func Translate(base *conf.Config, snap Snapshot, prev map[types.NamespacedName]S
 		for _, p := range s.Paths {
 			claimed[s.Host+" "+p] = "the config file"
 		}
+		for _, p := range s.ExactPaths {
+			claimed[s.Host+" ="+p] = "the config file"
+		}
 	}
 	for _, ing := range snap.Ingresses {
 		if Serves(base.IngressClass, snap.Classes, ing) {
@@ -116,9 +119,9 @@ func Translate(base *conf.Config, snap Snapshot, prev map[types.NamespacedName]S
 	t := translator{base: base, snap: snap, prev: prev, res: &res}
 	for _, ing := range res.Served {
 		for _, s := range t.ingress(ing) {
-			key := s.Host + " " + s.Paths[0]
+			key := s.Host + " " + RulePath(&s)
 			if who, taken := claimed[key]; taken {
-				t.problem(ing, "RouteConflict", "host %q path %q is already served by %s; this rule is ignored", hostOf(s.Host), s.Paths[0], who)
+				t.problem(ing, "RouteConflict", "host %q path %q is already served by %s; this rule is ignored", hostOf(s.Host), RulePath(&s), who)
 				continue
 			}
 			claimed[key] = "Ingress " + ing.Namespace + "/" + ing.Name
@@ -130,17 +133,29 @@ func Translate(base *conf.Config, snap Snapshot, prev map[types.NamespacedName]S
 	for i := range res.Services {
 		s := &res.Services[i]
 		s.ProbePaths = slices.DeleteFunc(s.ProbePaths, func(pp string) bool {
+			if claimed[s.Host+" ="+pp] != "" {
+				return RulePath(s) != "="+pp // an exact path wins
+			}
 			best := ""
 			for k := range claimed {
 				h, p, _ := strings.Cut(k, " ")
-				if h == s.Host && under(pp, p) && len(p) > len(best) {
+				if h == s.Host && !strings.HasPrefix(p, "=") && under(pp, p) && len(p) > len(best) {
 					best = p
 				}
 			}
-			return best != s.Paths[0]
+			return best != RulePath(s)
 		})
 	}
 	return res
+}
+
+// RulePath is the one path of an entry Translate made: "/api" for a
+// prefix, "=/api" for an exact path.
+func RulePath(s *conf.Service) string {
+	if len(s.ExactPaths) > 0 {
+		return "=" + s.ExactPaths[0]
+	}
+	return s.Paths[0]
 }
 
 // hostOf names a host in messages: "*" is the catch-all.
@@ -175,15 +190,20 @@ func (t *translator) ingress(ing *networkingv1.Ingress) []conf.Service {
 		return ""
 	}
 	var out []conf.Service
-	add := func(host, path string, b *networkingv1.IngressBackend, where string) {
+	add := func(host, path string, exact bool, b *networkingv1.IngressBackend, where string) {
 		s, ok := t.backend(ing, b, where)
 		if !ok {
 			return
 		}
 		s.Host, s.Paths = host, []string{path}
+		if exact {
+			s.Paths, s.ExactPaths = nil, []string{path}
+		}
 		// The Service's probe paths are its own; each rule keeps those
 		// it routes (conf requires a probe path to reach its entry).
-		s.ProbePaths = slices.DeleteFunc(slices.Clone(s.ProbePaths), func(pp string) bool { return !under(pp, path) })
+		s.ProbePaths = slices.DeleteFunc(slices.Clone(s.ProbePaths), func(pp string) bool {
+			return exact && pp != path || !exact && !under(pp, path)
+		})
 		if host != conf.CatchAllHost {
 			s.TLSSecret = tlsFor(host)
 		}
@@ -197,7 +217,7 @@ func (t *translator) ingress(ing *networkingv1.Ingress) []conf.Service {
 	if b := ing.Spec.DefaultBackend; b != nil {
 		// The default backend takes what no rule of any host takes: the
 		// catch-all host, all paths.
-		add(conf.CatchAllHost, "/", b, "defaultBackend")
+		add(conf.CatchAllHost, "/", false, b, "defaultBackend")
 	}
 	for i, r := range ing.Spec.Rules {
 		if r.HTTP == nil {
@@ -212,10 +232,10 @@ func (t *translator) ingress(ing *networkingv1.Ingress) []conf.Service {
 			if path == "" {
 				path = "/"
 			}
-			// Exact is served as Prefix: Agimo's rules match path
-			// prefixes on segment boundaries, so an Exact "/a" also takes
-			// "/a/x". ImplementationSpecific is Prefix.
-			add(host, path, &p.Backend, fmt.Sprintf("rules[%d].http.paths[%d]", i, j))
+			// Exact matches the raw path byte for byte (route.Match);
+			// Prefix and ImplementationSpecific are segment prefixes.
+			exact := p.PathType != nil && *p.PathType == networkingv1.PathTypeExact
+			add(host, path, exact, &p.Backend, fmt.Sprintf("rules[%d].http.paths[%d]", i, j))
 		}
 	}
 	return out

@@ -101,7 +101,10 @@ func Build(cfg *conf.Config, r Readiness, set *metrics.Set) (*Table, error) {
 		}
 		t.routes = append(t.routes, rt)
 		paths := s.Paths
-		if len(paths) == 0 {
+		for _, p := range s.ExactPaths {
+			t.hosts[s.Host] = append(t.hosts[s.Host], Rule{Match: Match{PathExact: p}, Route: rt})
+		}
+		if len(paths) == 0 && len(s.ExactPaths) == 0 {
 			paths = conf.DefaultPaths // a config not through Validate (tests)
 		}
 		for _, p := range paths {
@@ -141,7 +144,7 @@ func (t *Table) CarryOver(old *Table) {
 
 // entryKey identifies a [[services]] entry across reloads.
 func entryKey(s *conf.Service) string {
-	return s.Host + " " + strings.Join(s.Paths, " ")
+	return s.Host + " " + strings.Join(s.Paths, " ") + " =" + strings.Join(s.ExactPaths, " =")
 }
 
 // Len is the number of routes.

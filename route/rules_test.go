@@ -262,3 +262,36 @@ func TestLookupCatchAll(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupExact: an exact path (Ingress's pathType Exact) takes only
+// itself, byte for byte, before any prefix of its host.
+func TestLookupExact(t *testing.T) {
+	cfg := &conf.Config{Services: []conf.Service{
+		{Host: "a.test", Type: "deployment", Namespace: "apps", Name: "root", ServiceName: "root", ServicePort: 80},
+		{Host: "a.test", Type: "deployment", Namespace: "apps", Name: "api", ServiceName: "api", ServicePort: 80, Paths: []string{"/api"}},
+		{Host: "a.test", Type: "deployment", Namespace: "apps", Name: "exact", ServiceName: "exact", ServicePort: 80, ExactPaths: []string{"/api"}},
+		{Host: "a.test", Type: "deployment", Namespace: "apps", Name: "slash", ServiceName: "slash", ServicePort: 80, ExactPaths: []string{"/x/"}},
+	}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := Build(cfg, anyReady{}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ path, want string }{
+		{"/api", "exact"},
+		{"/api/", "api"},
+		{"/api/x", "api"},
+		{"/API", "root"},
+		{"/x/", "slash"},
+		{"/x", "root"},
+		{"/", "root"},
+	}
+	for _, tt := range tests {
+		r, status := tb.Lookup([]byte("a.test"), []byte(tt.path))
+		if r == nil || r.Svc.ServiceName != tt.want {
+			t.Errorf("Lookup(a.test, %q) = %v, %d; want %q", tt.path, r, status, tt.want)
+		}
+	}
+}
