@@ -19,12 +19,20 @@ func ingressPath(path, svc string, port int32, portName string) networkingv1.HTT
 	return networkingv1.HTTPIngressPath{Path: path, PathType: &pt, Backend: networkingv1.IngressBackend{Service: b}}
 }
 
+// exactPath makes p's pathType Exact.
+func exactPath(p networkingv1.HTTPIngressPath) networkingv1.HTTPIngressPath {
+	pt := networkingv1.PathTypeExact
+	p.PathType = &pt
+	return p
+}
+
 func ingressRule(host string, paths ...networkingv1.HTTPIngressPath) networkingv1.IngressRule {
 	return networkingv1.IngressRule{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{
 		HTTP: &networkingv1.HTTPIngressRuleValue{Paths: paths}}}
 }
 
-// Issue 12: an Ingress of Agimo's class with two hosts and path rules to two Services,
+// Issue 12: an Ingress of Agimo's class with two hosts and path rules (Prefix, a port by
+// name, Exact) to two Services,
 // one hot and one cold; the cold one is woken through its Service's annotations
 // (agimo.dev/workload, agimo.dev/wake), its request parked meanwhile and released on
 // readiness, while the Ingress is changed under it; status.loadBalancer is written from
@@ -59,7 +67,8 @@ func TestIngress(t *testing.T) {
 	ing := &networkingv1.Ingress{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
 		Spec: networkingv1.IngressSpec{IngressClassName: &class, Rules: []networkingv1.IngressRule{
-			ingressRule(hostA, ingressPath("/", "hot", 80, ""), ingressPath("/api", "cold", 0, "http")),
+			ingressRule(hostA, ingressPath("/", "hot", 80, ""), ingressPath("/api", "cold", 0, "http"),
+				exactPath(ingressPath("/api/status", "hot", 80, ""))),
 			ingressRule(hostB, ingressPath("/", "cold", 80, "")),
 		}},
 	}
@@ -73,6 +82,7 @@ func TestIngress(t *testing.T) {
 	// The hot Service answers at once; path rules split host a.
 	expectFrom(t, a.get(hostA, "/"), hotPod)
 	expectFrom(t, a.get(hostA, "/other"), hotPod)
+	expectFrom(t, a.get(hostA, "/api/status"), hotPod) // Exact, before the cold /api prefix
 	eventually(t, 20*time.Second, "status.loadBalancer written", func() bool {
 		got, err := ingAPI.Get(ctx(t), "web", metav1.GetOptions{})
 		return err == nil && len(got.Status.LoadBalancer.Ingress) == 1 && got.Status.LoadBalancer.Ingress[0].IP == "192.0.2.10"
