@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +37,8 @@ func ingressRule(host string, paths ...networkingv1.HTTPIngressPath) networkingv
 // one hot and one cold; the cold one is woken through its Service's annotations
 // (agimo.dev/workload, agimo.dev/wake), its request parked meanwhile and released on
 // readiness, while the Ingress is changed under it; status.loadBalancer is written from
-// --publish-address.
+// --publish-address; a conflict and a bad annotation are Events; a deleted Ingress's hosts
+// go, or pass to the Ingress that had lost them.
 func TestIngress(t *testing.T) {
 	ns := newNamespace(t)
 	class := ns // IngressClasses are cluster-wide: one per test run
@@ -118,11 +120,53 @@ func TestIngress(t *testing.T) {
 		t.Errorf("agimo_wakeups_total{host=%q} = %v; want 1", hostA, got)
 	}
 
+	// A younger Ingress claiming a served host and path loses, with an Event on it; a bad
+	// annotation is an Event on its Service, whose settings stay.
+	late := &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: "late", Namespace: ns},
+		Spec: networkingv1.IngressSpec{IngressClassName: &class, Rules: []networkingv1.IngressRule{
+			ingressRule(hostB, ingressPath("/", "hot", 80, "")),
+		}},
+	}
+	if _, err := ingAPI.Create(ctx(t), late, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc, err = env.client.CoreV1().Services(ns).Get(ctx(t), "cold", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Annotations["agimo.dev/timeout"] = "soon"
+	if _, err := env.client.CoreV1().Services(ns).Update(ctx(t), svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct{ kind, name, reason string }{
+		{"Ingress", "late", "RouteConflict"}, {"Service", "cold", "BadAnnotation"},
+	} {
+		eventually(t, 20*time.Second, want.reason+" Event on "+want.kind+" "+want.name, func() bool {
+			evs, err := env.client.CoreV1().Events(ns).List(ctx(t), metav1.ListOptions{})
+			if err != nil {
+				return false
+			}
+			for _, e := range evs.Items {
+				if e.InvolvedObject.Kind == want.kind && e.InvolvedObject.Name == want.name && e.Reason == want.reason && e.Type == "Warning" {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	expectFrom(t, a.get(hostB, "/"), coldPod) // still the oldest Ingress's
+
 	// The Ingress removed: its hosts are gone.
 	if err := ingAPI.Delete(ctx(t), "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "routes of the deleted Ingress removed", func() bool {
-		return a.get(hostB, "/").Status == 404
+		return a.get(hostA, "/").Status == 404
+	})
+	// Host b now goes to the younger Ingress, which had lost it.
+	eventually(t, 20*time.Second, "host b taken over by the younger Ingress", func() bool {
+		r := a.get(hostB, "/")
+		return r.Status == 200 && strings.Contains(r.Body, "pod="+hotPod.Name+" ")
 	})
 }
