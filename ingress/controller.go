@@ -63,11 +63,14 @@ type Controller struct {
 	changes   chan struct{}
 	stopBcast func()
 
-	mu       sync.Mutex // Merge's state, between reloads
-	class    string     // the IngressClass of the last merge
-	prev     map[types.NamespacedName]Settings
-	routes   map[string]bool // "host path -> ns/svc:port" of the last merge
-	problems map[Problem]bool
+	mu    sync.Mutex // Merge's state, between reloads
+	class string     // the IngressClass of the last merge
+	// classFound: that IngressClass exists with Agimo's controller (its
+	// absence is logged when it starts).
+	classFound bool
+	prev       map[types.NamespacedName]Settings
+	routes     map[string]bool // "host path -> ns/svc:port" of the last merge
+	problems   map[Problem]bool
 }
 
 // New makes a controller; nothing runs before Start.
@@ -75,7 +78,7 @@ func New(opts Options) *Controller {
 	if opts.Debounce <= 0 {
 		opts.Debounce = DefaultDebounce
 	}
-	c := &Controller{opts: opts, changes: make(chan struct{}, 1), stopBcast: func() {}}
+	c := &Controller{opts: opts, changes: make(chan struct{}, 1), stopBcast: func() {}, classFound: true}
 	if c.opts.Recorder == nil {
 		b := record.NewBroadcaster()
 		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: opts.Client.CoreV1().Events("")})
@@ -118,6 +121,7 @@ func (c *Controller) Start(ctx context.Context) error {
 			return fmt.Errorf("ingress: %v not synced: %w", typ, context.Cause(ctx))
 		}
 	}
+	c.opts.Log.Info().Msg("ingress: informer caches synced")
 	return nil
 }
 
@@ -175,6 +179,15 @@ func (c *Controller) Merge(file *conf.Config) (*conf.Config, error) {
 		return nil, fmt.Errorf("ingress routes: %w", err)
 	}
 	c.prev, c.class = res.Settings, file.IngressClass
+	if found := file.IngressClass == "" || slices.ContainsFunc(c.snapshot().Classes, func(ic *networkingv1.IngressClass) bool {
+		return ic.Name == file.IngressClass && ic.Spec.Controller == ControllerName
+	}); found != c.classFound {
+		c.classFound = found
+		if !found {
+			c.opts.Log.Warn().Str("ingress_class", file.IngressClass).Str("controller", ControllerName).
+				Msg("ingress: no IngressClass of this name with Agimo's controller: no Ingress is served")
+		}
+	}
 	routes := make(map[string]bool, len(res.Services))
 	for _, s := range res.Services {
 		routes[fmt.Sprintf("%s %s -> %s/%s:%d", hostOf(s.Host), RulePath(&s), s.Namespace, s.ServiceName, s.ServicePort)] = true
