@@ -1025,6 +1025,12 @@ func TestIngressClass(t *testing.T) {
 		t.Errorf("WithServices(exact path without /) = %v; want invalid exact path", err)
 	}
 
+	// The catch-all host is a TOML host too.
+	ca, err := Load(writeConfig(t, "[[services]]\nhost = \"*\"\ntype = \"deploy\"\nnamespace = \"a\"\nname = \"d\"\nservice_name = \"d\"\nservice_port = 80\n"))
+	if err != nil || ca.Services[0].Host != CatchAllHost {
+		t.Errorf("Load(host = \"*\") = %v; want the catch-all host", err)
+	}
+
 	s, err := c.CheckService(extra[1])
 	if err != nil || s.MinReplicas != 1 || s.Timeout.Duration != 7*time.Second {
 		t.Errorf("CheckService = %+v, %v; want defaults applied, timeout 7s", s, err)
