@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/ingress"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/stats"
 	"github.com/agimo/agimo/watch"
@@ -61,6 +63,7 @@ type flags struct {
 	accessLogSample                              float64
 	accessLogQueryMax                            int
 	drainDelay, shutdownTimeout                  time.Duration
+	publishService, publishAddress               string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -93,6 +96,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		"on SIGTERM, keep serving this long with /readyz failing, so load balancers stop sending")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 25*time.Second,
 		"after the drain delay, how long in-flight requests may take to finish")
+	fs.StringVar(&f.publishService, "publish-service", os.Getenv("AGIMO_PUBLISH_SERVICE"),
+		"NAMESPACE/NAME of Agimo's Service, whose LoadBalancer ingress (else ClusterIP) served Ingresses' status shows [$AGIMO_PUBLISH_SERVICE]")
+	fs.StringVar(&f.publishAddress, "publish-address", os.Getenv("AGIMO_PUBLISH_ADDRESS"),
+		"IP addresses or host names, comma-separated, that served Ingresses' status shows instead [$AGIMO_PUBLISH_ADDRESS]")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -111,6 +118,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, fmt.Errorf("invalid --access-log-sample %v: want a share above 0 and at most 1", f.accessLogSample)
 	case f.accessLogQueryMax < 0:
 		return nil, fmt.Errorf("invalid --access-log-query-max %d: want 0 or more", f.accessLogQueryMax)
+	}
+	if ns, name, ok := strings.Cut(f.publishService, "/"); f.publishService != "" && (!ok || ns == "" || name == "") {
+		return nil, fmt.Errorf("invalid --publish-service %q: want NAMESPACE/NAME", f.publishService)
 	}
 	return &f, nil
 }
@@ -151,6 +161,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	client, err := kubernetes.NewForConfig(kcfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
+	}
+
+	// Routes from the cluster (issue 12): the Ingresses of ingress_class
+	// become extra entries, merged with the file's before every build.
+	fileCfg := cfg
+	var ing *ingress.Controller
+	clusterChanged := make(chan struct{}, 1)
+	if cfg.IngressClass != "" {
+		ing = ingress.New(ingress.Options{Client: client, Log: log,
+			PublishService: f.publishService, PublishAddress: f.publishAddress,
+			Changed: func() {
+				select {
+				case clusterChanged <- struct{}{}:
+				default:
+				}
+			}})
+		ictx, icancel := context.WithCancel(ctx)
+		defer func() { icancel(); ing.Close() }()
+		if err := ing.Start(ictx); err != nil {
+			return err
+		}
+		if cfg, err = ing.Merge(fileCfg); err != nil {
+			return err
+		}
 	}
 
 	set := metrics.NewSet()
@@ -262,6 +296,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		conf.WatchFile(gctx, f.conf, loaded, 2*time.Second, trigger)
 		return nil
 	})
+	if ing != nil {
+		g.Go(func() error { ing.Run(gctx); return nil })
+	}
 	g.Go(func() error {
 		for {
 			select {
@@ -270,7 +307,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			case <-hup:
 				trigger()
 			case <-reloads:
-				reload(gctx, f.conf, srv, w, log, set)
+				if c := reload(gctx, f.conf, nil, ing, srv, w, log, set); c != nil {
+					fileCfg = c
+				}
+			case <-clusterChanged:
+				// The last valid file with the cluster's routes now.
+				reload(gctx, f.conf, fileCfg, ing, srv, w, log, set)
 			}
 		}
 	})
@@ -319,10 +361,23 @@ func pprofHandler() http.Handler {
 // free again for the next one, the operator's revert say.
 var reloadTimeout = 30 * time.Second
 
-// reload loads the config file again and switches to it if it is valid
-// and its new informers sync within reloadTimeout.
-func reload(ctx context.Context, path string, srv *servers, w *watch.Watcher, log zerolog.Logger, set *metrics.Set) {
-	cfg, err := conf.Load(path)
+// reload loads the config file again (or takes file, the last one loaded,
+// when the cluster's routes changed), merges the routes from the cluster
+// (ing, nil if off), and switches to the result if it is valid and its
+// new informers sync within reloadTimeout. It returns the file's config
+// when it was loaded and applied, else nil.
+func reload(ctx context.Context, path string, file *conf.Config, ing *ingress.Controller, srv *servers, w *watch.Watcher,
+	log zerolog.Logger, set *metrics.Set) *conf.Config {
+	var err error
+	if file == nil {
+		file, err = conf.Load(path)
+	}
+	cfg := file
+	if err == nil && ing != nil {
+		cfg, err = ing.Merge(file)
+	} else if err == nil && file.IngressClass != "" {
+		log.Warn().Str("ingress_class", file.IngressClass).Msg("ingress_class set by a reload: takes effect at the next restart")
+	}
 	if err == nil {
 		rctx, cancel := context.WithTimeoutCause(ctx, reloadTimeout,
 			fmt.Errorf("not synced within %v", reloadTimeout))
@@ -333,10 +388,11 @@ func reload(ctx context.Context, path string, srv *servers, w *watch.Watcher, lo
 		set.GetOrCreateCounter(`agimo_config_reloads_total{result="error"}`).Inc()
 		set.GetOrCreateGauge("agimo_config_last_reload_successful", nil).Set(0)
 		log.Error().Err(err).Str("conf", path).Msg("config reload rejected; still serving the previous config")
-		return
+		return nil
 	}
 	set.GetOrCreateCounter(`agimo_config_reloads_total{result="ok"}`).Inc()
 	set.GetOrCreateGauge("agimo_config_last_reload_successful", nil).Set(1)
+	return file
 }
 
 // newAccessLog starts the access log the flags ask for (nil: off).

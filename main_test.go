@@ -42,6 +42,7 @@ service_port = 80
 func TestCheck(t *testing.T) {
 	good := writeFile(t, "good.toml", goodConf)
 	bad := writeFile(t, "bad.toml", strings.Replace(goodConf, "service_port = 80", "service_port = 70000", 1))
+	ingressOnly := writeFile(t, "ingress.toml", "ingress_class = \"agimo\"\n")
 	badPair := writeFile(t, "pair.toml", goodConf+"tls_cert_file = \"/nonexistent/c.pem\"\ntls_key_file = \"/nonexistent/k.pem\"\n")
 	for _, tc := range []struct {
 		name    string
@@ -62,6 +63,8 @@ func TestCheck(t *testing.T) {
 		{"bad-access-log-format", []string{"--conf", good, "--access-log-format", "xml"}, "", `invalid --access-log-format "xml"`, ""},
 		{"bad-access-log-sample", []string{"--conf", good, "--access-log-sample", "0"}, "", "invalid --access-log-sample 0", ""},
 		{"bad-access-log-query-max", []string{"--conf", good, "--access-log-query-max", "-1"}, "", "invalid --access-log-query-max -1", ""},
+		{"bad-publish-service", []string{"--conf", good, "--publish-service", "agimo"}, "", `invalid --publish-service "agimo": want NAMESPACE/NAME`, ""},
+		{"ingress-only", []string{"--check", "--conf", ingressOnly}, "", "", "ok, 0 services"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("AGIMO_CONF", tc.env)

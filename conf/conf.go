@@ -75,6 +75,11 @@ type Config struct {
 	// TLSSecrets are shared or wildcard certificates, "NAMESPACE/NAME" of
 	// kubernetes.io/tls Secrets, served to any host they cover (issue 11).
 	TLSSecrets []string `toml:"tls_secrets"`
+	// IngressClass, if set, makes Agimo serve the Ingresses of the
+	// IngressClass of that name (controller agimo.dev/ingress-controller)
+	// besides Services (issue 12; package ingress). Then Services may be
+	// empty.
+	IngressClass string `toml:"ingress_class"`
 	// Services are the routes: one host, or one host's paths, each.
 	Services []Service `toml:"services"`
 
@@ -98,6 +103,10 @@ type Service struct {
 	// segment boundaries (issue 12); default ["/"], every path. Validate
 	// removes a trailing "/" ("/api/" is "/api").
 	Paths []string `toml:"paths"`
+	// ExactPaths are paths this entry serves only as they are: "/a" but
+	// not "/a/" or "/a/x". Not a TOML key: an Ingress's pathType Exact
+	// (package ingress). An entry with exact paths has no default Paths.
+	ExactPaths []string `toml:"-"`
 
 	// Timeout overrides Config.Timeout for this service.
 	Timeout Duration `toml:"timeout"`
@@ -458,4 +467,39 @@ func prefixFile(path string, err error) error {
 		ce.File = path
 	}
 	return err
+}
+
+// CatchAllHost is the host of an entry that serves the requests for hosts
+// no other entry claims, or whose paths no other entry of their host
+// accepts: an Ingress's defaultBackend, and rules without a host.
+const CatchAllHost = "*"
+
+// WithServices returns a copy of c (already validated) with extra entries
+// appended after its own, validated as a whole: the routes from the
+// cluster (package ingress) merged with the file's. Errors in the extra
+// entries name them services[N] past the file's, without a line.
+func (c *Config) WithServices(extra []Service) (*Config, error) {
+	m := *c
+	m.Services = append(slices.Clone(c.Services), extra...)
+	m.TLSSecrets = slices.Clone(c.TLSSecrets)
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// CheckService validates one entry as it would be in c (already
+// validated): the top-level settings it inherits are c's. It returns s
+// normalised, with its defaults applied.
+func (c *Config) CheckService(s Service) (Service, error) {
+	m := Config{
+		Timeout: c.Timeout, UpstreamTimeout: c.UpstreamTimeout, ClientHeaderTimeout: c.ClientHeaderTimeout,
+		ClientBodyTimeout: c.ClientBodyTimeout, SendTimeout: c.SendTimeout, MaxHeaderSize: c.MaxHeaderSize,
+		MaxConnections: c.MaxConnections, MaxParked: c.MaxParked, RequestID: c.RequestID,
+		TLSSecrets: c.TLSSecrets, Services: []Service{s},
+	}
+	if err := m.Validate(); err != nil {
+		return s, err
+	}
+	return m.Services[0], nil
 }

@@ -969,3 +969,75 @@ func TestOperatorKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestIngressClass: with ingress_class set a config needs no [[services]];
+// a bad class name is an error at its key; WithServices merges the
+// cluster's entries (a catch-all among them) and CheckService validates
+// one entry against the file's top-level settings.
+func TestIngressClass(t *testing.T) {
+	c, err := Load(writeConfig(t, "timeout = \"7s\"\ningress_class = \"agimo\"\n"))
+	if err != nil {
+		t.Fatalf("Load = %v; want no error", err)
+	}
+	if c.IngressClass != "agimo" || len(c.Services) != 0 {
+		t.Fatalf("got class %q, %d services; want \"agimo\", 0", c.IngressClass, len(c.Services))
+	}
+	_, err = Load(writeConfig(t, "ingress_class = \"Not_A_Name\"\n"))
+	if err == nil || !strings.Contains(err.Error(), ":1: ingress_class: invalid IngressClass name") {
+		t.Errorf("Load(bad class) = %v; want an error at line 1, ingress_class", err)
+	}
+	_, err = Load(writeConfig(t, "timeout = \"7s\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "at least one [[services]]") {
+		t.Errorf("Load(no services, no class) = %v; want the missing-services error", err)
+	}
+
+	extra := []Service{
+		{Host: "*", Type: "deployment", Namespace: "apps", Name: "d", ServiceName: "d", ServicePort: 80},
+		{Host: "A.example", Type: "deployment", Namespace: "apps", Name: "a", ServiceName: "a", ServicePort: 80, Paths: []string{"/api/"}},
+	}
+	m, err := c.WithServices(extra)
+	if err != nil {
+		t.Fatalf("WithServices = %v; want no error", err)
+	}
+	if len(m.Services) != 2 || m.Services[0].Host != "*" || m.Services[1].Host != "a.example" ||
+		m.Services[1].Paths[0] != "/api" || m.Services[1].Timeout.Duration != 7*time.Second {
+		t.Errorf("merged services = %+v; want *, a.example /api with timeout 7s", m.Services)
+	}
+	if extra[1].Host != "A.example" || len(c.Services) != 0 {
+		t.Errorf("WithServices changed its inputs: extra %q, file services %d", extra[1].Host, len(c.Services))
+	}
+	if _, err := c.WithServices([]Service{extra[1], extra[1]}); err == nil {
+		t.Error("WithServices(same host and path twice) = nil; want an error")
+	}
+	// Exact paths (an Ingress's pathType Exact): no default "/", their
+	// own claims, checked as paths are.
+	exact := extra[1]
+	exact.Paths, exact.ExactPaths = nil, []string{"/api"}
+	m, err = c.WithServices([]Service{extra[1], exact})
+	if err != nil || m.Services[1].Paths != nil {
+		t.Errorf("WithServices(prefix and exact /api) = %v, paths %q; want no error, no default path", err, m.Services[1].Paths)
+	}
+	if _, err := c.WithServices([]Service{exact, exact}); err == nil {
+		t.Error("WithServices(same exact path twice) = nil; want an error")
+	}
+	exact.ExactPaths = []string{"api"}
+	if _, err := c.WithServices([]Service{exact}); err == nil || !strings.Contains(err.Error(), `invalid exact path "api"`) {
+		t.Errorf("WithServices(exact path without /) = %v; want invalid exact path", err)
+	}
+
+	// The catch-all host is a TOML host too.
+	ca, err := Load(writeConfig(t, "[[services]]\nhost = \"*\"\ntype = \"deploy\"\nnamespace = \"a\"\nname = \"d\"\nservice_name = \"d\"\nservice_port = 80\n"))
+	if err != nil || ca.Services[0].Host != CatchAllHost {
+		t.Errorf("Load(host = \"*\") = %v; want the catch-all host", err)
+	}
+
+	s, err := c.CheckService(extra[1])
+	if err != nil || s.MinReplicas != 1 || s.Timeout.Duration != 7*time.Second {
+		t.Errorf("CheckService = %+v, %v; want defaults applied, timeout 7s", s, err)
+	}
+	bad := extra[1]
+	bad.IdleAfter = Duration{Duration: -time.Second, Set: true}
+	if _, err := c.CheckService(bad); err == nil || !strings.Contains(err.Error(), "idle_after: must be positive") {
+		t.Errorf("CheckService(idle_after -1s) = %v; want idle_after: must be positive", err)
+	}
+}

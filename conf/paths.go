@@ -16,8 +16,15 @@ var DefaultPaths = []string{"/"}
 // "/api" match the same paths (segment boundaries, route.Match).
 func (c *Config) validatePaths(i int, add func(key string, index int, format string, args ...any)) {
 	s := &c.Services[i]
+	for _, p := range s.ExactPaths {
+		if msg := checkPath(p); msg != "" {
+			add("paths", i, "invalid exact path %q: %s", p, msg)
+		}
+	}
 	if s.Paths == nil && c.line("services.paths", i) == 0 {
-		s.Paths = []string{"/"}
+		if len(s.ExactPaths) == 0 {
+			s.Paths = []string{"/"}
+		}
 		return
 	}
 	if len(s.Paths) == 0 {
@@ -118,6 +125,9 @@ func (c *Config) validateRoutes(valid []bool) []error {
 		for _, p := range s.Paths {
 			byHost[s.Host] = append(byHost[s.Host], claim{i, p})
 		}
+		for _, p := range s.ExactPaths {
+			byHost[s.Host] = append(byHost[s.Host], claim{i, "=" + p})
+		}
 	}
 	var errs []error
 	for _, h := range hosts {
@@ -144,7 +154,11 @@ func (c *Config) validateRoutes(valid []bool) []error {
 			for _, probe := range c.Services[i].ProbePaths {
 				best, to := "", -1
 				for _, o := range claims {
-					if underPrefix(probe, o.path) && (to < 0 || len(o.path) > len(best)) {
+					if o.path == "="+probe {
+						best, to = o.path, o.entry // an exact path wins
+						break
+					}
+					if !strings.HasPrefix(o.path, "=") && underPrefix(probe, o.path) && (to < 0 || len(o.path) > len(best)) {
 						best, to = o.path, o.entry
 					}
 				}

@@ -61,7 +61,12 @@ func (c *Config) Validate() error {
 		add("request_id", -1, "unknown request_id %q (want \"trust\" or \"replace\")", c.RequestID)
 	}
 	errs = append(errs, c.validateTLSSecrets()...)
-	if len(c.Services) == 0 {
+	if c.IngressClass != "" {
+		for _, m := range validation.IsDNS1123Subdomain(c.IngressClass) {
+			add("ingress_class", -1, "invalid IngressClass name %q: %s", c.IngressClass, m)
+		}
+	}
+	if len(c.Services) == 0 && c.IngressClass == "" {
 		errs = append(errs, &Error{File: c.File, Key: "services", Msg: "at least one [[services]] entry is required"})
 	}
 	validHost := make([]bool, len(c.Services))
@@ -90,6 +95,11 @@ func (c *Config) Validate() error {
 			h, ok := NormalizeHost(rest)
 			if wildcard {
 				h, ok = "*."+h, ok && strings.Contains(h, ".")
+			}
+			if s.Host == CatchAllHost {
+				// An Ingress's defaultBackend: any host no other entry
+				// claims (route.Table.Lookup tries it last).
+				h, ok = CatchAllHost, true
 			}
 			switch {
 			case !ok:

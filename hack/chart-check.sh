@@ -40,7 +40,7 @@ HELM_T=(template agimo "$CHART" --namespace "$RELEASE_NS" --kube-version "$KUBE_
 
 # name:values-file ("" = chart defaults)
 variants=("default:" "original:$CHART/ci/original-values.yaml" "full:$CHART/ci/full-values.yaml"
-  "wake:$CHART/ci/wake-values.yaml" "tls:$CHART/ci/tls-values.yaml")
+  "wake:$CHART/ci/wake-values.yaml" "tls:$CHART/ci/tls-values.yaml" "ingress:$CHART/ci/ingress-values.yaml")
 
 for v in "${variants[@]}"; do
   name=${v%%:*} file=${v#*:}
@@ -134,6 +134,23 @@ grep -q '^  name: agimo-tls$' "$OUT/tls-ns.yaml" && fail "rbac.namespaces with T
 "$HELM" "${HELM_T[@]}" -f "$CHART/ci/tls-values.yaml" --set-string config="tls_secrets = ['a/b']" >/dev/null 2>&1 &&
   fail "tls_secrets in config and tls.secrets both accepted"
 "$HELM" "${HELM_T[@]}" --set-json 'tls.secrets=["nonamespace"]' >/dev/null 2>&1 && fail "tls.secrets entry without a namespace accepted"
+# Ingress (issue 12): the rules only with ingress.class, in the ClusterRole; the class reaches
+# the config and --publish-service the args; the IngressClass only when asked.
+grep -qE 'ingresses|ingressclasses|"events"' "$OUT/default.yaml" && fail "Ingress RBAC without ingress.class"
+grep -q 'kind: IngressClass' "$OUT/default.yaml" && fail "an IngressClass without ingress.createClass"
+ing_role=$(awk '/^kind: ClusterRole$/,/^---$/' "$OUT/ingress.yaml")
+grep -qF 'resources: ["ingresses", "ingressclasses"]' <<<"$ing_role" || fail "ingress: no read rule for Ingresses and IngressClasses"
+grep -A1 -F 'resources: ["ingresses/status"]' <<<"$ing_role" | grep -qF 'verbs: ["update"]' || fail "ingress: no update rule for ingresses/status"
+grep -A1 -F 'resources: ["events"]' <<<"$ing_role" | grep -qF 'verbs: ["create", "patch"]' || fail "ingress: no rule to create Events"
+grep -qF 'ingress_class = "agimo"' "$OUT/ingress.yaml" || fail "ingress: ingress.class not added to the config"
+grep -qF -- '--publish-service=agimo-chart-check/agimo' "$OUT/ingress.yaml" || fail "ingress: no --publish-service"
+awk '/^kind: IngressClass$/,/^---$/' "$OUT/ingress.yaml" | grep -qF 'ingressclass.kubernetes.io/is-default-class: "true"' ||
+  fail "ingress: the created IngressClass is not the default"
+grep -qF 'controller: agimo.dev/ingress-controller' "$OUT/ingress.yaml" || fail "ingress: IngressClass controller"
+awk '/config.toml: \|/{f=1;next} f&&/^[^ ]/{f=0} f' "$OUT/ingress.yaml" | sed 's/^    //' >"$OUT/ingress.toml"
+go run . --check --conf "$OUT/ingress.toml" >&2 || fail "ingress: the rendered config fails agimo --check"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/ingress-values.yaml" --set-json 'rbac.namespaces=["example"]' >/dev/null 2>&1 &&
+  fail "ingress.class with rbac.namespaces accepted"
 "$HELM" "${HELM_T[@]}" --set tls.enabled=true >"$OUT/tls-on.yaml"
 grep -q 'name: https$' "$OUT/tls-on.yaml" || fail "tls.enabled=true: no https port"
 "$HELM" "${HELM_T[@]}" -f "$CHART/ci/tls-values.yaml" --set tls.enabled=false >"$OUT/tls-off.yaml"

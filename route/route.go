@@ -101,7 +101,10 @@ func Build(cfg *conf.Config, r Readiness, set *metrics.Set) (*Table, error) {
 		}
 		t.routes = append(t.routes, rt)
 		paths := s.Paths
-		if len(paths) == 0 {
+		for _, p := range s.ExactPaths {
+			t.hosts[s.Host] = append(t.hosts[s.Host], Rule{Match: Match{PathExact: p}, Route: rt})
+		}
+		if len(paths) == 0 && len(s.ExactPaths) == 0 {
 			paths = conf.DefaultPaths // a config not through Validate (tests)
 		}
 		for _, p := range paths {
@@ -141,7 +144,7 @@ func (t *Table) CarryOver(old *Table) {
 
 // entryKey identifies a [[services]] entry across reloads.
 func entryKey(s *conf.Service) string {
-	return s.Host + " " + strings.Join(s.Paths, " ")
+	return s.Host + " " + strings.Join(s.Paths, " ") + " =" + strings.Join(s.ExactPaths, " =")
 }
 
 // Len is the number of routes.
@@ -165,7 +168,8 @@ func Keys(cfg *conf.Config) []watch.Key {
 // tried first, then those of the wildcard "*.example.com" for
 // "app.example.com", each in their order (rules.go): a path the exact
 // host's rules do not accept may still be the wildcard's, as Gateway API
-// orders hostnames before paths. It returns status 400 for a missing or
+// orders hostnames before paths; last those of the catch-all host "*"
+// (conf.CatchAllHost). It returns status 400 for a missing or
 // invalid host and 404 when no rule accepts the request, whether or not
 // some service claims the host (issue 2). It does not allocate.
 func (t *Table) Lookup(host, path []byte) (*Route, int) {
@@ -183,6 +187,10 @@ func (t *Table) Lookup(host, path []byte) (*Route, int) {
 		if r := first(t.hosts[string(key[i-1:])], path); r != nil {
 			return r, 0
 		}
+	}
+	// Last, the catch-all entry (an Ingress's defaultBackend), if any.
+	if r := first(t.hosts[conf.CatchAllHost], path); r != nil {
+		return r, 0
 	}
 	return nil, http.StatusNotFound
 }

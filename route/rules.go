@@ -15,7 +15,6 @@ import (
 // Match is what a request must have for a rule to apply.
 //
 // Extension points, each to be checked in Accepts and ordered in compare:
-//   - PathExact string: Gateway API's Exact path type, Ingress's Exact.
 //   - Method string: HTTPRoute's method match.
 //   - Headers []HeaderMatch, Query []QueryMatch: HTTPRoute's header and
 //     query matches (all must hold); GRPCRoute's service/method become a
@@ -30,12 +29,18 @@ type Match struct {
 	// without a trailing "/" (conf normalises "/api/" to "/api"), except
 	// "/", which matches every path.
 	PathPrefix string
+	// PathExact, if set, matches only this raw path, byte for byte
+	// (Ingress's pathType Exact); PathPrefix is then unused.
+	PathExact string
 }
 
 // Accepts reports whether a request with this raw path (Path: as sent,
 // without the query, not decoded) satisfies m. Comparison is byte for
 // byte: "/api%2Fx" is not "/api/x", as probe paths (cold.go) are not.
 func (m *Match) Accepts(path []byte) bool {
+	if m.PathExact != "" {
+		return string(path) == m.PathExact
+	}
 	p := m.PathPrefix
 	if p == "/" {
 		return true
@@ -45,7 +50,7 @@ func (m *Match) Accepts(path []byte) bool {
 }
 
 // compare orders the rules of one host: negative if a is tried before b.
-// Today the longer prefix first. Gateway API's order (HTTPRoute,
+// Today an exact path first, then the longer prefix. Gateway API's order (HTTPRoute,
 // "HTTPRouteRule" precedence) slots in here, each criterion breaking the
 // previous one's ties: exact path before any prefix, then the longest
 // prefix, then a method match, then the most header matches, then the
@@ -53,6 +58,12 @@ func (m *Match) Accepts(path []byte) bool {
 // then to namespace/name order, which the builder of the rules resolves by
 // the order it adds them (the sort is stable).
 func compare(a, b *Match) int {
+	if ae, be := a.PathExact != "", b.PathExact != ""; ae != be {
+		if ae {
+			return -1
+		}
+		return 1
+	}
 	return cmp.Compare(len(b.PathPrefix), len(a.PathPrefix))
 }
 

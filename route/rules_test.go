@@ -2,6 +2,7 @@ package route
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -240,5 +241,57 @@ func BenchmarkLookup(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		tb.Lookup(host, path)
+	}
+}
+
+// TestLookupCatchAll: the catch-all host "*" (an Ingress's defaultBackend)
+// takes what no exact or wildcard host's rules accept, and nothing else.
+func TestLookupCatchAll(t *testing.T) {
+	tb := buildTable(t, append(slices.Clone(splitEntries), entry{host: "*", name: "default"})...)
+	tests := []struct{ host, path, want string }{
+		{"a.ex.test", "/api/x", "api"},
+		{"x.ex.test", "/", "wild"},
+		{"x.y.ex.test", "/", "default"},
+		{"c.example", "/v2", "default"},
+		{"unknown.example", "/", "default"},
+	}
+	for _, tt := range tests {
+		r, status := tb.Lookup([]byte(tt.host), []byte(tt.path))
+		if r == nil || r.Svc.ServiceName != tt.want {
+			t.Errorf("Lookup(%q, %q) = %v, %d; want %q", tt.host, tt.path, r, status, tt.want)
+		}
+	}
+}
+
+// TestLookupExact: an exact path (Ingress's pathType Exact) takes only
+// itself, byte for byte, before any prefix of its host.
+func TestLookupExact(t *testing.T) {
+	cfg := &conf.Config{Services: []conf.Service{
+		{Host: "a.test", Type: "deployment", Namespace: "apps", Name: "root", ServiceName: "root", ServicePort: 80},
+		{Host: "a.test", Type: "deployment", Namespace: "apps", Name: "api", ServiceName: "api", ServicePort: 80, Paths: []string{"/api"}},
+		{Host: "a.test", Type: "deployment", Namespace: "apps", Name: "exact", ServiceName: "exact", ServicePort: 80, ExactPaths: []string{"/api"}},
+		{Host: "a.test", Type: "deployment", Namespace: "apps", Name: "slash", ServiceName: "slash", ServicePort: 80, ExactPaths: []string{"/x/"}},
+	}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := Build(cfg, anyReady{}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ path, want string }{
+		{"/api", "exact"},
+		{"/api/", "api"},
+		{"/api/x", "api"},
+		{"/API", "root"},
+		{"/x/", "slash"},
+		{"/x", "root"},
+		{"/", "root"},
+	}
+	for _, tt := range tests {
+		r, status := tb.Lookup([]byte("a.test"), []byte(tt.path))
+		if r == nil || r.Svc.ServiceName != tt.want {
+			t.Errorf("Lookup(a.test, %q) = %v, %d; want %q", tt.path, r, status, tt.want)
+		}
 	}
 }

@@ -42,6 +42,7 @@ type agimoOpts struct {
 	// confPath: run with this existing --conf file (e.g. a ConfigMap-like symlink) instead
 	// of writing config to a new one; config is then ignored.
 	confPath string
+	args     []string // extra flags
 }
 
 // startAgimo writes config (TOML) to a file and runs agimo with it. It stops agimo
@@ -71,6 +72,7 @@ func startAgimo(t *testing.T, config string, o agimoOpts) *agimoProc {
 		"--tls-port", tport,
 		"--log-level", "debug", "--log-format", "json",
 		"--drain-delay", "0s", "--shutdown-timeout", "5s")
+	a.cmd.Args = append(a.cmd.Args, o.args...)
 	// KUBECONFIG/in-cluster must not leak in: --kubeconfig is the only source.
 	a.cmd.Env = append(os.Environ(), "KUBECONFIG=")
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs

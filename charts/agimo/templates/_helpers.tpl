@@ -57,6 +57,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
+What serving Ingresses (ingress.class) needs, cluster-wide: read Ingresses, IngressClasses
+and Services (already in agimo.rbacRules), the TLS Secrets any Ingress may name, write the
+Ingresses' status, and report problems as Events.
+*/}}
+{{- define "agimo.ingressRules" -}}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses", "ingressclasses"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses/status"]
+  verbs: ["update"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
 scaling.enabled, normalised to "auto", "true" or "false".
 */}}
 {{- define "agimo.scalingMode" -}}
