@@ -75,7 +75,8 @@ func TestIngress(t *testing.T) {
 		}},
 	}
 	ingAPI := env.client.NetworkingV1().Ingresses(ns)
-	if _, err := ingAPI.Create(ctx(t), ing, metav1.CreateOptions{}); err != nil {
+	created, err := ingAPI.Create(ctx(t), ing, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	a := startAgimo(t, "timeout = '60s'\ningress_class = '"+class+"'\n",
@@ -128,6 +129,9 @@ func TestIngress(t *testing.T) {
 			ingressRule(hostB, ingressPath("/", "hot", 80, "")),
 		}},
 	}
+	// creationTimestamp has whole seconds: "late" must be created in a later
+	// second than "web", else the tie goes to the name ("late" < "web").
+	time.Sleep(time.Until(created.CreationTimestamp.Add(time.Second)))
 	if _, err := ingAPI.Create(ctx(t), late, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
