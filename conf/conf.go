@@ -167,6 +167,10 @@ type Service struct {
 	// ColdStartHeader adds X-Agimo-Cold-Start (seconds parked) to the
 	// responses of requests that were parked; unset means on (issue 14).
 	ColdStartHeader *bool `toml:"cold_start_header"`
+
+	// Extras are a Gateway API rule's matches, weights and filters
+	// (extras.go); never set from TOML.
+	Extras `toml:"-"`
 }
 
 // WantsColdStartHeader reports whether responses to s's parked requests

@@ -1,0 +1,110 @@
+package conf
+
+import "time"
+
+// Route extras (issue 12, Gateway API): what an HTTPRoute or GRPCRoute
+// rule adds to an entry beyond host and path. None is a TOML key: package
+// gateway fills them on the entries it translates, and package route
+// turns them into its rules' matches, weighted backends and filters. An
+// entry without extras behaves exactly as before.
+type Extras struct {
+	// Method, if set, must equal the request's method (HTTPRoute
+	// matches[].method).
+	Method string
+	// Headers and Query must all hold (HTTPRoute matches[].headers and
+	// matches[].queryParams; GRPCRoute matches[].headers). Header names
+	// compare case-insensitively (RFC 9110 §5.1), query names exactly.
+	Headers []ValueMatch
+	Query   []ValueMatch
+
+	// Rule groups the entries that are one match of one route rule with
+	// several weighted backendRefs: entries with the same non-empty Rule
+	// (and so the same host, path and matches) form one route rule whose
+	// backend is picked per request in proportion to Weight. Package
+	// route must not report such entries as overlapping.
+	Rule string
+	// Weight is this backend's share within its Rule; 0 is never picked
+	// (Gateway API: a weight of 0 receives no traffic). Unused without Rule.
+	Weight int
+
+	// Filters apply once the rule is chosen; nil: none.
+	Filters *Filters
+
+	// Fixed, if non-zero, answers every request of the rule with this
+	// status and no upstream: 500 for a rule whose backendRefs are all
+	// invalid or all weigh 0 (Gateway API: "the request MUST receive a
+	// 500"). ServiceName is then empty.
+	Fixed int
+
+	// Source names the object the entry came from, for logs, the status
+	// page and conflict reports: "HTTPRoute ns/name", "GRPCRoute ns/name",
+	// "Ingress ns/name"; "" for the TOML file.
+	Source string
+	// Created is the source object's creationTimestamp: among rules that
+	// tie in every match criterion, the oldest object's wins (Gateway
+	// API's precedence, then namespace/name: the order entries are given).
+	Created time.Time
+}
+
+// ValueMatch is one header or query parameter condition.
+type ValueMatch struct {
+	Name  string
+	Value string
+	// Regex: Value is an RE2 regular expression (Go's regexp, matching
+	// anywhere unless anchored); else the value must equal Value exactly.
+	Regex bool
+}
+
+// Filters are HTTPRoute's Core filters of one rule (also a backendRef's
+// own filters, which package gateway folds into the entry of that backend).
+type Filters struct {
+	// RequestHeaders edits the request sent upstream
+	// (RequestHeaderModifier); ResponseHeaders the response returned
+	// (ResponseHeaderModifier).
+	RequestHeaders, ResponseHeaders *HeaderEdit
+	// Redirect answers with a redirect instead of forwarding
+	// (RequestRedirect); ServiceName is then empty.
+	Redirect *Redirect
+	// Rewrite changes the request's Host and path before forwarding
+	// (URLRewrite).
+	Rewrite *Rewrite
+}
+
+// HeaderEdit is Gateway API's HTTPHeaderFilter: Set replaces (or adds)
+// each field, Add appends a value, Remove deletes by name.
+type HeaderEdit struct {
+	Set, Add []Header
+	Remove   []string
+}
+
+// Header is a field name and value.
+type Header struct{ Name, Value string }
+
+// Redirect is Gateway API's HTTPRequestRedirectFilter. Empty fields keep
+// the request's own: Scheme, Hostname, Port (0: the default port of the
+// resulting scheme, as the spec says), Path (nil: unchanged).
+// StatusCode is 301 or 302 (default 302).
+type Redirect struct {
+	Scheme     string
+	Hostname   string
+	Port       int
+	Path       *PathModifier
+	StatusCode int
+}
+
+// Rewrite is Gateway API's HTTPURLRewriteFilter: Hostname replaces the
+// Host sent upstream; Path rewrites the path (nil: unchanged).
+type Rewrite struct {
+	Hostname string
+	Path     *PathModifier
+}
+
+// PathModifier is HTTPPathModifier: either ReplaceFullPath, or
+// ReplacePrefixMatch, which replaces the part of the path the rule's
+// PathPrefix matched (on segment boundaries) and keeps the rest.
+type PathModifier struct {
+	ReplaceFullPath    string
+	ReplacePrefixMatch string
+	// Prefix is true for ReplacePrefixMatch (which may be "" or "/").
+	Prefix bool
+}
