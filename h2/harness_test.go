@@ -253,7 +253,7 @@ func (h *harness) waitReady(host string) {
 // waitReadyAt is waitReady for the service that serves path on host.
 func (h *harness) waitReadyAt(host, path string) {
 	h.t.Helper()
-	r, _ := h.core.Routes().Lookup([]byte(host), []byte(path))
+	r, _ := h.core.Routes().Lookup([]byte(host), []byte(path), nil)
 	if r == nil {
 		h.t.Fatalf("no route for %s%s", host, path)
 	}
