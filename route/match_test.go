@@ -9,6 +9,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/watch"
 )
 
 // req is a test request view (route.Request): method, header fields (any
@@ -206,5 +207,54 @@ func BenchmarkLookupHeaderRules(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		tb.Lookup(host, path, q)
+	}
+}
+
+// strictReady has a readiness for every service but the empty one.
+type strictReady struct{}
+
+func (strictReady) Service(k watch.Key) *watch.Service {
+	if k.Service == "" {
+		return nil
+	}
+	return &watch.Service{}
+}
+
+// TestNoBackendEntries: a redirect or fixed entry without a service asks
+// no readiness watch (Keys, Build) and answers itself.
+func TestNoBackendEntries(t *testing.T) {
+	cfg := &conf.Config{Services: []conf.Service{
+		svc("web", []string{"/"}, conf.Extras{}),
+		{Host: "a.test", Paths: []string{"/old"}, Extras: conf.Extras{Source: "HTTPRoute apps/r", Filters: &conf.Filters{Redirect: &conf.Redirect{Hostname: "b.test"}}}},
+		{Host: "a.test", Paths: []string{"/gone"}, Extras: conf.Extras{Source: "HTTPRoute apps/f", Fixed: 503}},
+	}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if keys := Keys(cfg); len(keys) != 1 || keys[0].Service != "web" {
+		t.Errorf("Keys = %v; want web's only", keys)
+	}
+	tb, err := Build(cfg, strictReady{}, metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		path   string
+		status int
+		loc    string
+		name   string
+	}{
+		{"/old/x", 302, "http://b.test/old/x", "HTTPRoute apps/r redirect"},
+		{"/gone", 503, "", "HTTPRoute apps/f 503"},
+		{"/web", 0, "", "a.test"},
+	} {
+		r, _ := tb.Lookup([]byte("a.test"), []byte(tt.path), nil)
+		if r == nil {
+			t.Fatalf("%s: no route", tt.path)
+		}
+		status, loc := r.Answer(false, []byte("a.test"), []byte(tt.path), []byte(tt.path))
+		if status != tt.status || string(loc) != tt.loc || r.Name() != tt.name {
+			t.Errorf("%s: Answer = %d %q, Name %q; want %d %q, %q", tt.path, status, loc, r.Name(), tt.status, tt.loc, tt.name)
+		}
 	}
 }
