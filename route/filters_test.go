@@ -186,3 +186,28 @@ func TestEditHeaders(t *testing.T) {
 		t.Errorf("response X-Resp = %q; want r", got)
 	}
 }
+
+// TestCarryOverWeighted: a reload keeps the routes of a weighted rule's
+// unchanged backends, also in its picks; a changed backend is new; a TLS
+// connection to a host with only a weighted rule is no passthrough.
+func TestCarryOverWeighted(t *testing.T) {
+	old := buildServices(t, weighted(1, 1)...)
+	oldRoutes := old.All()
+	next := weighted(1, 1)
+	next[1].Weight = 3
+	tb := buildServices(t, next...)
+	tb.CarryOver(old)
+	all := tb.All()
+	if all[0] != oldRoutes[0] || all[1] == oldRoutes[1] {
+		t.Fatalf("carried over b0 %v, b1 %v; want true, false", all[0] == oldRoutes[0], all[1] == oldRoutes[1])
+	}
+	for range 8 {
+		r, _ := tb.Lookup([]byte("a.test"), []byte("/w"), nil)
+		if r != all[0] && r != all[1] {
+			t.Fatalf("Lookup picked a route not in the table")
+		}
+	}
+	if r := tb.Passthrough([]byte("a.test")); r != nil {
+		t.Errorf("Passthrough = %v; want nil", r)
+	}
+}

@@ -304,7 +304,7 @@ func (t *Table) Passthrough(sni []byte) *Route {
 			rules = t.hosts[string(key[i-1:])]
 		}
 	}
-	if len(rules) != 1 || !rules[0].Route.Svc.TLSPassthrough {
+	if len(rules) != 1 || rules[0].Route == nil || !rules[0].Route.Svc.TLSPassthrough {
 		return nil
 	}
 	return rules[0].Route
