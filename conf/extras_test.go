@@ -81,3 +81,17 @@ func TestExtrasNoBackend(t *testing.T) {
 		}
 	}
 }
+
+// TestExtrasProbePaths: the probe paths of an entry with a header match,
+// or of a weighted backend, are routed to it (or to its rule).
+func TestExtrasProbePaths(t *testing.T) {
+	a := gw("a", Extras{Rule: "r", Weight: 1})
+	b := gw("b", Extras{Rule: "r", Weight: 1})
+	b.ProbePaths = []string{"/p/healthz"}
+	h := gw("h", Extras{Headers: []ValueMatch{{Name: "X", Value: "1"}}})
+	h.Paths = []string{"/q"}
+	h.ProbePaths = []string{"/q/healthz"}
+	if err := (&Config{Services: []Service{a, b, h}}).Validate(); err != nil {
+		t.Errorf("Validate: %v; want valid", err)
+	}
+}

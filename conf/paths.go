@@ -162,7 +162,7 @@ func (c *Config) validateRoutes(valid []bool) []error {
 			for _, probe := range c.Services[i].ProbePaths {
 				best, to := "", -1
 				for _, o := range claims {
-					if o.match != "" {
+					if o.match != "" && o.entry != i {
 						continue // a probe carries no method, header or query to match
 					}
 					if o.path == "="+probe {
@@ -176,7 +176,7 @@ func (c *Config) validateRoutes(valid []bool) []error {
 				switch {
 				case to < 0:
 					errs = append(errs, c.entryError(i, "probe_paths", "probe path %q is under none of this host's paths, so it never reaches this entry", probe))
-				case to != i:
+				case to != i && (c.Services[i].Rule == "" || c.Services[to].Rule != c.Services[i].Rule):
 					errs = append(errs, c.entryError(i, "probe_paths", "probe path %q is routed to %s (longest prefix %q), not to this entry", probe, c.where(to, "paths"), best))
 				}
 			}
