@@ -81,13 +81,15 @@ var gatewayCases = []struct {
 	status     int
 	body       string
 	respHeader []string // name, value ("" for absent), ...
+	route      string   // the access log's route and reason
+	reason     string
 }{
-	{"plain", "/x?q=1", nil, 200, "web GET /x?q=1 host=g.test set= add= drop= xfh=g.test", []string{"X-Up-Secret", "s"}},
-	{"header match", "/x", []string{"X-Canary", "yes"}, 200, "canary GET /x host=g.test set= add= drop= xfh=g.test", nil},
-	{"header match fails", "/x", []string{"X-Canary", "no"}, 200, "web GET /x host=g.test set= add= drop= xfh=g.test", nil},
+	{"plain", "/x?q=1", nil, 200, "web GET /x?q=1 host=g.test set= add= drop= xfh=g.test", []string{"X-Up-Secret", "s"}, "g.test", ""},
+	{"header match", "/z", []string{"X-Canary", "yes"}, 200, "canary GET /z host=g.test set= add= drop= xfh=g.test", nil, "HTTPRoute apps/canary apps/canary:80", ""},
+	{"header match fails", "/y", []string{"X-Canary", "no"}, 200, "web GET /y host=g.test set= add= drop= xfh=g.test", nil, "g.test", ""},
 	{"rewrite and header edits", "/old/a?q=1", []string{"X-Drop", "d", "X-Add", "1", "X-Canary", "yes"}, 200,
-		"rw GET /new/a?q=1 host=up.test set=1 add=1,2 drop= xfh=g.test", []string{"X-Resp", "r", "X-Up", "u", "X-Up-Secret", ""}},
-	{"redirect", "/moved/b?z=1", nil, 301, "", []string{"Location", "https://new.test/here/b?z=1"}},
+		"rw GET /new/a?q=1 host=up.test set=1 add=1,2 drop= xfh=g.test", []string{"X-Resp", "r", "X-Up", "u", "X-Up-Secret", ""}, "HTTPRoute apps/rw apps/rw:80", ""},
+	{"redirect", "/moved/b?z=1", nil, 301, "", []string{"Location", "https://new.test/here/b?z=1"}, "HTTPRoute apps/moved redirect", "redirect"},
 }
 
 // TestGatewayRules: over HTTP/2, the answers the HTTP/1.1 front end gives
@@ -98,7 +100,8 @@ var gatewayCases = []struct {
 func TestGatewayRules(t *testing.T) {
 	for _, appProto := range []string{"", route.AppProtocolH2C} {
 		t.Run("rw upstream "+cmp.Or(appProto, "http/1.1"), func(t *testing.T) {
-			h := startHarnessWith(t, gatewayHost, harnessOpts{extras: gatewayExtras})
+			al, lines := newAccessLog(t)
+			h := startHarnessWith(t, gatewayHost, harnessOpts{extras: gatewayExtras, accessLog: al})
 			for _, name := range []string{"web", "canary"} {
 				h.setEndpoints("apps", name, "", true, newH1UpstreamFunc(t, echoRequest(name)).addr())
 			}
@@ -120,6 +123,27 @@ func TestGatewayRules(t *testing.T) {
 					}
 				}
 			}
+			checkGatewayLog(t, func() map[string]any { return lines.next(t) })
 		})
+	}
+}
+
+// checkGatewayLog checks the access log's lines of gatewayCases, in any
+// order (each case has its own path): each names the route picked, and
+// the reason of Agimo's own answer.
+func checkGatewayLog(t *testing.T, next func() map[string]any) {
+	t.Helper()
+	byPath := make(map[string]map[string]any)
+	for range gatewayCases {
+		line := next()
+		path, _, _ := strings.Cut(fmt.Sprint(line["path"]), "?")
+		byPath[path] = line
+	}
+	for _, tt := range gatewayCases {
+		path, _, _ := strings.Cut(tt.path, "?")
+		line := byPath[path]
+		if fmt.Sprint(line["route"]) != tt.route || (tt.reason != "" && fmt.Sprint(line["reason"]) != tt.reason) {
+			t.Errorf("%s: access log route %v, reason %v; want %q, %q", tt.name, line["route"], line["reason"], tt.route, tt.reason)
+		}
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/proxy"
 )
 
 // gatewayHost is one host with the rules a Gateway API HTTPRoute makes
@@ -80,20 +82,23 @@ var gatewayCases = []struct {
 	status     int
 	body       string
 	respHeader []string // name, value ("" for absent), ...
+	route      string   // the access log's route and reason
+	reason     string
 }{
-	{"plain", "/x?q=1", nil, 200, "web GET /x?q=1 host=g.test set= add= drop= xfh=g.test", []string{"X-Up-Secret", "s"}},
-	{"header match", "/x", []string{"X-Canary", "yes"}, 200, "canary GET /x host=g.test set= add= drop= xfh=g.test", nil},
-	{"header match fails", "/x", []string{"X-Canary", "no"}, 200, "web GET /x host=g.test set= add= drop= xfh=g.test", nil},
+	{"plain", "/x?q=1", nil, 200, "web GET /x?q=1 host=g.test set= add= drop= xfh=g.test", []string{"X-Up-Secret", "s"}, "g.test", ""},
+	{"header match", "/z", []string{"X-Canary", "yes"}, 200, "canary GET /z host=g.test set= add= drop= xfh=g.test", nil, "HTTPRoute apps/canary apps/canary:80", ""},
+	{"header match fails", "/y", []string{"X-Canary", "no"}, 200, "web GET /y host=g.test set= add= drop= xfh=g.test", nil, "g.test", ""},
 	{"rewrite and header edits", "/old/a?q=1", []string{"X-Drop", "d", "X-Add", "1", "X-Canary", "yes"}, 200,
-		"rw GET /new/a?q=1 host=up.test set=1 add=1,2 drop= xfh=g.test", []string{"X-Resp", "r", "X-Up", "u", "X-Up-Secret", ""}},
-	{"redirect", "/moved/b?z=1", nil, 301, "", []string{"Location", "https://new.test/here/b?z=1"}},
+		"rw GET /new/a?q=1 host=up.test set=1 add=1,2 drop= xfh=g.test", []string{"X-Resp", "r", "X-Up", "u", "X-Up-Secret", ""}, "HTTPRoute apps/rw apps/rw:80", ""},
+	{"redirect", "/moved/b?z=1", nil, 301, "", []string{"Location", "https://new.test/here/b?z=1"}, "HTTPRoute apps/moved redirect", "redirect"},
 }
 
 // TestGatewayRules: over HTTP/1.1, a header match, a URL rewrite with
 // request and response header edits, and a redirect, through real
 // listeners (the requests park until the services are ready).
 func TestGatewayRules(t *testing.T) {
-	h := startHarnessExtras(t, gatewayHost, gatewayExtras)
+	al, lines := newAccessLog(t, accesslog.Options{})
+	h := startHarnessExtras(t, gatewayHost, gatewayExtras, func(o *proxy.Options) { o.AccessLog = al })
 	for _, name := range []string{"web", "canary", "rw"} {
 		h.setEndpoints("apps", name, true, newUpstream(t, echoRequest(name)).addr())
 	}
@@ -123,6 +128,27 @@ func TestGatewayRules(t *testing.T) {
 			if got := resp.Header.Get(tt.respHeader[i]); got != tt.respHeader[i+1] {
 				t.Errorf("%s: response %s = %q; want %q", tt.name, tt.respHeader[i], got, tt.respHeader[i+1])
 			}
+		}
+	}
+	checkGatewayLog(t, func() map[string]any { return lines.next(t) })
+}
+
+// checkGatewayLog checks the access log's lines of gatewayCases, in any
+// order (each case has its own path): each names the route picked, and
+// the reason of Agimo's own answer.
+func checkGatewayLog(t *testing.T, next func() map[string]any) {
+	t.Helper()
+	byPath := make(map[string]map[string]any)
+	for range gatewayCases {
+		line := next()
+		path, _, _ := strings.Cut(fmt.Sprint(line["path"]), "?")
+		byPath[path] = line
+	}
+	for _, tt := range gatewayCases {
+		path, _, _ := strings.Cut(tt.path, "?")
+		line := byPath[path]
+		if fmt.Sprint(line["route"]) != tt.route || (tt.reason != "" && fmt.Sprint(line["reason"]) != tt.reason) {
+			t.Errorf("%s: access log route %v, reason %v; want %q, %q", tt.name, line["route"], line["reason"], tt.route, tt.reason)
 		}
 	}
 }
