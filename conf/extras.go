@@ -1,6 +1,9 @@
 package conf
 
-import "time"
+import (
+	"regexp"
+	"time"
+)
 
 // Route extras (issue 12, Gateway API): what an HTTPRoute or GRPCRoute
 // rule adds to an entry beyond host and path. None is a TOML key: package
@@ -107,4 +110,42 @@ type PathModifier struct {
 	ReplacePrefixMatch string
 	// Prefix is true for ReplacePrefixMatch (which may be "" or "/").
 	Prefix bool
+}
+
+// AnswersItself reports whether the entry's requests never reach a
+// backend: a fixed status or a redirect. Such an entry may leave
+// ServiceName (and type, name, namespace, service_port) empty, and then
+// has no readiness watch.
+func (x *Extras) AnswersItself() bool {
+	return x.Fixed != 0 || (x.Filters != nil && x.Filters.Redirect != nil)
+}
+
+// validateExtras checks what package route relies on in services[i]'s
+// extras, so that route.Build cannot fail on them: regexes that compile,
+// weights not negative, statuses in range.
+func (c *Config) validateExtras(i int, add func(key string, index int, format string, args ...any)) {
+	s := &c.Services[i]
+	for _, list := range [][]ValueMatch{s.Headers, s.Query} {
+		for _, m := range list {
+			if m.Name == "" {
+				add("host", i, "%s: a header or query match without a name", s.Source)
+			}
+			if m.Regex {
+				if _, err := regexp.Compile(m.Value); err != nil {
+					add("host", i, "%s: match %q: invalid regular expression: %v", s.Source, m.Name, err)
+				}
+			}
+		}
+	}
+	if s.Weight < 0 {
+		add("host", i, "%s: negative weight %d", s.Source, s.Weight)
+	}
+	if s.Fixed != 0 && (s.Fixed < 200 || s.Fixed > 599) {
+		add("host", i, "%s: fixed status %d out of range 200-599", s.Source, s.Fixed)
+	}
+	if f := s.Filters; f != nil && f.Redirect != nil {
+		if st := f.Redirect.StatusCode; st != 0 && st != 301 && st != 302 {
+			add("host", i, "%s: redirect status %d (want 301 or 302)", s.Source, st)
+		}
+	}
 }

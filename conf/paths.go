@@ -2,6 +2,7 @@ package conf
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -110,6 +111,9 @@ func (c *Config) validateRoutes(valid []bool) []error {
 	type claim struct {
 		entry int
 		path  string
+		// match is the rest of the entry's match (extras.go): entries
+		// that differ in it do not overlap on a path.
+		match string
 	}
 	byHost := make(map[string][]claim)
 	entries := make(map[string][]int)
@@ -122,11 +126,12 @@ func (c *Config) validateRoutes(valid []bool) []error {
 			hosts = append(hosts, s.Host)
 		}
 		entries[s.Host] = append(entries[s.Host], i)
+		m := s.matchKey()
 		for _, p := range s.Paths {
-			byHost[s.Host] = append(byHost[s.Host], claim{i, p})
+			byHost[s.Host] = append(byHost[s.Host], claim{i, p, m})
 		}
 		for _, p := range s.ExactPaths {
-			byHost[s.Host] = append(byHost[s.Host], claim{i, "=" + p})
+			byHost[s.Host] = append(byHost[s.Host], claim{i, "=" + p, m})
 		}
 	}
 	var errs []error
@@ -134,11 +139,14 @@ func (c *Config) validateRoutes(valid []bool) []error {
 		claims, ents := byHost[h], entries[h]
 		owner := make(map[string]int, len(claims))
 		for _, cl := range claims {
-			if j, dup := owner[cl.path]; dup {
+			if j, dup := owner[cl.path+cl.match]; dup {
+				if r := c.Services[j].Rule; r != "" && r == c.Services[cl.entry].Rule {
+					continue // weighted backends of one route rule
+				}
 				errs = append(errs, c.entryError(cl.entry, "paths", "path %q of host %q is already served by %s", cl.path, h, c.where(j, "paths")))
 				continue
 			}
-			owner[cl.path] = cl.entry
+			owner[cl.path+cl.match] = cl.entry
 		}
 		for _, i := range ents {
 			if !c.Services[i].TLSPassthrough || len(ents) == 1 {
@@ -154,6 +162,9 @@ func (c *Config) validateRoutes(valid []bool) []error {
 			for _, probe := range c.Services[i].ProbePaths {
 				best, to := "", -1
 				for _, o := range claims {
+					if o.match != "" && o.entry != i {
+						continue // a probe carries no method, header or query to match
+					}
 					if o.path == "="+probe {
 						best, to = o.path, o.entry // an exact path wins
 						break
@@ -165,7 +176,7 @@ func (c *Config) validateRoutes(valid []bool) []error {
 				switch {
 				case to < 0:
 					errs = append(errs, c.entryError(i, "probe_paths", "probe path %q is under none of this host's paths, so it never reaches this entry", probe))
-				case to != i:
+				case to != i && (c.Services[i].Rule == "" || c.Services[to].Rule != c.Services[i].Rule):
 					errs = append(errs, c.entryError(i, "probe_paths", "probe path %q is routed to %s (longest prefix %q), not to this entry", probe, c.where(to, "paths"), best))
 				}
 			}
@@ -209,4 +220,23 @@ func (c *Config) entryKeyAt(i int, key string) (line int, name, note string) {
 		note = ` (paths default to ["/"])`
 	}
 	return c.line("services.host", i), displayKey([]string{"services", "host"}, i), note
+}
+
+// matchKey is what s's requests must have beyond host and path (extras.go),
+// as a string equal for equal matches: "" for none. Header names compare
+// case-insensitively; the order of the conditions does not matter.
+func (s *Service) matchKey() string {
+	if s.Method == "" && len(s.Headers) == 0 && len(s.Query) == 0 {
+		return ""
+	}
+	conds := make([]string, 0, 1+len(s.Headers)+len(s.Query))
+	conds = append(conds, "method "+s.Method)
+	for _, m := range s.Headers {
+		conds = append(conds, fmt.Sprintf("header %q %t %q", strings.ToLower(m.Name), m.Regex, m.Value))
+	}
+	for _, m := range s.Query {
+		conds = append(conds, fmt.Sprintf("query %q %t %q", m.Name, m.Regex, m.Value))
+	}
+	slices.Sort(conds[1:])
+	return " " + strings.Join(conds, " ")
 }

@@ -73,6 +73,10 @@ func (c *Config) Validate() error {
 	for i := range c.Services {
 		s := &c.Services[i]
 		missing := func(key, v string) bool {
+			if v == "" && s.AnswersItself() && key != "host" {
+				// A redirect or fixed answer has no backend (extras.go).
+				return true
+			}
 			if v == "" {
 				// The line of an empty value, else of the [[services]] header.
 				line := c.line("services."+key, i)
@@ -197,6 +201,7 @@ func (c *Config) Validate() error {
 		}
 		c.validateServiceTLS(i, add)
 		c.validatePaths(i, add)
+		c.validateExtras(i, add)
 	}
 	errs = append(errs, c.validateRoutes(validHost)...)
 	return errors.Join(errs...)

@@ -44,6 +44,14 @@ func (l *logLines) next(t testing.TB) map[string]any {
 // startLogged starts a harness with an access log, closed after it.
 func startLogged(t *testing.T, cfg string) (*harness, *logLines) {
 	t.Helper()
+	al, lines := newAccessLog(t)
+	return startHarnessWith(t, cfg, harnessOpts{accessLog: al}), lines
+}
+
+// newAccessLog returns an access log writing to the returned lines,
+// closed after the test's later cleanups (the harness's).
+func newAccessLog(t *testing.T) (*accesslog.Logger, *logLines) {
+	t.Helper()
 	lines := &logLines{c: make(chan map[string]any, 1024)}
 	al, err := accesslog.New(lines, accesslog.Options{})
 	if err != nil {
@@ -56,7 +64,7 @@ func startLogged(t *testing.T, cfg string) (*harness, *logLines) {
 			t.Error(err)
 		}
 	})
-	return startHarnessWith(t, cfg, harnessOpts{accessLog: al}), lines
+	return al, lines
 }
 
 func wantFields(t testing.TB, line map[string]any, want map[string]any) {

@@ -73,6 +73,15 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 			// before they came, for the transport to send them.
 			pr.Out.Trailer = pr.In.Trailer
 			setForwarded(pr.Out.Header, pr.In, s.core.Opts.TrustForwarded)
+			// Gateway API filters last, as over HTTP/1.1 (proxy.prepareRequest).
+			host, target := rewrite(pr.In, r)
+			if host != "" {
+				pr.Out.Host = host
+			}
+			if target != nil {
+				setURLTarget(pr.Out.URL, target)
+			}
+			r.EditRequest(pr.Out.Header)
 			if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 				// x/net/http2 recycles the stream's writer, which the
 				// body's reads use (client_body_timeout), once this handler
@@ -105,6 +114,7 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 	}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		resp.Header.Del(reqid.Header) // Agimo's is already on w
+		r.EditResponse(resp.Header)
 		if resp.ContentLength == 0 {
 			// No body (a gRPC error is a Trailers-Only response: one
 			// HEADERS frame with END_STREAM). FlushInterval -1 makes
@@ -163,6 +173,15 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 			h.Add(k, v)
 		}
 	}
+	// Gateway API filters last, as over HTTP/1.1 (proxy.prepareRequest).
+	host, target := rewrite(req, r)
+	if host != "" {
+		h.SetHost(host)
+	}
+	if target != nil {
+		h.SetRequestURIBytes(target)
+	}
+	r.EditRequest(h)
 	if hasBody(req) {
 		n := int(req.ContentLength)
 		var body io.Reader = req.Body
@@ -200,6 +219,7 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 		}
 		out.Add(string(k), string(v))
 	}
+	r.EditResponse(out)
 	// Invent nothing the upstream did not send: net/http would sniff a
 	// Content-Type and add a Date (a nil value suppresses each).
 	if _, ok := out["Content-Type"]; !ok {

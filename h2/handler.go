@@ -29,7 +29,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	var r *route.Route
 	status := http.StatusBadRequest
 	if ok {
-		r, status = s.core.Routes().Lookup(host, route.Path(uri))
+		r, status = s.core.Routes().Lookup(host, route.Path(uri), lookupRequest{req})
 	}
 	if r == nil {
 		x.reason = reasonNoRoute
@@ -41,6 +41,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 	x.route = r
+	if s.answer(w, req, r, host, uri, g) {
+		return
+	}
 	if r.HasProbes() && r.IsProbe(route.Path(uri), []byte(req.UserAgent())) {
 		s.serveProbe(w, req, r, g)
 		return

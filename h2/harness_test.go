@@ -65,6 +65,9 @@ type harnessOpts struct {
 	scaler scale.Scaler
 	// accessLog gets the streams' access log lines (nil: off).
 	accessLog *accesslog.Logger
+	// extras adds to the parsed config what no TOML key sets
+	// (conf.Extras).
+	extras func(*conf.Config)
 }
 
 // startHarnessWith is startHarness with options.
@@ -75,12 +78,17 @@ func startHarnessWith(t testing.TB, cfgTOML string, o harnessOpts) *harness {
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
 	}
+	if o.extras != nil {
+		o.extras(cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("validate config: %v", err)
 	}
 	h := &harness{t: t, cfg: cfg, kube: fake.NewClientset(), set: metrics.NewSet()}
 	for _, s := range cfg.Services {
-		h.createService(s.Namespace, s.ServiceName, int32(s.ServicePort))
+		if s.ServiceName != "" { // a redirect or fixed answer has none
+			h.createService(s.Namespace, s.ServiceName, int32(s.ServicePort))
+		}
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	w := watch.New(h.kube, route.Keys(cfg), log, h.set)
@@ -253,7 +261,7 @@ func (h *harness) waitReady(host string) {
 // waitReadyAt is waitReady for the service that serves path on host.
 func (h *harness) waitReadyAt(host, path string) {
 	h.t.Helper()
-	r, _ := h.core.Routes().Lookup([]byte(host), []byte(path))
+	r, _ := h.core.Routes().Lookup([]byte(host), []byte(path), nil)
 	if r == nil {
 		h.t.Fatalf("no route for %s%s", host, path)
 	}

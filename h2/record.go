@@ -97,7 +97,7 @@ func (x *record) end() {
 		Status: status, BytesIn: x.in.Load(), BytesOut: x.out, Parked: x.parked,
 		Upstream: x.upstream, RequestID: []byte(x.id), Reason: x.reason}
 	if x.route != nil {
-		e.Route = x.route.Host
+		e.Route = x.route.Name()
 	}
 	x.log.Log(&e)
 }
@@ -123,6 +123,8 @@ const (
 	reasonWaitingPage     = "waiting_page"
 	reasonProbe           = "probe"
 	reasonRedirect        = "https_redirect"
+	reasonRouteRedirect   = "redirect" // Gateway API RequestRedirect
+	reasonFixed           = "fixed"    // a route's fixed status (conf.Extras.Fixed)
 )
 
 // countedBody counts a request body's bytes for the access log.

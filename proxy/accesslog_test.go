@@ -50,6 +50,14 @@ func (l *logLines) next(t testing.TB) map[string]any {
 // returned lines, closed after the proxy has shut down.
 func startLogged(t testing.TB, cfg string, o accesslog.Options) (*harness, *logLines) {
 	t.Helper()
+	al, lines := newAccessLog(t, o)
+	return startHarness(t, cfg, func(o *proxy.Options) { o.AccessLog = al }), lines
+}
+
+// newAccessLog returns an access log writing to the returned lines,
+// closed after the test's later cleanups (the harness's).
+func newAccessLog(t testing.TB, o accesslog.Options) (*accesslog.Logger, *logLines) {
+	t.Helper()
 	lines := &logLines{c: make(chan map[string]any, 1024)}
 	al, err := accesslog.New(lines, o)
 	if err != nil {
@@ -62,7 +70,7 @@ func startLogged(t testing.TB, cfg string, o accesslog.Options) (*harness, *logL
 			t.Error(err)
 		}
 	})
-	return startHarness(t, cfg, func(o *proxy.Options) { o.AccessLog = al }), lines
+	return al, lines
 }
 
 // wantFields checks a log line's fields.

@@ -129,7 +129,7 @@ func (x *exchange) emit() {
 		Proto: x.proto, Status: x.status, BytesIn: x.bytesIn, BytesOut: x.bytesOut, Parked: x.parked,
 		Upstream: x.upstream, RequestID: x.id, Reason: x.reason}
 	if x.route != nil {
-		e.Route = x.route.Host
+		e.Route = x.route.Name()
 	}
 	x.log.Log(&e)
 	x.log = nil
@@ -173,6 +173,8 @@ const (
 	reasonWaitingPage     = "waiting_page"
 	reasonProbe           = "probe"
 	reasonRedirect        = "https_redirect"
+	reasonRouteRedirect   = "redirect" // Gateway API RequestRedirect
+	reasonFixed           = "fixed"    // a route's fixed status (conf.Extras.Fixed)
 	reasonNotServed       = "not_served"
 	// statusClientGone is nginx's 499: the client left before an answer.
 	statusClientGone = 499

@@ -26,7 +26,7 @@ import (
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.State, deadline time.Time, counted bool) bool {
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
-	prepareRequest(ctx, p.opts.TrustForwarded)
+	prepareRequest(ctx, r, p.opts.TrustForwarded)
 	// Do drops the body stream once sent; its reader stays, to tell a
 	// client's failure from the upstream's.
 	cb, _ := req.BodyStream().(*clientBody)
@@ -66,6 +66,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	r.ReadyCold() // a cold start may end without a parked request (waiting page)
 	r.FirstByte()
 	copyResponseHead(&ctx.Response.Header, &resp.Header)
+	r.EditResponse(&ctx.Response.Header)
 	if clientClose {
 		ctx.SetConnectionClose()
 	}

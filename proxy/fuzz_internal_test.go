@@ -241,7 +241,7 @@ func FuzzPrepareRequest(f *testing.F) {
 			return // refused before routing
 		}
 		host := string(routed)
-		prepareRequest(&ctx, false)
+		prepareRequest(&ctx, nil, false)
 
 		h := &ctx.Request.Header
 		present := map[string]bool{}

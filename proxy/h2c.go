@@ -91,6 +91,7 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 	for k := range resp.Trailer {
 		_ = h.AddTrailer(k) // announced; a name fasthttp refuses is dropped
 	}
+	r.EditResponse(h)
 	if clientClose {
 		ctx.SetConnectionClose()
 	}

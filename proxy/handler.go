@@ -52,6 +52,9 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		}
 		x.route = r
 		p.bindSend(ctx, r)
+		if p.answer(ctx, r) {
+			return
+		}
 		if isProbe(ctx, r) {
 			p.serveProbe(ctx, r)
 			return

@@ -44,16 +44,28 @@ type harness struct {
 // service_port named "http"), and starts watcher and proxy.
 func startHarness(t testing.TB, cfgTOML string, opts ...func(*proxy.Options)) *harness {
 	t.Helper()
+	return startHarnessExtras(t, cfgTOML, nil, opts...)
+}
+
+// startHarnessExtras is startHarness with extras (conf.Extras, which no
+// TOML key sets) added to the parsed config by extras.
+func startHarnessExtras(t testing.TB, cfgTOML string, extras func(*conf.Config), opts ...func(*proxy.Options)) *harness {
+	t.Helper()
 	cfg, err := conf.Parse(strings.NewReader(cfgTOML))
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
+	}
+	if extras != nil {
+		extras(cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("validate config: %v", err)
 	}
 	h := &harness{t: t, cfg: cfg, kube: fake.NewClientset(), set: metrics.NewSet()}
 	for _, s := range cfg.Services {
-		h.createService(s.Namespace, s.ServiceName, int32(s.ServicePort))
+		if s.ServiceName != "" { // a redirect or fixed answer has none
+			h.createService(s.Namespace, s.ServiceName, int32(s.ServicePort))
+		}
 	}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	w := watch.New(h.kube, proxy.Keys(cfg), log, h.set)

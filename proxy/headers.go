@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/agimo/agimo/fields"
+	"github.com/agimo/agimo/route"
 )
 
 var hTrailer = []byte(fasthttp.HeaderTrailer)
@@ -23,8 +24,10 @@ var (
 // prepareRequest turns the client's request into the upstream's: it drops
 // hop-by-hop headers and those the client listed in Connection, and sets
 // X-Forwarded-For/-Proto/-Host (issue 2), after normalizeRequest has made
-// Host agree with the target. The path is forwarded byte for byte.
-func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
+// Host agree with the target. The path is forwarded byte for byte, unless
+// r's filters (filterRequest) rewrite it; they apply last, so that a
+// header modifier may also set the X-Forwarded-* fields.
+func prepareRequest(ctx *fasthttp.RequestCtx, r *route.Route, trust bool) {
 	normalizeRequest(&ctx.Request)
 	h := &ctx.Request.Header
 	// fasthttp parsed the request URI and, on writing, would rebuild the
@@ -77,14 +80,15 @@ func prepareRequest(ctx *fasthttp.RequestCtx, trust bool) {
 		}
 		h.SetBytesKV(hXForwardedProto, proto)
 		h.SetBytesKV(hXForwardedHost, fwdHost)
-		return
+	} else {
+		h.DelBytes(hXForwardedFor)
+		h.DelBytes(hXForwardedProto)
+		h.DelBytes(hXForwardedHost)
+		h.SetBytesKV(hXForwardedFor, ip)
+		h.SetBytesKV(hXForwardedProto, scheme)
+		h.SetBytesKV(hXForwardedHost, h.Host())
 	}
-	h.DelBytes(hXForwardedFor)
-	h.DelBytes(hXForwardedProto)
-	h.DelBytes(hXForwardedHost)
-	h.SetBytesKV(hXForwardedFor, ip)
-	h.SetBytesKV(hXForwardedProto, scheme)
-	h.SetBytesKV(hXForwardedHost, h.Host())
+	filterRequest(&ctx.Request, r)
 }
 
 func appendRemoteIP(dst []byte, a net.Addr) []byte {

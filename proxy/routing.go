@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -22,7 +23,74 @@ func (p *Proxy) lookup(ctx *fasthttp.RequestCtx) (*route.Route, int) {
 	if !ok {
 		return nil, fasthttp.StatusBadRequest
 	}
-	return p.core.Routes().Lookup(host, route.Path(uri))
+	return p.core.Routes().Lookup(host, route.Path(uri), (*lookupRequest)(ctx))
+}
+
+// lookupRequest is a request as route.Lookup reads it beyond host and
+// path (route.Request): a named pointer type, which becomes the interface
+// without allocating.
+type lookupRequest fasthttp.RequestCtx
+
+func (q *lookupRequest) Method() []byte { return q.Request.Header.Method() }
+
+// Header returns the first value of the field (fasthttp's Peek, whose
+// names are case-insensitive).
+func (q *lookupRequest) Header(name string) ([]byte, bool) {
+	v := q.Request.Header.Peek(name)
+	return v, v != nil
+}
+
+// RawQuery reads the target as sent: parsing it into fasthttp's URI would
+// make fasthttp send the parsed form upstream instead.
+func (q *lookupRequest) RawQuery() []byte {
+	uri := q.Request.Header.RequestURI()
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		return uri[i+1:]
+	}
+	return nil
+}
+
+// answer sends r's own answer to the request, if it has one (a fixed
+// status or a Gateway API RequestRedirect: route.Route.Answer), and
+// reports whether it did. Nothing goes upstream, nothing is counted.
+func (p *Proxy) answer(ctx *fasthttp.RequestCtx, r *route.Route) bool {
+	if !r.Svc.AnswersItself() {
+		return false
+	}
+	h := &ctx.Request.Header
+	uri := h.RequestURI()
+	host, _ := route.Authority(uri, h.Host())
+	status, loc := r.Answer(overTLS(ctx.Conn()), host, route.Path(uri), uri)
+	if status == 0 {
+		return false
+	}
+	x := exchangeOf(ctx)
+	x.reason = reasonFixed
+	if loc != nil {
+		x.reason = reasonRouteRedirect
+		ctx.Response.Header.SetBytesV(fasthttp.HeaderLocation, loc)
+	}
+	p.reply(ctx, status, fasthttp.StatusMessage(status))
+	return true
+}
+
+// filterRequest applies r's Gateway API filters to the request going
+// upstream: URLRewrite (Host and target; X-Forwarded-Host keeps the
+// client's host) and RequestHeaderModifier.
+func filterRequest(req *fasthttp.Request, r *route.Route) {
+	if r == nil || r.Svc.Filters == nil {
+		return
+	}
+	uri := req.Header.RequestURI()
+	host, target := r.Rewrite(route.Path(uri), uri)
+	if host != "" {
+		req.Header.SetHost(host)
+	}
+	if target != nil {
+		// Origin-form, sent as it is: the parsed URI is dropped.
+		req.SetRequestURIBytes(target)
+	}
+	r.EditRequest(&req.Header)
 }
 
 // isProbe reports whether the request is a health check r's config names.

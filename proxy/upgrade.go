@@ -84,7 +84,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	// prepareRequest drops Connection and Upgrade as hop-by-hop; they are
 	// put back below, Upgrade with exactly the client's tokens.
 	proto := bytes.Join(h.PeekAll(fasthttp.HeaderUpgrade), []byte(", "))
-	prepareRequest(ctx, p.opts.TrustForwarded)
+	prepareRequest(ctx, r, p.opts.TrustForwarded)
 	head := h.AppendBytes(make([]byte, 0, 1024))
 	head = head[:len(head)-2] // reopen the head after its final CRLF
 	head = append(head, "Connection: Upgrade\r\nUpgrade: "...)
@@ -230,6 +230,7 @@ func (p *Proxy) handshake(client, up net.Conn, r *route.Route, head []byte, x *e
 		return nil, fmt.Errorf("clear upstream deadline: %w", err)
 	}
 	x.stamp(&resp.Header)
+	r.EditResponse(&resp.Header)
 	if err := writeWithin(client, appendSwitchHead(nil, &resp.Header, proto), r.UpstreamTimeout); err != nil {
 		x.reason = reasonClientGone
 		p.log.Debug().Str("host", r.Host).Err(err).Msg("tunnel: write 101 to client")

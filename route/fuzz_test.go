@@ -60,7 +60,7 @@ func FuzzLookup(f *testing.F) {
 			}
 			return b
 		}
-		r, status := tb.Lookup([]byte(reqHost), []byte(path))
+		r, status := tb.Lookup([]byte(reqHost), []byte(path), nil)
 		wantHost := ""
 		if exact && best("a.ex.test") != "" {
 			wantHost = "a.ex.test"

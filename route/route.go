@@ -13,6 +13,7 @@ import (
 	"html/template"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -43,8 +44,10 @@ type Table struct {
 // path needs it. Several routes may share a host (different paths); they
 // then share its series M too, which keep the host label only.
 type Route struct {
-	Host            string
-	Svc             conf.Service
+	Host string
+	Svc  conf.Service
+	// Ready is the service's readiness; nil for a route that answers
+	// itself with no backend (AnswersItself).
 	Ready           *watch.Service
 	Timeout         time.Duration
 	UpstreamTimeout time.Duration
@@ -67,17 +70,28 @@ type Route struct {
 	// workloads, and the host's series cannot tell their activity apart.
 	requests atomic.Uint64
 	active   atomic.Int64
+	name     string // routeName
 }
 
+// Name names the route in access log lines: its host for a TOML entry;
+// for one from the cluster, its source and backend ("HTTPRoute ns/name
+// ns/service:80"), or its fixed status or "redirect".
+func (r *Route) Name() string { return r.name }
+
 // Build makes the table of cfg (already validated), with each service's
-// readiness from r and its series in set.
+// readiness from r and its series in set. Entries that share a non-empty
+// conf.Extras.Rule become one rule with weighted backends.
 func Build(cfg *conf.Config, r Readiness, set *metrics.Set) (*Table, error) {
 	t := &Table{hosts: make(map[string][]Rule, len(cfg.Services)), routes: make([]*Route, 0, len(cfg.Services))}
+	// weighted holds, per host and Rule, the index of each of its rules in
+	// t.hosts[host] (one per path), for its later backends.
+	weighted := make(map[[2]string][]int)
 	for _, s := range cfg.Services {
-		k := watch.Key{Namespace: s.Namespace, Service: s.ServiceName, Port: int32(s.ServicePort)}
-		ws := r.Service(k)
-		if ws == nil {
-			return nil, fmt.Errorf("route %s: no readiness watch for %s/%s:%d", s.Host, k.Namespace, k.Service, k.Port)
+		var ws *watch.Service
+		if k := keyOf(&s); k != nil {
+			if ws = r.Service(*k); ws == nil {
+				return nil, fmt.Errorf("route %s: no readiness watch for %s/%s:%d", s.Host, k.Namespace, k.Service, k.Port)
+			}
 		}
 		var waiting *template.Template
 		if s.WaitingPage {
@@ -98,53 +112,125 @@ func Build(cfg *conf.Config, r Readiness, set *metrics.Set) (*Table, error) {
 			Target:          s.TargetAddr(),
 			MaxParked:       int64(s.MaxParked),
 			M:               stats.NewHost(set, s.Host),
+			name:            routeName(&s),
 		}
 		t.routes = append(t.routes, rt)
+		if s.Rule != "" {
+			if at, ok := weighted[[2]string{s.Host, s.Rule}]; ok {
+				for _, i := range at {
+					rule := &t.hosts[s.Host][i]
+					rule.Backends = append(rule.Backends, Backend{Route: rt, Weight: s.Weight})
+				}
+				continue
+			}
+		}
+		m, err := extraMatch(&s)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", s.Host, err)
+		}
 		paths := s.Paths
+		var at []int
+		add := func(m Match) {
+			rule := Rule{Match: m, Route: rt, created: s.Created}
+			if s.Rule != "" {
+				rule.Backends = []Backend{{Route: rt, Weight: s.Weight}}
+			}
+			at = append(at, len(t.hosts[s.Host]))
+			t.hosts[s.Host] = append(t.hosts[s.Host], rule)
+		}
 		for _, p := range s.ExactPaths {
-			t.hosts[s.Host] = append(t.hosts[s.Host], Rule{Match: Match{PathExact: p}, Route: rt})
+			m.PathExact, m.PathPrefix = p, ""
+			add(m)
 		}
 		if len(paths) == 0 && len(s.ExactPaths) == 0 {
 			paths = conf.DefaultPaths // a config not through Validate (tests)
 		}
 		for _, p := range paths {
-			t.hosts[s.Host] = append(t.hosts[s.Host], Rule{Match: Match{PathPrefix: p}, Route: rt})
+			m.PathExact, m.PathPrefix = "", p
+			add(m)
+		}
+		if s.Rule != "" {
+			weighted[[2]string{s.Host, s.Rule}] = at
 		}
 	}
 	for _, rules := range t.hosts {
+		for i := range rules {
+			if rules[i].Backends != nil {
+				rules[i].weigh(set)
+			}
+		}
 		sortRules(rules)
 	}
 	return t, nil
 }
 
+// keyOf is the readiness key of s, nil for an entry without a backend
+// (conf.Extras.AnswersItself with no service).
+func keyOf(s *conf.Service) *watch.Key {
+	if s.ServiceName == "" && s.AnswersItself() {
+		return nil
+	}
+	return &watch.Key{Namespace: s.Namespace, Service: s.ServiceName, Port: int32(s.ServicePort)}
+}
+
+// routeName names a route in access log lines: the host of a TOML entry,
+// as always; for a route from the cluster, its source and backend, so
+// that a weighted pick shows which backend took the request.
+func routeName(s *conf.Service) string {
+	switch {
+	case s.Source == "":
+		return s.Host
+	case s.Fixed != 0:
+		return s.Source + " " + strconv.Itoa(s.Fixed)
+	case s.Filters != nil && s.Filters.Redirect != nil:
+		return s.Source + " redirect"
+	}
+	return s.Source + " " + s.Namespace + "/" + s.ServiceName + ":" + strconv.Itoa(s.ServicePort)
+}
+
 // CarryOver keeps in t the routes of old whose service entry is unchanged,
 // with their parked requests, counters and learned cold starts (issue 7).
-// An entry is known by its host and paths, which no other entry of a valid
-// config shares; the rest of it must be equal too.
+// An entry is found by its host and paths, and kept only if the rest of
+// it is equal too; of equal entries (two backendRefs alike), each old
+// route is kept once.
 func (t *Table) CarryOver(old *Table) {
-	prev := make(map[string]*Route, len(old.routes))
+	prev := make(map[string][]*Route, len(old.routes))
 	for _, r := range old.routes {
-		prev[entryKey(&r.Svc)] = r
+		prev[entryKey(&r.Svc)] = append(prev[entryKey(&r.Svc)], r)
 	}
 	kept := make(map[*Route]*Route)
+	taken := make(map[*Route]bool)
 	for i, r := range t.routes {
-		if p := prev[entryKey(&r.Svc)]; p != nil && reflect.DeepEqual(p.Svc, r.Svc) {
-			kept[r] = p
-			t.routes[i] = p
+		for _, p := range prev[entryKey(&r.Svc)] {
+			if !taken[p] && reflect.DeepEqual(p.Svc, r.Svc) {
+				kept[r], taken[p] = p, true
+				t.routes[i] = p
+				break
+			}
 		}
 	}
 	for _, rules := range t.hosts {
 		for i := range rules {
-			if p := kept[rules[i].Route]; p != nil {
-				rules[i].Route = p
+			rule := &rules[i]
+			if p := kept[rule.Route]; p != nil {
+				rule.Route = p
+			}
+			for j := range rule.Backends {
+				if p := kept[rule.Backends[j].Route]; p != nil {
+					rule.Backends[j].Route = p
+				}
+			}
+			if rule.pick != nil {
+				rule.pick.replace(kept)
 			}
 		}
 	}
 }
 
-// entryKey identifies a [[services]] entry across reloads.
+// entryKey identifies a [[services]] entry across reloads, with the
+// extras that tell apart the cluster's entries of one host and path.
 func entryKey(s *conf.Service) string {
-	return s.Host + " " + strings.Join(s.Paths, " ") + " =" + strings.Join(s.ExactPaths, " =")
+	return s.Host + " " + strings.Join(s.Paths, " ") + " =" + strings.Join(s.ExactPaths, " =") + " " + s.Source + " " + s.Rule
 }
 
 // Len is the number of routes.
@@ -157,39 +243,44 @@ func (t *Table) All() []*Route { return t.routes }
 // Keys lists the readiness keys cfg needs, for watch.New.
 func Keys(cfg *conf.Config) []watch.Key {
 	keys := make([]watch.Key, 0, len(cfg.Services))
-	for _, s := range cfg.Services {
-		keys = append(keys, watch.Key{Namespace: s.Namespace, Service: s.ServiceName, Port: int32(s.ServicePort)})
+	for i := range cfg.Services {
+		if k := keyOf(&cfg.Services[i]); k != nil {
+			keys = append(keys, *k)
+		}
 	}
 	return keys
 }
 
 // Lookup finds the route for a request by the host it is for (see
-// Authority) and its raw path (see Path). The rules of the exact host are
-// tried first, then those of the wildcard "*.example.com" for
-// "app.example.com", each in their order (rules.go): a path the exact
-// host's rules do not accept may still be the wildcard's, as Gateway API
-// orders hostnames before paths; last those of the catch-all host "*"
-// (conf.CatchAllHost). It returns status 400 for a missing or
-// invalid host and 404 when no rule accepts the request, whether or not
-// some service claims the host (issue 2). It does not allocate.
-func (t *Table) Lookup(host, path []byte) (*Route, int) {
+// Authority), its raw path (see Path) and, for rules that match more than
+// the path, req (rules.go; nil: a request with no method, header or
+// query). The rules of the exact host are tried first, then those of the
+// wildcard "*.example.com" for "app.example.com", each in their order
+// (rules.go): a request the exact host's rules do not accept may still be
+// the wildcard's, as Gateway API orders hostnames before paths; last those
+// of the catch-all host "*" (conf.CatchAllHost). A weighted rule picks
+// one of its routes (weights.go). The route may answer itself
+// (AnswersItself). It returns status 400 for a missing or invalid host and
+// 404 when no rule accepts the request, whether or not some service
+// claims the host (issue 2). It does not allocate.
+func (t *Table) Lookup(host, path []byte, req Request) (*Route, int) {
 	var buf [128]byte
 	key, ok := conf.AppendHost(buf[:0], host)
 	if !ok {
 		return nil, http.StatusBadRequest
 	}
 	// The string conversions in map indexes do not allocate.
-	if r := first(t.hosts[string(key)], path); r != nil {
+	if r := first(t.hosts[string(key)], path, req); r != nil {
 		return r, 0
 	}
 	if i := bytes.IndexByte(key, '.'); i > 0 {
 		key[i-1] = '*'
-		if r := first(t.hosts[string(key[i-1:])], path); r != nil {
+		if r := first(t.hosts[string(key[i-1:])], path, req); r != nil {
 			return r, 0
 		}
 	}
 	// Last, the catch-all entry (an Ingress's defaultBackend), if any.
-	if r := first(t.hosts[conf.CatchAllHost], path); r != nil {
+	if r := first(t.hosts[conf.CatchAllHost], path, req); r != nil {
 		return r, 0
 	}
 	return nil, http.StatusNotFound
@@ -213,7 +304,7 @@ func (t *Table) Passthrough(sni []byte) *Route {
 			rules = t.hosts[string(key[i-1:])]
 		}
 	}
-	if len(rules) != 1 || !rules[0].Route.Svc.TLSPassthrough {
+	if len(rules) != 1 || rules[0].Route == nil || !rules[0].Route.Svc.TLSPassthrough {
 		return nil
 	}
 	return rules[0].Route

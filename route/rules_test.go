@@ -100,7 +100,7 @@ func TestLookupPrecedence(t *testing.T) {
 		{"a b", "/", "", http.StatusBadRequest},
 	}
 	for _, tt := range tests {
-		r, status := tb.Lookup([]byte(tt.host), []byte(tt.path))
+		r, status := tb.Lookup([]byte(tt.host), []byte(tt.path), nil)
 		got := ""
 		if r != nil {
 			got = r.Svc.ServiceName
@@ -131,7 +131,7 @@ func TestMatchAccepts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		m := Match{PathPrefix: tt.prefix}
-		if got := m.Accepts([]byte(tt.path)); got != tt.want {
+		if got := m.Accepts([]byte(tt.path), nil); got != tt.want {
 			t.Errorf("Match{%q}.Accepts(%q) = %v; want %v", tt.prefix, tt.path, got, tt.want)
 		}
 	}
@@ -141,7 +141,7 @@ func TestMatchAccepts(t *testing.T) {
 func TestLookupDoesNotAllocate(t *testing.T) {
 	tb := buildTable(t, splitEntries...)
 	host, path := []byte("b.ex.test"), []byte("/other/x")
-	if n := testing.AllocsPerRun(100, func() { tb.Lookup(host, path) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { tb.Lookup(host, path, nil) }); n != 0 {
 		t.Errorf("Lookup allocates %v times; want 0", n)
 	}
 }
@@ -183,9 +183,9 @@ func TestCarryOverPerEntry(t *testing.T) {
 		entry{host: "a.test", name: "api", paths: []string{"/api"}},
 		entry{host: "a.test", name: "web", paths: []string{"/web"}},
 	)
-	oldAPI, _ := old.Lookup([]byte("a.test"), []byte("/api"))
-	oldRoot, _ := old.Lookup([]byte("a.test"), []byte("/"))
-	oldWeb, _ := old.Lookup([]byte("a.test"), []byte("/web"))
+	oldAPI, _ := old.Lookup([]byte("a.test"), []byte("/api"), nil)
+	oldRoot, _ := old.Lookup([]byte("a.test"), []byte("/"), nil)
+	oldWeb, _ := old.Lookup([]byte("a.test"), []byte("/web"), nil)
 	next := buildTable(t,
 		entry{host: "a.test", name: "root2"}, // changed: another service
 		entry{host: "a.test", name: "api", paths: []string{"/api"}},
@@ -193,14 +193,14 @@ func TestCarryOverPerEntry(t *testing.T) {
 		entry{host: "a.test", name: "new", paths: []string{"/new"}},
 	)
 	next.CarryOver(old)
-	api, _ := next.Lookup([]byte("a.test"), []byte("/api/x"))
+	api, _ := next.Lookup([]byte("a.test"), []byte("/api/x"), nil)
 	if api != oldAPI {
 		t.Errorf("/api route not carried over")
 	}
-	if root, _ := next.Lookup([]byte("a.test"), []byte("/")); root == oldRoot || root.Svc.ServiceName != "root2" {
+	if root, _ := next.Lookup([]byte("a.test"), []byte("/"), nil); root == oldRoot || root.Svc.ServiceName != "root2" {
 		t.Errorf("/ route: carried over %v, service %q; want a new route to root2", root == oldRoot, root.Svc.ServiceName)
 	}
-	if web, _ := next.Lookup([]byte("a.test"), []byte("/web")); web == oldWeb {
+	if web, _ := next.Lookup([]byte("a.test"), []byte("/web"), nil); web == oldWeb {
 		t.Errorf("/web route with new paths carried over; want a new route")
 	}
 	all := next.All()
@@ -213,8 +213,8 @@ func TestCarryOverPerEntry(t *testing.T) {
 // their requests apart, for the idler.
 func TestActivityPerRoute(t *testing.T) {
 	tb := buildTable(t, splitEntries[:2]...)
-	root, _ := tb.Lookup([]byte("a.ex.test"), []byte("/"))
-	api, _ := tb.Lookup([]byte("a.ex.test"), []byte("/api"))
+	root, _ := tb.Lookup([]byte("a.ex.test"), []byte("/"), nil)
+	api, _ := tb.Lookup([]byte("a.ex.test"), []byte("/api"), nil)
 	if root.M.Requests != api.M.Requests || root.M.Active != api.M.Active {
 		t.Fatal("entries of one host have different series; want the host's")
 	}
@@ -240,7 +240,7 @@ func BenchmarkLookup(b *testing.B) {
 	host, path := []byte("a.ex.test"), []byte("/api/v2/items/42")
 	b.ReportAllocs()
 	for b.Loop() {
-		tb.Lookup(host, path)
+		tb.Lookup(host, path, nil)
 	}
 }
 
@@ -256,7 +256,7 @@ func TestLookupCatchAll(t *testing.T) {
 		{"unknown.example", "/", "default"},
 	}
 	for _, tt := range tests {
-		r, status := tb.Lookup([]byte(tt.host), []byte(tt.path))
+		r, status := tb.Lookup([]byte(tt.host), []byte(tt.path), nil)
 		if r == nil || r.Svc.ServiceName != tt.want {
 			t.Errorf("Lookup(%q, %q) = %v, %d; want %q", tt.host, tt.path, r, status, tt.want)
 		}
@@ -289,7 +289,7 @@ func TestLookupExact(t *testing.T) {
 		{"/", "root"},
 	}
 	for _, tt := range tests {
-		r, status := tb.Lookup([]byte("a.test"), []byte(tt.path))
+		r, status := tb.Lookup([]byte("a.test"), []byte(tt.path), nil)
 		if r == nil || r.Svc.ServiceName != tt.want {
 			t.Errorf("Lookup(a.test, %q) = %v, %d; want %q", tt.path, r, status, tt.want)
 		}

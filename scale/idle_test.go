@@ -81,8 +81,8 @@ func TestIdlePerWorkload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, _ := tb.Lookup([]byte("a.ex.test"), []byte("/api/x"))
-	c, _ := tb.Lookup([]byte("c.ex.test"), []byte("/"))
+	api, _ := tb.Lookup([]byte("a.ex.test"), []byte("/api/x"), nil)
+	c, _ := tb.Lookup([]byte("c.ex.test"), []byte("/"), nil)
 	// Busy for the whole test: the host a.ex.test's series say active too.
 	api.CountRequest()
 	c.CountRequest()
