@@ -24,6 +24,12 @@ type reader struct {
 	// once bytes are there and given back before the goroutine waits, so
 	// an idle tunnel holds no buffer at all (a tunnel is mostly idle).
 	raw syscall.RawConn
+	// try is tryRead bound once, so that a read allocates no closure;
+	// bp, n and err are its results.
+	try func(fd uintptr) bool
+	bp  *[]byte
+	n   int
+	err error
 }
 
 func newReader(src net.Conn, idle *idleWatch) *reader {
@@ -36,7 +42,7 @@ func newReader(src net.Conn, idle *idleWatch) *reader {
 	// kernel, so reading around rd.r loses no count.
 	if tc, ok := src.(*net.TCPConn); ok && rd.r == io.Reader(src) {
 		if rc, err := tc.SyscallConn(); err == nil {
-			rd.raw = rc
+			rd.raw, rd.try = rc, rd.tryRead
 		}
 	}
 	return rd
@@ -72,26 +78,10 @@ func (rd *reader) relay(dst net.Conn) (n int64, full bool, err error) {
 // returned if it would block. Hand-written because net.Conn.Read needs
 // its buffer before it knows whether it will wait.
 func (rd *reader) readRaw() (int, *[]byte, error) {
-	var bp *[]byte
-	var n int
-	var serr error
-	err := rd.raw.Read(func(fd uintptr) bool {
-		if bp == nil {
-			bp = bufs.Get().(*[]byte)
-		}
-		for {
-			n, serr = syscall.Read(int(fd), *bp)
-			if serr != syscall.EINTR {
-				break
-			}
-		}
-		if serr == syscall.EAGAIN {
-			bufs.Put(bp)
-			bp = nil
-			return false
-		}
-		return true
-	})
+	rd.bp, rd.n, rd.err = nil, 0, nil
+	err := rd.raw.Read(rd.try)
+	bp, n, serr := rd.bp, rd.n, rd.err
+	rd.bp = nil
 	switch {
 	case err != nil:
 		// The poller's error: deadline, or closed by the other direction.
@@ -102,4 +92,27 @@ func (rd *reader) readRaw() (int, *[]byte, error) {
 		return 0, bp, io.EOF
 	}
 	return n, bp, nil
+}
+
+// tryRead is readRaw's attempt, called by the poller: false means "would
+// block, wait for the socket to be readable and call again".
+func (rd *reader) tryRead(fd uintptr) bool {
+	if rd.bp == nil {
+		rd.bp = bufs.Get().(*[]byte)
+	}
+	for {
+		rd.n, rd.err = syscall.Read(int(fd), *rd.bp)
+		if rd.err != syscall.EINTR {
+			break
+		}
+	}
+	if rd.err == syscall.EAGAIN {
+		bufs.Put(rd.bp)
+		rd.bp, rd.n, rd.err = nil, 0, nil
+		return false
+	}
+	if rd.n < 0 {
+		rd.n = 0
+	}
+	return true
 }

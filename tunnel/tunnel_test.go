@@ -172,3 +172,31 @@ func TestTunnelRegistryClose(t *testing.T) {
 		t.Errorf("Open after Close: %v; want ErrClosed", err)
 	}
 }
+
+// TestRelaySmallReadsDoNotAllocate: the read/write path of a relay over
+// TCP allocates nothing per message once warm (a closure or a buffer per
+// read would show here).
+func TestRelaySmallReadsDoNotAllocate(t *testing.T) {
+	a, b := tcpPair(t)
+	c, d := tcpPair(t)
+	rd := newReader(b, nil)
+	if rd.raw == nil {
+		t.Fatal("got no raw reader over a *net.TCPConn; want one")
+	}
+	msg := []byte("0123456789abcdef")
+	got := make([]byte, len(msg))
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := a.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := rd.relay(c); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(d, got); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("got %.1f allocations per relayed message; want 0", allocs)
+	}
+}
