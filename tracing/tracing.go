@@ -57,8 +57,9 @@ type Tracer struct {
 	transport *http.Transport
 
 	mu      sync.Mutex // exports run on the processor's goroutine and in Flush
-	failing bool
-	warned  time.Time
+	failing bool       // the last export failed
+	logged  bool       // this run of failures was logged
+	warned  time.Time  // when a failure was last logged
 }
 
 // warnEvery bounds the warnings of a collector that keeps failing and
@@ -164,24 +165,28 @@ func (e countingExporter) ExportSpans(ctx context.Context, spans []sdktrace.Read
 	return nil
 }
 
-// exported notes an export's result: a failure after successes (or the
-// start) is logged once, then only counted until export recovers.
+// exported notes an export's result: the first failure after successes
+// (or the start) is logged, at most once per warnEvery, and its recovery
+// too; every failure is counted.
 func (t *Tracer) exported(err error, n int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err == nil {
-		if t.failing {
-			t.failing = false
+		if t.failing && t.logged {
 			t.log.Info().Msg("OTLP trace export recovered")
 		}
+		t.failing, t.logged = false, false
 		return
 	}
 	t.errs.Inc()
-	if t.failing || (!t.warned.IsZero() && time.Since(t.warned) < warnEvery) {
-		t.failing = true
+	if t.failing {
 		return
 	}
-	t.failing, t.warned = true, time.Now()
+	t.failing = true
+	if !t.warned.IsZero() && time.Since(t.warned) < warnEvery {
+		return
+	}
+	t.logged, t.warned = true, time.Now()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("collector did not answer in time: %w", err)
 	}
