@@ -33,6 +33,7 @@ import (
 	"github.com/agimo/agimo/ingress"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/stats"
+	"github.com/agimo/agimo/tracing"
 	"github.com/agimo/agimo/watch"
 )
 
@@ -60,6 +61,8 @@ type flags struct {
 	accessLogQueryMax                            int
 	drainDelay, shutdownTimeout                  time.Duration
 	publishService, publishAddress               string
+	otlpEndpoint                                 string
+	otlpSample                                   float64
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -96,6 +99,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		"NAMESPACE/NAME of Agimo's Service, whose LoadBalancer ingress (else ClusterIP) served Ingresses' status shows [$AGIMO_PUBLISH_SERVICE]")
 	fs.StringVar(&f.publishAddress, "publish-address", os.Getenv("AGIMO_PUBLISH_ADDRESS"),
 		"IP addresses or host names, comma-separated, that served Ingresses' status shows instead [$AGIMO_PUBLISH_ADDRESS]")
+	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", os.Getenv("AGIMO_OTLP_ENDPOINT"),
+		"export a trace span per request over OTLP/HTTP to this URL (e.g. http://otel-collector:4318); off by default [$AGIMO_OTLP_ENDPOINT]")
+	fs.Float64Var(&f.otlpSample, "otlp-sample", 1,
+		"share of new traces recorded, 0 to 1; a client's sampled traceparent is always followed")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -114,6 +121,13 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, fmt.Errorf("invalid --access-log-sample %v: want a share above 0 and at most 1", f.accessLogSample)
 	case f.accessLogQueryMax < 0:
 		return nil, fmt.Errorf("invalid --access-log-query-max %d: want 0 or more", f.accessLogQueryMax)
+	case !(f.otlpSample >= 0 && f.otlpSample <= 1):
+		return nil, fmt.Errorf("invalid --otlp-sample %v: want a share from 0 to 1", f.otlpSample)
+	}
+	if f.otlpEndpoint != "" {
+		if _, err := tracing.CheckEndpoint(f.otlpEndpoint); err != nil {
+			return nil, err
+		}
 	}
 	if ns, name, ok := strings.Cut(f.publishService, "/"); f.publishService != "" && (!ok || ns == "" || name == "") {
 		return nil, fmt.Errorf("invalid --publish-service %q: want NAMESPACE/NAME", f.publishService)
@@ -196,6 +210,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			log.Warn().Err(err).Msg("access log not flushed")
 		}
 	}()
+	tracer, err := tracing.New(tracing.Options{Endpoint: f.otlpEndpoint, Sample: f.otlpSample, Log: log, Metrics: set})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// After the front ends: their last spans have ended. Bounded, as
+		// a collector that does not answer must not hold the exit up.
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracer.Shutdown(cctx); err != nil {
+			log.Warn().Err(err).Msg("trace spans not flushed")
+		}
+	}()
 	var synced, draining atomic.Bool
 	admin := &http.Server{
 		Handler:           stats.AdminHandler(set, func() bool { return synced.Load() && !draining.Load() }),
@@ -258,7 +285,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	w := watch.New(client, route.Keys(cfg), log, set)
 	defer w.Close()
-	srv, err := newServers(cfg, w, client, log, set, alog, ln, tlsLn)
+	srv, err := newServers(cfg, w, client, log, set, alog, tracer, ln, tlsLn)
 	if err != nil {
 		return abort(err)
 	}

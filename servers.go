@@ -19,6 +19,7 @@ import (
 	"github.com/agimo/agimo/h2"
 	"github.com/agimo/agimo/passthrough"
 	"github.com/agimo/agimo/proxy"
+	"github.com/agimo/agimo/tracing"
 	"github.com/agimo/agimo/watch"
 )
 
@@ -51,10 +52,10 @@ func wantsTLSPort(cfg *conf.Config) bool {
 
 // newServers builds the servers on plainLn and, if not nil, tlsLn.
 func newServers(cfg *conf.Config, w *watch.Watcher, client kubernetes.Interface, log zerolog.Logger,
-	set *metrics.Set, alog *accesslog.Logger, plainLn, tlsLn net.Listener) (*servers, error) {
+	set *metrics.Set, alog *accesslog.Logger, tracer *tracing.Tracer, plainLn, tlsLn net.Listener) (*servers, error) {
 	c, err := core.New(cfg, w, core.Options{
 		Log: log, Metrics: set, TrustForwarded: cfg.TrustForwardedHeaders,
-		Scaler: watch.NewScaler(client, log), AccessLog: alog,
+		Scaler: watch.NewScaler(client, log), AccessLog: alog, Tracer: tracer,
 	})
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"github.com/agimo/agimo/park"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/scale"
+	"github.com/agimo/agimo/tracing"
 	"github.com/agimo/agimo/upstream"
 	"github.com/agimo/agimo/watch"
 )
@@ -37,6 +38,8 @@ type Options struct {
 	Scaler scale.Scaler
 	// AccessLog gets a line per request from every front end; nil: off.
 	AccessLog *accesslog.Logger
+	// Tracer starts every front end's request spans; nil: off.
+	Tracer *tracing.Tracer
 }
 
 // Core is the shared state. Create it with New; Stop starts the shutdown
@@ -52,6 +55,8 @@ type Core struct {
 	Lot     *park.Lot
 	// AccessLog is Opts.AccessLog (nil: off); its owner closes it.
 	AccessLog *accesslog.Logger
+	// Tracer is Opts.Tracer (nil: off); its owner shuts it down.
+	Tracer *tracing.Tracer
 
 	// replaceIDs is request_id = "replace", swapped on reload.
 	replaceIDs atomic.Bool
@@ -72,7 +77,7 @@ func New(cfg *conf.Config, r route.Readiness, opts Options) (*Core, error) {
 		opts.RetryAfter = 5
 	}
 	c := &Core{Log: opts.Log, Metrics: opts.Metrics, Opts: opts, ready: r, stopping: make(chan struct{}),
-		AccessLog: opts.AccessLog}
+		AccessLog: opts.AccessLog, Tracer: opts.Tracer}
 	c.replaceIDs.Store(cfg.RequestID == conf.RequestIDReplace)
 	t, err := route.Build(cfg, r, opts.Metrics)
 	if err != nil {

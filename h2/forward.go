@@ -27,14 +27,16 @@ import (
 // forward sends the stream's request to a ready endpoint of r, over h2c
 // or HTTP/1.1 as the service's protocol says, and relays the response.
 func (s *Server) forward(w http.ResponseWriter, req *http.Request, r *route.Route, st *watch.State, deadline time.Time, g bool) {
+	tr := traceOf(w)
 	repark := func() (*watch.State, error) {
 		start := time.Now()
-		defer func() {
-			if x, ok := w.(*record); ok {
-				x.parkedFor(time.Since(start))
-			}
-		}()
-		return s.core.Waiter.Wait(r, deadline, req.Context().Done())
+		st, err := s.core.Waiter.Wait(r, deadline, req.Context().Done(), tr)
+		end := time.Now()
+		if x, ok := w.(*record); ok {
+			x.parkedFor(end.Sub(start))
+		}
+		tr.Park(start, end, err)
+		return st, err
 	}
 	if !g {
 		// As over HTTP/1.1 (proxy.dropUnderscoreNames): behind the proxy
@@ -65,9 +67,14 @@ func (s *Server) forward(w http.ResponseWriter, req *http.Request, r *route.Rout
 // streamed response, and the upstream stream reset when the client's is.
 func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.Route, st *watch.State,
 	deadline time.Time, g bool, repark func() (*watch.State, error)) {
+	tr := traceOf(w)
+	traceparent := tr.Upstream() // "": the client's goes on untouched
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.Host = pr.In.Host
+			if traceparent != "" {
+				pr.Out.Header.Set("Traceparent", traceparent)
+			}
 			// The request's trailers arrive at the end of its body, into
 			// In.Trailer: Out must share that map, not the copy Clone made
 			// before they came, for the transport to send them.
@@ -95,7 +102,13 @@ func (s *Server) forwardH2C(w http.ResponseWriter, req *http.Request, r *route.R
 		},
 		Transport: roundTripper(func(out *http.Request) (*http.Response, error) {
 			resp, err := s.core.RoundTripH2C(out, r, st, deadline, repark)
-			if err == nil {
+			if err != nil {
+				tr.UpstreamDone(0, err)
+			} else {
+				if resp.Request != nil {
+					tr.Attempt(resp.Request.URL.Host)
+				}
+				tr.UpstreamDone(resp.StatusCode, nil)
 				r.ReadyCold()
 				r.FirstByte()
 				// The transport's request is addressed to the endpoint.
@@ -167,6 +180,10 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 	}
 	hdr := http.Header{}
 	setForwarded(hdr, req, s.core.Opts.TrustForwarded)
+	tr := traceOf(w)
+	if tp := tr.Upstream(); tp != "" { // "": the client's goes on untouched
+		hdr.Set("Traceparent", tp)
+	}
 	for k, vv := range hdr {
 		h.Del(k)
 		for _, v := range vv {
@@ -198,12 +215,14 @@ func (s *Server) forwardH1(w http.ResponseWriter, req *http.Request, r *route.Ro
 		if x, ok := w.(*record); ok {
 			x.upstream = addr
 		}
+		tr.Attempt(addr)
 		return s.core.Pools.Get(addr, r.UpstreamTimeout, r.Timeout).Do(freq, resp)
 	})
 	if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
 		err = errors.New("101 Switching Protocols to an HTTP/2 request")
 		resp.SetConnectionClose()
 	}
+	tr.UpstreamDone(resp.StatusCode(), err)
 	if err != nil {
 		s.upstreamFailed(w, req, r, false, err)
 		return

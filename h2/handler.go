@@ -82,7 +82,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 	st := r.Ready.State()
 	if !st.Ready && !g && r.WantsWaitingPage(req.Method == http.MethodGet, []byte(req.Header.Get("Accept")), false) {
-		s.core.Policy.Begin(r)
+		s.core.Policy.Begin(r, x.tr)
 		x.reason = reasonWaitingPage
 		s.serveWaitingPage(w, r)
 		return
@@ -90,8 +90,10 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if !st.Ready {
 		var err error
 		parkStart := time.Now()
-		st, err = s.core.Waiter.Wait(r, deadline, req.Context().Done())
-		x.parkedFor(time.Since(parkStart))
+		st, err = s.core.Waiter.Wait(r, deadline, req.Context().Done(), x.tr)
+		parkEnd := time.Now()
+		x.parkedFor(parkEnd.Sub(parkStart))
+		x.tr.Park(parkStart, parkEnd, err)
 		if err != nil {
 			s.parkFailed(w, r, g, err, callTimeout)
 			return

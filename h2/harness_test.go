@@ -28,6 +28,7 @@ import (
 	"github.com/agimo/agimo/h2"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/scale"
+	"github.com/agimo/agimo/tracing"
 	"github.com/agimo/agimo/watch"
 )
 
@@ -68,6 +69,8 @@ type harnessOpts struct {
 	// extras adds to the parsed config what no TOML key sets
 	// (conf.Extras).
 	extras func(*conf.Config)
+	// tracer starts the streams' spans (nil: off).
+	tracer *tracing.Tracer
 }
 
 // startHarnessWith is startHarness with options.
@@ -97,7 +100,7 @@ func startHarnessWith(t testing.TB, cfgTOML string, o harnessOpts) *harness {
 	if err := w.Start(ctx); err != nil {
 		t.Fatalf("start watcher: %v", err)
 	}
-	h.core, err = core.New(cfg, w, core.Options{Log: log, Metrics: h.set, Scaler: o.scaler, AccessLog: o.accessLog})
+	h.core, err = core.New(cfg, w, core.Options{Log: log, Metrics: h.set, Scaler: o.scaler, AccessLog: o.accessLog, Tracer: o.tracer})
 	if err != nil {
 		t.Fatalf("new core: %v", err)
 	}

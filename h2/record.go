@@ -4,12 +4,14 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/reqid"
 	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/tracing"
 )
 
 // record is a stream's response writer, with what an operator sees of it
@@ -20,6 +22,7 @@ import (
 type record struct {
 	http.ResponseWriter
 	log      *accesslog.Logger
+	tr       *tracing.Request // nil: tracing off
 	req      *http.Request
 	start    time.Time
 	id       string
@@ -45,6 +48,15 @@ func (s *Server) begin(w http.ResponseWriter, req *http.Request) *record {
 	x.id = string(id)
 	req.Header[reqid.Header] = []string{x.id}
 	w.Header()[reqid.Header] = []string{x.id}
+	if t := s.core.Tracer; t != nil {
+		x.tr = t.Start(x.start, tracing.Inbound{
+			Traceparent: req.Header.Get("Traceparent"),
+			// Repeated fields are one list (W3C Trace Context §3.3.1.1).
+			Tracestate: strings.Join(req.Header.Values("Tracestate"), ","),
+			Method:     req.Method, Host: req.Host, Path: string(route.Path([]byte(req.RequestURI))),
+			Client: req.RemoteAddr, RequestID: x.id, Proto: "2",
+		})
+	}
 	if x.log != nil && hasBody(req) {
 		req.Body = &countedBody{ReadCloser: req.Body, n: &x.in}
 	}
@@ -80,9 +92,9 @@ func (x *record) parkedFor(d time.Duration) {
 	}
 }
 
-// end writes the stream's access log line.
+// end ends the stream's span and writes its access log line.
 func (x *record) end() {
-	if x.log == nil {
+	if x.log == nil && x.tr == nil {
 		return
 	}
 	status := x.status
@@ -92,6 +104,16 @@ func (x *record) end() {
 	case status == 0:
 		status = http.StatusOK // net/http's answer to a handler that wrote nothing
 	}
+	if x.tr != nil {
+		var route string
+		if x.route != nil {
+			route = x.route.Host
+		}
+		x.tr.End(status, route, x.reason)
+	}
+	if x.log == nil {
+		return
+	}
 	e := accesslog.Entry{Start: x.start, ClientString: x.req.RemoteAddr, Method: []byte(x.req.Method),
 		Host: []byte(x.req.Host), Path: []byte(x.req.RequestURI), Proto: accesslog.ProtoHTTP2,
 		Status: status, BytesIn: x.in.Load(), BytesOut: x.out, Parked: x.parked,
@@ -100,6 +122,14 @@ func (x *record) end() {
 		e.Route = x.route.Name()
 	}
 	x.log.Log(&e)
+}
+
+// traceOf returns the stream's spans (nil: tracing off).
+func traceOf(w http.ResponseWriter) *tracing.Request {
+	if x, ok := w.(*record); ok {
+		return x.tr
+	}
+	return nil
 }
 
 // setReason records why Agimo answered the stream itself.

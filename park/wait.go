@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/scale"
 	"github.com/agimo/agimo/watch"
 )
 
@@ -26,20 +27,21 @@ var (
 // Waiter parks requests on their own goroutine.
 type Waiter struct {
 	// Begin is called for each request that parks (scale.Policy.Begin).
-	Begin func(*route.Route)
+	Begin func(*route.Route, scale.WakeHook)
 	// Stopping is closed when Agimo shuts down: parks end with ErrStopping.
 	Stopping <-chan struct{}
 }
 
 // Wait waits until r's service is ready, the deadline passes, gone is
 // closed (the client left; nil if it cannot tell) or Stopping is closed.
-// A request past r's max_parked gets ErrFull at once.
-func (w *Waiter) Wait(r *route.Route, deadline time.Time, gone <-chan struct{}) (*watch.State, error) {
+// A request past r's max_parked gets ErrFull at once. hook (nil: none)
+// hears of the wake-up if this request starts it.
+func (w *Waiter) Wait(r *route.Route, deadline time.Time, gone <-chan struct{}, hook scale.WakeHook) (*watch.State, error) {
 	if !r.TryPark() {
 		return nil, ErrFull
 	}
 	defer r.Unpark()
-	w.Begin(r)
+	w.Begin(r, hook)
 	start := time.Now()
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()

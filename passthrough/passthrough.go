@@ -95,7 +95,7 @@ func (s *Server) Serve(c net.Conn, sni string) {
 		// that fails closes the connection.
 		gone, stop := park.WatchClose(client)
 		parkStart := time.Now()
-		st, err = s.core.Waiter.Wait(r, deadline, gone)
+		st, err = s.core.Waiter.Wait(r, deadline, gone, nil)
 		e.Parked = time.Since(parkStart)
 		stop()
 		if err != nil {
@@ -164,7 +164,7 @@ func (s *Server) parkFailed(r *route.Route, err error) {
 func (s *Server) dial(t *tunnel.Tunnel, r *route.Route, st *watch.State, deadline time.Time, tried *string) (net.Conn, error) {
 	d := net.Dialer{Timeout: upstream.DialTimeout}
 	var c net.Conn
-	err := s.core.Attempt(r, st, deadline, func() (*watch.State, error) { return s.core.Waiter.Wait(r, deadline, nil) },
+	err := s.core.Attempt(r, st, deadline, func() (*watch.State, error) { return s.core.Waiter.Wait(r, deadline, nil, nil) },
 		func(addr string) error {
 			*tried = addr
 			var err error

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -11,6 +12,7 @@ import (
 	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/reqid"
 	"github.com/agimo/agimo/route"
+	"github.com/agimo/agimo/tracing"
 )
 
 // What an operator sees of each request (issue 14): its X-Request-Id, the
@@ -20,8 +22,9 @@ import (
 // for answers fasthttp writes from memory, which it writes right after).
 
 var (
-	hRequestID = []byte(reqid.Header)
-	hColdStart = []byte("X-Agimo-Cold-Start")
+	hRequestID   = []byte(reqid.Header)
+	hColdStart   = []byte("X-Agimo-Cold-Start")
+	hTraceparent = []byte("traceparent")
 )
 
 // exchange is one request's record, from its head to its log line. A
@@ -30,6 +33,7 @@ var (
 // takes a copy along.
 type exchange struct {
 	log    *accesslog.Logger // nil: no line
+	tr     *tracing.Request  // nil: tracing off
 	start  time.Time
 	client net.Addr
 	id     []byte
@@ -70,8 +74,9 @@ func (c *clientConn) record() *exchange { return &c.x }
 
 // begin starts the record of a request that has just arrived and gives
 // it its ID: the client's if well-formed and trusted, else a new one,
-// which replaces the client's on the way upstream.
-func (x *exchange) begin(ctx *fasthttp.RequestCtx, log *accesslog.Logger, trust bool) {
+// which replaces the client's on the way upstream; with tr (nil: off),
+// it starts the request's span.
+func (x *exchange) begin(ctx *fasthttp.RequestCtx, log *accesslog.Logger, trust bool, tr *tracing.Tracer) {
 	h := &ctx.Request.Header
 	*x = exchange{log: log, start: time.Now(), client: ctx.RemoteAddr(), id: x.id[:0],
 		method: x.method[:0], host: x.host[:0], target: x.target[:0], proto: accesslog.ProtoHTTP1}
@@ -86,6 +91,28 @@ func (x *exchange) begin(ctx *fasthttp.RequestCtx, log *accesslog.Logger, trust 
 		x.host = append(x.host, h.Host()...)
 		x.target = append(x.target, h.RequestURI()...)
 	}
+	if tr != nil {
+		x.tr = tr.Start(x.start, tracing.Inbound{
+			Traceparent: string(h.PeekBytes(hTraceparent)),
+			// Repeated lines are one list (RFC 9110 §5.3; W3C Trace
+			// Context §3.3.1.1).
+			Tracestate: string(bytes.Join(h.PeekAll("tracestate"), []byte{','})),
+			Method:     string(h.Method()), Host: string(h.Host()),
+			Path: string(route.Path(h.RequestURI())), Client: x.client.String(),
+			RequestID: string(x.id), Proto: strings.TrimPrefix(string(h.Protocol()), "HTTP/"),
+		})
+	}
+}
+
+// traceUpstream gives the request going upstream the traceparent of its
+// upstream span in place of the client's (W3C Trace Context §3.2); off,
+// the client's goes on untouched.
+func (x *exchange) traceUpstream(h *fasthttp.RequestHeader) {
+	if x.tr == nil {
+		return
+	}
+	h.DelBytes(hTraceparent)
+	h.SetBytesKV(hTraceparent, []byte(x.tr.Upstream()))
 }
 
 // clone copies x for a request leaving its connection's record behind.
@@ -120,8 +147,16 @@ func (x *exchange) coldStartLine() string {
 	return "X-Agimo-Cold-Start: " + strconv.FormatFloat(x.parked.Seconds(), 'f', 3, 64) + "\r\n"
 }
 
-// emit writes the access log line once.
+// emit ends the request's span and writes the access log line, once.
 func (x *exchange) emit() {
+	if x.tr != nil {
+		var route string
+		if x.route != nil {
+			route = x.route.Host
+		}
+		x.tr.End(x.status, route, x.reason)
+		x.tr = nil
+	}
 	if x.log == nil {
 		return
 	}

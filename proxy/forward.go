@@ -31,6 +31,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	// client's failure from the upstream's.
 	cb, _ := req.BodyStream().(*clientBody)
 	x := exchangeOf(ctx)
+	x.traceUpstream(&req.Header)
 	if r.H2C(st) {
 		return p.forwardH2C(ctx, r, st, deadline, counted, clientClose, cb)
 	}
@@ -42,6 +43,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	err := p.core.Attempt(r, st, deadline, func() (*watch.State, error) { return p.park(ctx, r, deadline) },
 		func(addr string) error {
 			x.upstream = addr
+			x.tr.Attempt(addr)
 			err := p.core.Pools.Get(addr, r.UpstreamTimeout, r.Timeout).Do(req, resp)
 			if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
 				// A 101 to a request that asked for no upgrade: nothing sane
@@ -52,6 +54,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 			return err
 		})
 	if err != nil {
+		x.tr.UpstreamDone(0, err)
 		fasthttp.ReleaseResponse(resp)
 		if cb != nil && cb.err != nil {
 			// The client's body failed first, and fasthttp may report its
@@ -63,6 +66,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 		return false
 	}
 
+	x.tr.UpstreamDone(resp.StatusCode(), nil)
 	r.ReadyCold() // a cold start may end without a parked request (waiting page)
 	r.FirstByte()
 	copyResponseHead(&ctx.Response.Header, &resp.Header)

@@ -64,7 +64,9 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 	}
 	resp, err := p.core.RoundTripH2C(hreq.WithContext(context.Background()), r, st, deadline,
 		func() (*watch.State, error) { return p.park(ctx, r, deadline) })
+	x := exchangeOf(ctx)
 	if err != nil {
+		x.tr.UpstreamDone(0, err)
 		// Read once the transport is done with the body (released).
 		if cb != nil && cb.err != nil && !held.Interrupted() {
 			err = cb.err
@@ -75,6 +77,10 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 		p.upstreamFailed(ctx, r, err)
 		return false
 	}
+	if x.tr != nil && resp.Request != nil { // the transport's request: addressed to the endpoint
+		x.tr.Attempt(resp.Request.URL.Host)
+	}
+	x.tr.UpstreamDone(resp.StatusCode, nil)
 	r.ReadyCold()
 	r.FirstByte()
 	h := &ctx.Response.Header
@@ -108,7 +114,6 @@ func (p *Proxy) forwardH2C(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.S
 		n = -1
 	}
 	ctx.Response.ImmediateHeaderFlush = n < 0
-	x := exchangeOf(ctx)
 	if resp.Request != nil { // the transport's request: addressed to the endpoint
 		x.upstream = resp.Request.URL.Host
 	}

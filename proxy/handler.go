@@ -29,7 +29,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		*x = *rc.rec
 		p.bindSend(ctx, r)
 	} else {
-		x.begin(ctx, p.core.AccessLog, p.core.TrustRequestID())
+		x.begin(ctx, p.core.AccessLog, p.core.TrustRequestID(), p.core.Tracer)
 		if status, why := checkRequest(ctx); status != 0 {
 			x.reason = reasonBadRequest
 			p.bindSend(ctx, nil)
@@ -101,7 +101,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	deadline := time.Now().Add(r.Timeout)
 	st := r.Ready.State()
 	if !st.Ready && wantsWaitingPage(ctx, r) {
-		p.core.Policy.Begin(r)
+		p.core.Policy.Begin(r, x.tr)
 		x.reason = reasonWaitingPage
 		p.serveWaitingPage(ctx, r)
 		return

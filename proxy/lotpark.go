@@ -31,7 +31,7 @@ func (p *Proxy) parkInLot(ctx *fasthttp.RequestCtx, r *route.Route, deadline tim
 	if !r.TryPark() {
 		return false
 	}
-	p.core.Policy.Begin(r)
+	p.core.Policy.Begin(r, x.tr)
 	// The entry's owner carries the request's record to its release or
 	// refusal; the line is theirs to write.
 	e := &park.Entry{Route: r, Head: headWithID(&ctx.Request.Header, x), Start: time.Now(),
@@ -68,18 +68,23 @@ type lotOwner struct {
 }
 
 func (o lotOwner) Release(e *park.Entry) {
-	o.x.parkedFor(time.Since(e.Start))
+	end := time.Now()
+	o.x.parkedFor(end.Sub(e.Start))
+	o.x.tr.Park(e.Start, end, nil)
 	o.p.release(e, o.x)
 }
 
 func (o lotOwner) Refuse(e *park.Entry, msg string) {
-	o.x.parkedFor(time.Since(e.Start))
+	end := time.Now()
+	o.x.parkedFor(end.Sub(e.Start))
 	o.x.status = fasthttp.StatusServiceUnavailable
 	// The lot says why only in its message.
+	why := park.ErrTimeout
 	o.x.reason = reasonParkTimeout
 	if msg == msgShuttingDown {
-		o.x.reason = reasonShutdown
+		o.x.reason, why = reasonShutdown, park.ErrStopping
 	}
+	o.x.tr.Park(e.Start, end, why)
 	o.p.refuse(e, msg, o.x)
 }
 

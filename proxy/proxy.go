@@ -25,6 +25,7 @@ import (
 	"github.com/agimo/agimo/core"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/scale"
+	"github.com/agimo/agimo/tracing"
 	"github.com/agimo/agimo/tunnel"
 	"github.com/agimo/agimo/watch"
 )
@@ -50,6 +51,9 @@ type Options struct {
 	// AccessLog gets a line per request (nil: off); used only when New
 	// makes the core (else the core's is).
 	AccessLog *accesslog.Logger
+	// Tracer starts the requests' spans (nil: off); used only when New
+	// makes the core (else the core's is).
+	Tracer *tracing.Tracer
 	// Core is the state shared with the other front ends. If nil, New
 	// makes one from the options above and Shutdown closes it.
 	Core *core.Core
@@ -83,7 +87,7 @@ func New(cfg *conf.Config, r Readiness, opts Options) (*Proxy, error) {
 	if c == nil {
 		var err error
 		c, err = core.New(cfg, r, core.Options{Log: opts.Log, Metrics: opts.Metrics, RetryAfter: opts.RetryAfter,
-			TrustForwarded: opts.TrustForwarded, Scaler: opts.Scaler, AccessLog: opts.AccessLog})
+			TrustForwarded: opts.TrustForwarded, Scaler: opts.Scaler, AccessLog: opts.AccessLog, Tracer: opts.Tracer})
 		if err != nil {
 			return nil, err
 		}
@@ -203,7 +207,7 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Error(fasthttp.StatusMessage(status)+"\n", status)
 	// Whatever of the head was parsed is all there is to log.
 	x := exchangeOf(ctx)
-	x.begin(ctx, p.core.AccessLog, false)
+	x.begin(ctx, p.core.AccessLog, false, p.core.Tracer)
 	x.reason = reasonBadRequest
 	x.finish(ctx)
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/proxy"
+	"github.com/agimo/agimo/tracing"
+	"github.com/agimo/agimo/tracing/otlptest"
 )
 
 // BenchmarkForward compares a small GET sent straight to a fasthttp
@@ -61,9 +63,20 @@ func BenchmarkForward(b *testing.B) {
 	defer al.Close(context.Background())
 	hl := startHarness(b, oneService, func(o *proxy.Options) { o.AccessLog = al })
 	hl.setEndpoints("apps", "app", true, ln.Addr().String())
+	// And through one that traces every request (issue 14), exporting to
+	// a receiver in this process.
+	rcv := otlptest.Start(b)
+	tr, err := tracing.New(tracing.Options{Endpoint: rcv.URL, Sample: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	ht := startHarness(b, oneService, func(o *proxy.Options) { o.Tracer = tr })
+	ht.setEndpoints("apps", "app", true, ln.Addr().String())
 	b.Run("direct", func(b *testing.B) { run(b, ln.Addr().String()) })
 	b.Run("agimo", func(b *testing.B) { run(b, h.addr) })
 	b.Run("agimo-log", func(b *testing.B) { run(b, hl.addr) })
+	b.Run("agimo-trace", func(b *testing.B) { run(b, ht.addr) })
 }
 
 // cpuTime is the process's user and system CPU time so far.

@@ -129,6 +129,10 @@ func (p *Proxy) park(ctx *fasthttp.RequestCtx, r *route.Route, deadline time.Tim
 	gone, stop := park.WatchClose(ctx.Conn())
 	defer stop()
 	start := time.Now()
-	defer func() { exchangeOf(ctx).parkedFor(time.Since(start)) }()
-	return p.core.Waiter.Wait(r, deadline, gone)
+	x := exchangeOf(ctx)
+	st, err := p.core.Waiter.Wait(r, deadline, gone, x.tr)
+	end := time.Now()
+	x.parkedFor(end.Sub(start))
+	x.tr.Park(start, end, err)
+	return st, err
 }

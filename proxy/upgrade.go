@@ -85,6 +85,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 	// put back below, Upgrade with exactly the client's tokens.
 	proto := bytes.Join(h.PeekAll(fasthttp.HeaderUpgrade), []byte(", "))
 	prepareRequest(ctx, r, p.opts.TrustForwarded)
+	exchangeOf(ctx).traceUpstream(h)
 	head := h.AppendBytes(make([]byte, 0, 1024))
 	head = head[:len(head)-2] // reopen the head after its final CRLF
 	head = append(head, "Connection: Upgrade\r\nUpgrade: "...)
@@ -133,6 +134,9 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 		slot.Release()
 	}
 	up, err := p.dialUpstream(ctx, t, r, st, deadline, x)
+	if err != nil {
+		x.tr.UpstreamDone(0, err)
+	}
 	if err == nil {
 		err = t.SetUpstream(up)
 	}
@@ -155,7 +159,7 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 	// line is written at the tunnel's end, not by this function's defer.
 	tx := x.clone()
 	tx.status = fasthttp.StatusSwitchingProtocols
-	x.log, x.status = nil, fasthttp.StatusSwitchingProtocols
+	x.log, x.tr, x.status = nil, nil, fasthttp.StatusSwitchingProtocols
 	go func() {
 		defer end() // last, so that Wait covers this whole goroutine
 		defer r.EndRequest()
@@ -205,8 +209,10 @@ func (p *Proxy) handshake(client, up net.Conn, r *route.Route, head []byte, x *e
 	resp.Header.SetNoDefaultContentType(true)
 	// Read skips interim 1xx answers other than 101.
 	if err := resp.Read(br); err != nil {
+		x.tr.UpstreamDone(0, err)
 		return nil, fmt.Errorf("read response head: %w", err)
 	}
+	x.tr.UpstreamDone(resp.StatusCode(), nil)
 	if resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
 		// Not switched: relay the answer as a plain response and close
 		// both connections. Tunnelling on the client's word alone would
@@ -297,6 +303,7 @@ func (p *Proxy) dialUpstream(ctx *fasthttp.RequestCtx, t *tunnel.Tunnel, r *rout
 	err := p.core.Attempt(r, st, deadline, func() (*watch.State, error) { return p.park(ctx, r, deadline) },
 		func(addr string) error {
 			x.upstream = addr
+			x.tr.Attempt(addr)
 			var err error
 			if c, err = d.DialContext(t.Context(), "tcp", addr); err != nil && !upstream.IsRefused(err) {
 				return fmt.Errorf("dial %s: %w", addr, err)

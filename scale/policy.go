@@ -44,9 +44,17 @@ func New(scaler Scaler, log zerolog.Logger, stop <-chan struct{}) *Policy {
 // Wait waits for the wake-up calls in flight.
 func (p *Policy) Wait() { p.bg.Wait() }
 
+// WakeHook is told of the wake-up a request started (the request's
+// trace, tracing.Request): when the scaler's calls began and ended,
+// whether they scaled the workload from zero, and their error.
+type WakeHook interface {
+	Wake(start, end time.Time, scaled bool, err error)
+}
+
 // Begin notes a request parking on r: the first one starts a cold start,
-// and with wake = true, raises the workload from zero once.
-func (p *Policy) Begin(r *route.Route) {
+// and with wake = true, raises the workload from zero once. hook, if not
+// nil, hears of the wake-up if this request started it.
+func (p *Policy) Begin(r *route.Route, hook WakeHook) {
 	cs := r.BeginCold()
 	if !r.Svc.Wake || p.scaler == nil || !cs.Waking.CompareAndSwap(false, true) {
 		return
@@ -54,6 +62,7 @@ func (p *Policy) Begin(r *route.Route) {
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
+		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		go func() {
@@ -79,6 +88,9 @@ func (p *Policy) Begin(r *route.Route) {
 			rcancel()
 		}
 		scaled, err := p.scaler.WakeUp(ctx, w, int32(r.Svc.MinReplicas))
+		if hook != nil {
+			hook.Wake(start, time.Now(), scaled, err)
+		}
 		switch {
 		case err != nil:
 			p.log.Warn().Err(err).Str("host", r.Host).Msg("wake up failed; waiting for another scaler")

@@ -37,6 +37,7 @@ var metricHelp = map[string]string{
 	"agimo_tls_certificate_errors_total":             "TLS certificates that could not be used (Secret missing, deleted, of another type or malformed; key not matching the certificate; file unreadable), by source; the source's previous certificate keeps serving.",
 	"agimo_tls_certificate_expiry_timestamp_seconds": "NotAfter of the certificate each TLS source serves, as a Unix timestamp.",
 	"agimo_access_log_dropped_total":                 "Access log lines dropped, by reason: full (the writer fell behind and its buffer was full) or write_error (the destination failed).",
+	"agimo_tracing_export_errors_total":              "Batches of trace spans the OTLP exporter failed to send (collector unreachable, refusing or slow); their spans are dropped.",
 	"agimo_h2_protocol_errors_total":                 "HTTP/2 connection and stream errors the server detected, by type (x/net/http2's names, e.g. too_many_early_resets).",
 }
 
