@@ -124,6 +124,7 @@ var pageText string
 var page = template.Must(template.New("status").Funcs(template.FuncMap{
 	"ago":  ago,
 	"secs": func(p *float64) string { return fmt.Sprintf("%.3f s", *p) },
+	"dur":  dur,
 }).Parse(pageText))
 
 // ago says how long before now t (a time.Time or *time.Time) was, to the
@@ -142,4 +143,16 @@ func ago(now time.Time, t any) string {
 		return "never"
 	}
 	return now.Sub(at).Truncate(time.Second).String() + " ago"
+}
+
+// dur says seconds s (a float64 or *float64) as a duration, to the second.
+func dur(s any) string {
+	var f float64
+	switch s := s.(type) {
+	case float64:
+		f = s
+	case *float64:
+		f = *s
+	}
+	return time.Duration(f * float64(time.Second)).Round(time.Second).String()
 }
