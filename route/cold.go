@@ -127,7 +127,9 @@ type ColdStart struct {
 
 // ColdRecord is one cold start as the status page shows it: when it
 // began and how long each phase took from then (0: not reached).
-// Failed: its requests timed out before the service became ready.
+// Failed: its requests timed out before the service became ready. A
+// cold start that reached readiness but forwarded nothing (its clients
+// left) ends with the next one, without a first byte.
 type ColdRecord struct {
 	Start                   time.Time
 	Scale, Ready, FirstByte time.Duration
@@ -140,8 +142,9 @@ const coldHistory = 5
 // record ends cs in the route's history, newest first. The history is an
 // immutable slice swapped whole: readers take it without a lock.
 func (r *Route) record(cs *ColdStart, firstByte time.Duration, failed bool) {
+	ready := time.Duration(cs.ready.Load())
 	rec := ColdRecord{Start: cs.Start, Scale: time.Duration(cs.scale.Load()),
-		Ready: time.Duration(cs.ready.Load()), FirstByte: firstByte, Failed: failed}
+		Ready: ready, FirstByte: firstByte, Failed: failed && ready == 0}
 	for {
 		old := r.history.Load()
 		next := make([]ColdRecord, 0, coldHistory)
