@@ -30,9 +30,11 @@ import (
 
 	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/core"
 	"github.com/agimo/agimo/ingress"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/stats"
+	"github.com/agimo/agimo/status"
 	"github.com/agimo/agimo/tracing"
 	"github.com/agimo/agimo/watch"
 )
@@ -224,10 +226,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	var synced, draining atomic.Bool
-	admin := &http.Server{
-		Handler:           stats.AdminHandler(set, func() bool { return synced.Load() && !draining.Load() }),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	// The status page (issue 14) shows the core once it is built.
+	var live atomic.Pointer[core.Core]
+	reloadRec := &status.Reloads{}
+	adminMux := http.NewServeMux()
+	adminMux.Handle("GET /status", status.Handler(status.Options{Core: live.Load, Reloads: reloadRec}))
+	adminMux.Handle("/", stats.AdminHandler(set, func() bool { return synced.Load() && !draining.Load() }))
+	admin := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
 	adminLn, err := net.Listen("tcp", net.JoinHostPort(f.address, strconv.Itoa(f.metricsPort)))
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
@@ -289,6 +294,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return abort(err)
 	}
+	live.Store(srv.core)
 	// Requests are accepted only once readiness and certificates are
 	// known: before the first sync every service would look cold.
 	if err := errors.Join(w.Start(gctx), srv.start(gctx)); err != nil {
@@ -330,12 +336,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			case <-hup:
 				trigger()
 			case <-reloads:
-				if c := reload(gctx, f.conf, nil, ing, srv, w, log, set); c != nil {
+				if c := reload(gctx, f.conf, nil, ing, srv, w, log, set, reloadRec); c != nil {
 					fileCfg = c
 				}
 			case <-clusterChanged:
 				// The last valid file with the cluster's routes now.
-				reload(gctx, f.conf, fileCfg, ing, srv, w, log, set)
+				reload(gctx, f.conf, fileCfg, ing, srv, w, log, set, reloadRec)
 			}
 		}
 	})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -83,6 +84,28 @@ service_port = 80
 	if strings.Contains(metricsText(), `host="locked.example.com"`) {
 		t.Error("the rejected config's route is served")
 	}
+	// The status page shows the rejection and the routes still in force.
+	statusOf := func() (v struct {
+		LastReload *struct{ Result, Error string } `json:"last_reload"`
+		Routes     []struct{ Host string }
+	}) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://127.0.0.1:"+mport+"/status", nil)
+		req.Header.Set("Accept", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if v := statusOf(); v.LastReload == nil || v.LastReload.Result != "error" || !strings.Contains(v.LastReload.Error, "not synced") ||
+		len(v.Routes) != 1 || v.Routes[0].Host != "example.com" {
+		t.Errorf("/status after the rejected reload: %+v; want its error and example.com", v)
+	}
 	if n := reflectorGoroutines(); n != reflectors {
 		t.Errorf("%d reflector goroutines after the rejected reload; want %d (its informers stopped)", n, reflectors)
 	}
@@ -93,6 +116,10 @@ service_port = 80
 		m := metricsText()
 		return strings.Contains(m, `agimo_config_reloads_total{result="ok"} 1`) && strings.Contains(m, `host="reverted.example.com"`)
 	})
+	if v := statusOf(); v.LastReload == nil || v.LastReload.Result != "ok" || v.LastReload.Error != "" ||
+		len(v.Routes) != 1 || v.Routes[0].Host != "reverted.example.com" {
+		t.Errorf("/status after the revert: %+v; want ok and reverted.example.com", v)
+	}
 }
 
 // reflectorGoroutines counts the informers' reflectors running.

@@ -16,6 +16,7 @@ import (
 	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
 	"github.com/agimo/agimo/ingress"
+	"github.com/agimo/agimo/status"
 	"github.com/agimo/agimo/watch"
 )
 
@@ -44,10 +45,11 @@ var reloadTimeout = 30 * time.Second
 // reload loads the config file again (or takes file, the last one loaded,
 // when the cluster's routes changed), merges the routes from the cluster
 // (ing, nil if off), and switches to the result if it is valid and its
-// new informers sync within reloadTimeout. It returns the file's config
-// when it was loaded and applied, else nil.
+// new informers sync within reloadTimeout. Its outcome goes to rec, for
+// the status page. It returns the file's config when it was loaded and
+// applied, else nil.
 func reload(ctx context.Context, path string, file *conf.Config, ing *ingress.Controller, srv *servers, w *watch.Watcher,
-	log zerolog.Logger, set *metrics.Set) *conf.Config {
+	log zerolog.Logger, set *metrics.Set, rec *status.Reloads) *conf.Config {
 	var err error
 	if file == nil {
 		file, err = conf.Load(path)
@@ -64,6 +66,7 @@ func reload(ctx context.Context, path string, file *conf.Config, ing *ingress.Co
 		err = srv.reload(rctx, cfg, w)
 		cancel()
 	}
+	rec.Record(time.Now(), err)
 	if err != nil {
 		set.GetOrCreateCounter(`agimo_config_reloads_total{result="error"}`).Inc()
 		set.GetOrCreateGauge("agimo_config_last_reload_successful", nil).Set(0)

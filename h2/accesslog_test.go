@@ -161,3 +161,26 @@ func TestStreamOwnAnswers(t *testing.T) {
 	wantFields(t, lines.next(t), map[string]any{"status": 503, "reason": "park_timeout", "cold_start": true,
 		"request_id": r.resp.Header.Get("X-Request-Id")})
 }
+
+// TestStreamResetWhileParkedLogged: a stream the client resets while it
+// is parked (RST_STREAM, RFC 9113 §6.4) gets its line, 499 as nginx logs
+// a client that left, with the time it was parked.
+func TestStreamResetWhileParkedLogged(t *testing.T) {
+	h, lines := startLogged(t, oneService)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://app.test/gone", nil)
+	req.Header.Set("X-Request-Id", "gone-2")
+	done := send(h2cClient(t, h.addr), req)
+	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
+	cancel()
+	if r := <-done; r.err == nil {
+		t.Fatalf("got %d; want the request to fail", r.resp.StatusCode)
+	}
+	line := lines.next(t)
+	wantFields(t, line, map[string]any{"status": 499, "reason": "client_gone", "route": "app.test", "path": "/gone",
+		"proto": "HTTP/2", "request_id": "gone-2", "cold_start": true})
+	if p, _ := line["parked"].(float64); p <= 0 {
+		t.Errorf("log parked = %v; want > 0", line["parked"])
+	}
+}

@@ -177,6 +177,15 @@ func TestTranslate(t *testing.T) {
 		if wantSecret := map[string]string{"b.test": "b-cert"}[s.Host]; s.TLSSecret != wantSecret {
 			t.Errorf("%s tls_secret = %q; want %q", s.Host, s.TLSSecret, wantSecret)
 		}
+		// Each entry names its Ingress, for the status page.
+		if wantSrc, ok := map[string]string{"b.test": "Ingress apps/tls", "e.test": "Ingress apps/same-age-a"}[s.Host]; ok && s.Source != wantSrc {
+			t.Errorf("%s source = %q; want %q", s.Host, s.Source, wantSrc)
+		} else if !strings.HasPrefix(s.Source, "Ingress apps/") {
+			t.Errorf("%s %v source = %q; want its Ingress", s.Host, s.Paths, s.Source)
+		}
+	}
+	if merged.Services[0].Source != "" {
+		t.Errorf("the file's entry source = %q; want empty", merged.Services[0].Source)
 	}
 	evs := strings.Join(events(rec), "\n")
 	for _, w := range []string{

@@ -254,7 +254,8 @@ func (t *translator) backend(ing *networkingv1.Ingress, b *networkingv1.IngressB
 		t.problem(ing, "BadRule", "%s: only Service backends are supported", where)
 		return conf.Service{}, false
 	}
-	s := conf.Service{Namespace: ing.Namespace, ServiceName: b.Service.Name, ServicePort: int(b.Service.Port.Number)}
+	s := conf.Service{Namespace: ing.Namespace, ServiceName: b.Service.Name, ServicePort: int(b.Service.Port.Number),
+		Extras: conf.Extras{Source: "Ingress " + ing.Namespace + "/" + ing.Name}}
 	var svc *corev1.Service
 	if t.snap.Service != nil {
 		svc = t.snap.Service(ing.Namespace, b.Service.Name)

@@ -43,6 +43,11 @@ type Owner interface {
 	// Refuse answers the entry's request with 503 and msg (timeout,
 	// shutdown). The lot closes the connection and frees its slot after.
 	Refuse(e *Entry, msg string)
+	// Gone notes that the entry's client left (reset its connection)
+	// while parked: nobody to answer, the connection closed, the gauges
+	// ended. It runs on the lot's loop and must not block: it only
+	// records (the access log line).
+	Gone(e *Entry)
 }
 
 // Slot is a connection's place under max_connections, freed once its
@@ -197,6 +202,7 @@ func (l *Lot) loop() {
 			if gone {
 				e.close()
 				l.done(e)
+				e.Owner.Gone(e)
 			}
 		}
 	}

@@ -287,3 +287,27 @@ func TestAccessLogWebSocket(t *testing.T) {
 		t.Errorf("bytes_out = %v; want the echo's", line["bytes_out"])
 	}
 }
+
+// TestAccessLogClientGoneInLot: a client that resets its connection while
+// its request waits in the lot gets its line, 499 as nginx logs it.
+func TestAccessLogClientGoneInLot(t *testing.T) {
+	h, lines := startLogged(t, strings.Replace(oneService, `timeout = "2s"`, `timeout = "60s"`, 1), accesslog.Options{})
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "GET /gone?x=1 HTTP/1.1\r\nHost: app.test\r\nX-Request-Id: gone-1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 1)
+	c.(*net.TCPConn).SetLinger(0) // reset, not FIN: a half-close stays parked
+	c.Close()
+	line := lines.next(t)
+	wantFields(t, line, map[string]any{"status": 499, "reason": "client_gone", "route": "app.test", "host": "app.test",
+		"path": "/gone?x=1", "method": "GET", "request_id": "gone-1", "cold_start": true, "bytes_out": 0})
+	if p, _ := line["parked"].(float64); p <= 0 {
+		t.Errorf("log parked = %v; want > 0", line["parked"])
+	}
+	h.waitMetric(`agimo_parked_requests{host="app.test"}`, 0)
+	h.waitMetric(`agimo_active_requests{host="app.test"}`, 0)
+}

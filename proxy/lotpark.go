@@ -88,6 +88,14 @@ func (o lotOwner) Refuse(e *park.Entry, msg string) {
 	o.p.refuse(e, msg, o.x)
 }
 
+// Gone writes the line of a request whose client left while parked:
+// nginx's 499, as for a client leaving a request parked on its goroutine.
+func (o lotOwner) Gone(e *park.Entry) {
+	o.x.parkedFor(time.Since(e.Start))
+	o.x.status, o.x.reason = statusClientGone, reasonClientGone
+	o.x.emit()
+}
+
 // msgShuttingDown is the lot's message to requests refused at shutdown.
 const msgShuttingDown = "agimo is shutting down"
 
@@ -113,6 +121,10 @@ func (p *Proxy) release(e *park.Entry, x *exchange) {
 // Refuse answers a parked request 503 (park.Owner); the lot closes the
 // connection after.
 func (p *Proxy) Refuse(e *park.Entry, msg string) { p.refuse(e, msg, nil) }
+
+// Gone is a parked request's client leaving (park.Owner): without its
+// record, there is no line to write.
+func (p *Proxy) Gone(*park.Entry) {}
 
 // refuse is Refuse for a request whose record is x (nil: none).
 func (p *Proxy) refuse(e *park.Entry, msg string, x *exchange) {

@@ -121,6 +121,62 @@ type ColdStart struct {
 	// Waking is set once a scale-up was started for this cold start.
 	Waking    atomic.Bool
 	readyDone atomic.Bool
+	// scale and ready are the phases' durations once timed, 0 before.
+	scale, ready atomic.Int64
+}
+
+// ColdRecord is one cold start as the status page shows it: when it
+// began and how long each phase took from then (0: not reached).
+// Failed: its requests timed out before the service became ready. A
+// cold start that reached readiness but forwarded nothing (its clients
+// left) ends with the next one, without a first byte.
+type ColdRecord struct {
+	Start                   time.Time
+	Scale, Ready, FirstByte time.Duration
+	Failed                  bool
+}
+
+// coldHistory is how many cold starts a route remembers.
+const coldHistory = 5
+
+// record ends cs in the route's history, newest first. The history is an
+// immutable slice swapped whole: readers take it without a lock.
+func (r *Route) record(cs *ColdStart, firstByte time.Duration, failed bool) {
+	ready := time.Duration(cs.ready.Load())
+	rec := ColdRecord{Start: cs.Start, Scale: time.Duration(cs.scale.Load()),
+		Ready: ready, FirstByte: firstByte, Failed: failed && ready == 0}
+	for {
+		old := r.history.Load()
+		next := make([]ColdRecord, 0, coldHistory)
+		next = append(next, rec)
+		if old != nil {
+			next = append(next, (*old)[:min(len(*old), coldHistory-1)]...)
+		}
+		if r.history.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+// ColdStarts returns the route's last cold starts, newest first, and the
+// one under way (nil if none). Neither may be modified.
+func (r *Route) ColdStarts() (last []ColdRecord, current *ColdStart) {
+	if h := r.history.Load(); h != nil {
+		last = *h
+	}
+	return last, r.cs.Load()
+}
+
+// Phases returns the durations of cs's phases reached so far (0: not yet).
+func (cs *ColdStart) Phases() (scale, ready time.Duration) {
+	return time.Duration(cs.scale.Load()), time.Duration(cs.ready.Load())
+}
+
+// Scaled ends cs's "scale" phase: its scale-up was issued.
+func (r *Route) Scaled(cs *ColdStart) {
+	d := time.Since(cs.Start)
+	cs.scale.Store(int64(d))
+	r.M.Phase("scale").Update(d.Seconds())
 }
 
 // BeginCold notes a request parking on r and returns the cold start it
@@ -133,6 +189,9 @@ func (r *Route) BeginCold() *ColdStart {
 	if cs == nil || time.Since(cs.Start) > r.Timeout {
 		fresh := &ColdStart{Start: time.Now()}
 		if r.cs.CompareAndSwap(cs, fresh) {
+			if cs != nil {
+				r.record(cs, 0, true)
+			}
 			return fresh
 		}
 		cs = r.cs.Load()
@@ -155,7 +214,9 @@ func (r *Route) Released(start time.Time) {
 // too.
 func (r *Route) ReadyCold() {
 	if cs := r.cs.Load(); cs != nil && cs.readyDone.CompareAndSwap(false, true) {
-		r.M.Phase("ready").Update(time.Since(cs.Start).Seconds())
+		d := time.Since(cs.Start)
+		cs.ready.Store(int64(d))
+		r.M.Phase("ready").Update(d.Seconds())
 	}
 }
 
@@ -163,6 +224,8 @@ func (r *Route) ReadyCold() {
 // after readiness ends the cold start.
 func (r *Route) FirstByte() {
 	if cs := r.cs.Load(); cs != nil && cs.readyDone.Load() && r.cs.CompareAndSwap(cs, nil) {
-		r.M.Phase("first_byte").Update(time.Since(cs.Start).Seconds())
+		d := time.Since(cs.Start)
+		r.M.Phase("first_byte").Update(d.Seconds())
+		r.record(cs, d, false)
 	}
 }

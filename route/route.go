@@ -64,7 +64,8 @@ type Route struct {
 	// waiting is the waiting page, nil if the service has none.
 	waiting *template.Template
 	cold    coldStarts
-	cs      atomic.Pointer[ColdStart] // the cold start under way, if any
+	cs      atomic.Pointer[ColdStart]    // the cold start under way, if any
+	history atomic.Pointer[[]ColdRecord] // the last cold starts, newest first
 	// requests and active are this route's own share of M.Requests and
 	// M.Active, for the idler: two routes of one host may scale different
 	// workloads, and the host's series cannot tell their activity apart.
@@ -329,6 +330,9 @@ func (r *Route) TryPark() bool {
 	r.M.Parked.Inc()
 	return true
 }
+
+// Parked is the number of requests parked on the route now.
+func (r *Route) Parked() int64 { return r.parked.Load() }
 
 // Unpark ends the count of one parked request.
 func (r *Route) Unpark() {

@@ -78,6 +78,7 @@ func (p *Policy) Idle(stop <-chan struct{}, routes func() *route.Table) {
 				st := state[w]
 				if st == nil {
 					state[w] = &idleState{requests: a.requests, lastCheck: now}
+					p.note(w, func(s *WorkloadState) { s.IdleAfter, s.IdleSince = a.idle, now })
 					continue
 				}
 				if now.Sub(st.lastCheck) < min(5*time.Second, a.idle/3) {
@@ -93,6 +94,7 @@ func (p *Policy) Idle(stop <-chan struct{}, routes func() *route.Table) {
 			for w := range state {
 				if works[w] == nil {
 					delete(state, w)
+					p.note(w, func(s *WorkloadState) { s.IdleAfter, s.IdleSince = 0, time.Time{} })
 				}
 			}
 		}
@@ -130,14 +132,20 @@ func workloads(t *route.Table) map[watch.Workload]*workloadActivity {
 func (p *Policy) idleCheck(parent context.Context, a *workloadActivity, st *idleState, now time.Time) {
 	ctx, cancel := context.WithTimeout(parent, idleCallTimeout)
 	defer cancel()
+	p.note(a.w, func(s *WorkloadState) { s.IdleAfter = a.idle })
 	if a.active > 0 || a.requests != st.requests {
 		st.requests = a.requests
+		p.note(a.w, func(s *WorkloadState) { s.IdleSince = now })
 		if err := p.scaler.RecordActivity(ctx, a.w, now, a.idle); err != nil && parent.Err() == nil {
 			p.log.Warn().Err(err).Str("host", a.host).Str("workload", a.w.Name).Msg("record activity failed")
 		}
 		return
 	}
-	if _, err := p.scaler.ScaleDownIfIdle(ctx, a.w, a.idle, now); err != nil && parent.Err() == nil {
+	down, err := p.scaler.ScaleDownIfIdle(ctx, a.w, a.idle, now)
+	if err != nil && parent.Err() == nil {
 		p.log.Warn().Err(err).Str("host", a.host).Str("workload", a.w.Name).Msg("idle scale-down failed")
+	}
+	if down {
+		p.note(a.w, func(s *WorkloadState) { s.LastScaleDown = now })
 	}
 }

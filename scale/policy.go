@@ -33,6 +33,9 @@ type Policy struct {
 	log    zerolog.Logger
 	stop   <-chan struct{}
 	bg     sync.WaitGroup // wake-up calls in flight
+
+	mu    sync.Mutex // guards works
+	works map[watch.Workload]WorkloadState
 }
 
 // New returns the policy for scaler (nil: none), whose calls end when
@@ -93,12 +96,14 @@ func (p *Policy) Begin(r *route.Route, hook WakeHook) {
 		}
 		switch {
 		case err != nil:
+			p.note(w, func(s *WorkloadState) { s.WakeError = err.Error() })
 			p.log.Warn().Err(err).Str("host", r.Host).Msg("wake up failed; waiting for another scaler")
 			r.M.WakeErrors.Inc()
 			cs.Waking.Store(false) // let the next parked request try again
 		case scaled:
+			p.note(w, func(s *WorkloadState) { s.LastWake, s.WakeError = time.Now(), "" })
 			r.M.Wakes.Inc()
-			r.M.Phase("scale").Update(time.Since(cs.Start).Seconds())
+			r.Scaled(cs)
 		}
 	}()
 }

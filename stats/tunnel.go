@@ -2,6 +2,8 @@ package stats
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -21,4 +23,23 @@ func NewTunnel(set *metrics.Set, host string) Tunnel {
 		Up:   set.GetOrCreateCounter("agimo_tunnel_bytes_total{" + l + `,direction="up"}`),
 		Down: set.GetOrCreateCounter("agimo_tunnel_bytes_total{" + l + `,direction="down"}`),
 	}
+}
+
+// OpenTunnels returns each host's agimo_open_tunnels in set, for the
+// status page, without creating the series of hosts that never had one.
+func OpenTunnels(set *metrics.Set) map[string]int64 {
+	const prefix = "agimo_open_tunnels{host="
+	out := make(map[string]int64)
+	for _, name := range set.ListMetricNames() {
+		q, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			continue
+		}
+		host, err := strconv.Unquote(strings.TrimSuffix(q, "}"))
+		if err != nil {
+			continue
+		}
+		out[host] = int64(set.GetOrCreateGauge(name, nil).Get())
+	}
+	return out
 }
