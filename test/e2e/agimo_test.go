@@ -43,6 +43,7 @@ type agimoOpts struct {
 	// of writing config to a new one; config is then ignored.
 	confPath string
 	args     []string // extra flags
+	env      []string // extra environment, KEY=VALUE (e.g. POD_NAMESPACE)
 }
 
 // startAgimo writes config (TOML) to a file and runs agimo with it. It stops agimo
@@ -74,7 +75,7 @@ func startAgimo(t *testing.T, config string, o agimoOpts) *agimoProc {
 		"--drain-delay", "0s", "--shutdown-timeout", "5s")
 	a.cmd.Args = append(a.cmd.Args, o.args...)
 	// KUBECONFIG/in-cluster must not leak in: --kubeconfig is the only source.
-	a.cmd.Env = append(os.Environ(), "KUBECONFIG=")
+	a.cmd.Env = append(append(os.Environ(), "KUBECONFIG="), o.env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -160,8 +161,13 @@ func (a *agimoProc) getWith(host, path string, header http.Header) result {
 
 // getVia is getWith through another client (e.g. one that keeps connections alive).
 func (a *agimoProc) getVia(client *http.Client, host, path string, header http.Header) result {
+	return a.do(client, "GET", host, path, header)
+}
+
+// do sends a request with any method, without a body, through agimo.
+func (a *agimoProc) do(client *http.Client, method, host, path string, header http.Header) result {
 	start := time.Now()
-	req, _ := http.NewRequest("GET", "http://"+a.ProxyAddr+path, nil)
+	req, _ := http.NewRequest(method, "http://"+a.ProxyAddr+path, nil)
 	req.Host = host
 	for k, v := range header {
 		req.Header[k] = v
