@@ -44,6 +44,9 @@ type agimoOpts struct {
 	confPath string
 	args     []string // extra flags
 	env      []string // extra environment, KEY=VALUE (e.g. POD_NAMESPACE)
+	// proxyAddr, tlsAddr: listen there (from freeAddr) instead of on ports picked here, for
+	// objects that must name Agimo's ports before it starts (a Gateway's listeners).
+	proxyAddr, tlsAddr string
 }
 
 // startAgimo writes config (TOML) to a file and runs agimo with it. It stops agimo
@@ -62,8 +65,13 @@ func startAgimo(t *testing.T, config string, o agimoOpts) *agimoProc {
 	if kc == "" {
 		kc = env.kubeconfig
 	}
-	a := &agimoProc{ProxyAddr: freeAddr(t), MetricsAddr: freeAddr(t), ConfPath: confPath, logs: &syncBuffer{}, exited: make(chan struct{})}
-	a.TLSAddr = freeAddr(t)
+	a := &agimoProc{ProxyAddr: o.proxyAddr, MetricsAddr: freeAddr(t), ConfPath: confPath, logs: &syncBuffer{}, exited: make(chan struct{})}
+	if a.ProxyAddr == "" {
+		a.ProxyAddr = freeAddr(t)
+	}
+	if a.TLSAddr = o.tlsAddr; a.TLSAddr == "" {
+		a.TLSAddr = freeAddr(t)
+	}
 	_, pport, _ := net.SplitHostPort(a.ProxyAddr)
 	_, mport, _ := net.SplitHostPort(a.MetricsAddr)
 	_, tport, _ := net.SplitHostPort(a.TLSAddr)

@@ -50,8 +50,8 @@ func TestGatewayColdWake(t *testing.T) {
 
 	host := "app." + ns + ".e2e"
 	g.createHTTPRoute(t, ns, "app", []string{host},
-		rule(pathMatch(gatewayv1.PathMatchPathPrefix, "/"), backend("hot", 0)),
-		rule(pathMatch(gatewayv1.PathMatchPathPrefix, "/cold"), backend("cold", 0)))
+		rule(pathMatch(gatewayv1.PathMatchPathPrefix, "/"), backend("hot")),
+		rule(pathMatch(gatewayv1.PathMatchPathPrefix, "/cold"), backend("cold")))
 	g.waitRouteCondition(t, "HTTPRoute app", g.httpRouteStatus(ns, "app"), "Accepted", metav1.ConditionTrue, "Accepted")
 	g.waitServed(t, host, "/", hotPod)
 
@@ -66,7 +66,7 @@ func TestGatewayColdWake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Spec.Rules = append(r.Spec.Rules, rule(pathMatch(gatewayv1.PathMatchExact, "/cold/status"), backend("hot", 0)))
+	r.Spec.Rules = append(r.Spec.Rules, rule(pathMatch(gatewayv1.PathMatchExact, "/cold/status"), backend("hot")))
 	if _, err := routes.Update(ctx(t), r, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}

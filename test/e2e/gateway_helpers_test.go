@@ -170,9 +170,10 @@ type gatewayOpts struct {
 }
 
 // startGateway creates a GatewayClass named after ns (GatewayClasses are cluster-wide:
-// one per test), starts Agimo with gateway_class set to it (POD_NAMESPACE=ns, the
-// namespace of its status Lease), then creates the Gateway, whose listener ports must be
-// Agimo's: they are known once Agimo runs.
+// one per test) and the Gateway, whose listeners are on the ports Agimo will listen on,
+// then starts Agimo with gateway_class set to that class and POD_NAMESPACE=ns (the
+// namespace of its status Lease). The Gateway exists before Agimo starts, as after a
+// restart; routes created later are changes Agimo sees running.
 func startGateway(t *testing.T, ns string, o gatewayOpts) *gatewayEnv {
 	t.Helper()
 	g := &gatewayEnv{GW: needGatewayAPI(t), NS: ns, Class: ns}
@@ -186,9 +187,8 @@ func startGateway(t *testing.T, ns string, o gatewayOpts) *gatewayEnv {
 	t.Cleanup(func() {
 		g.GW.GatewayV1().GatewayClasses().Delete(context.Background(), g.Class, metav1.DeleteOptions{})
 	})
-	o.agimo.env = append(o.agimo.env, "POD_NAMESPACE="+ns)
-	g.A = startAgimo(t, "timeout = '60s'\ngateway_class = '"+g.Class+"'\n", o.agimo)
 
+	o.agimo.proxyAddr, o.agimo.tlsAddr = freeAddr(t), freeAddr(t)
 	listener := func(name string, proto gatewayv1.ProtocolType, addr string) gatewayv1.Listener {
 		_, port, _ := net.SplitHostPort(addr)
 		p, _ := strconv.Atoi(port)
@@ -201,10 +201,10 @@ func startGateway(t *testing.T, ns string, o gatewayOpts) *gatewayEnv {
 	gw := &gatewayv1.Gateway{
 		ObjectMeta: metav1.ObjectMeta{Name: "gw", Namespace: ns},
 		Spec: gatewayv1.GatewaySpec{GatewayClassName: gatewayv1.ObjectName(g.Class),
-			Listeners: []gatewayv1.Listener{listener("http", gatewayv1.HTTPProtocolType, g.A.ProxyAddr)}},
+			Listeners: []gatewayv1.Listener{listener("http", gatewayv1.HTTPProtocolType, o.agimo.proxyAddr)}},
 	}
 	if o.tlsSecret != "" {
-		l := listener("https", gatewayv1.HTTPSProtocolType, g.A.TLSAddr)
+		l := listener("https", gatewayv1.HTTPSProtocolType, o.agimo.tlsAddr)
 		l.TLS = &gatewayv1.ListenerTLSConfig{Mode: ptr(gatewayv1.TLSModeTerminate),
 			CertificateRefs: []gatewayv1.SecretObjectReference{{Name: gatewayv1.ObjectName(o.tlsSecret)}}}
 		gw.Spec.Listeners = append(gw.Spec.Listeners, l)
@@ -212,6 +212,9 @@ func startGateway(t *testing.T, ns string, o gatewayOpts) *gatewayEnv {
 	if _, err := g.GW.GatewayV1().Gateways(ns).Create(ctx(t), gw, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+
+	o.agimo.env = append(o.agimo.env, "POD_NAMESPACE="+ns)
+	g.A = startAgimo(t, "timeout = '60s'\ngateway_class = '"+g.Class+"'\n", o.agimo)
 	return g
 }
 
@@ -237,16 +240,19 @@ func (g *gatewayEnv) createHTTPRoute(t *testing.T, ns, name string, hostnames []
 }
 
 // backend is a backendRef to the Service name (port 80) in the route's namespace, or in
-// ns if given; weight 0 means unset (the spec's default, 1).
-func backend(name string, weight int32, ns ...string) gatewayv1.HTTPBackendRef {
+// ns if given, without a weight (the spec's default, 1).
+func backend(name string, ns ...string) gatewayv1.HTTPBackendRef {
 	b := gatewayv1.HTTPBackendRef{}
 	b.Name, b.Port = gatewayv1.ObjectName(name), ptr(gatewayv1.PortNumber(80))
 	if len(ns) > 0 {
 		b.Namespace = ptr(gatewayv1.Namespace(ns[0]))
 	}
-	if weight != 0 {
-		b.Weight = ptr(weight)
-	}
+	return b
+}
+
+// weighted is b with a weight (0: no traffic).
+func weighted(b gatewayv1.HTTPBackendRef, w int32) gatewayv1.HTTPBackendRef {
+	b.Weight = ptr(w)
 	return b
 }
 

@@ -29,11 +29,11 @@ func TestGatewayStatus(t *testing.T) {
 	root := pathMatch(gatewayv1.PathMatchPathPrefix, "/")
 
 	web, missing := "web."+ns+".e2e", "missing."+ns+".e2e"
-	g.createHTTPRoute(t, ns, "web", []string{web}, rule(root, backend("app", 0)))
-	g.createHTTPRoute(t, ns, "missing", []string{missing}, rule(root, backend("nosuch", 0)))
+	g.createHTTPRoute(t, ns, "web", []string{web}, rule(root, backend("app")))
+	g.createHTTPRoute(t, ns, "missing", []string{missing}, rule(root, backend("nosuch")))
 	// allowedRoutes defaults to the Gateway's own namespace.
-	g.createHTTPRoute(t, foreignNS, "foreign", []string{"foreign." + ns + ".e2e"}, rule(root, backend("app", 0)))
-	g.createHTTPRoute(t, ns, "elsewhere", []string{"www.elsewhere.example"}, rule(root, backend("app", 0)))
+	g.createHTTPRoute(t, foreignNS, "foreign", []string{"foreign." + ns + ".e2e"}, rule(root, backend("app")))
+	g.createHTTPRoute(t, ns, "elsewhere", []string{"www.elsewhere.example"}, rule(root, backend("app")))
 
 	waitCondition(t, "GatewayClass "+g.Class, func(c context.Context) (int64, []metav1.Condition, error) {
 		gc, err := g.GW.GatewayV1().GatewayClasses().Get(c, g.Class, metav1.GetOptions{})
@@ -129,7 +129,7 @@ func TestGatewayReferenceGrant(t *testing.T) {
 	pod := startPod(t, "backend-0")
 	warmWorkload(t, other, "backend", pod)
 	host := "xns." + ns + ".e2e"
-	g.createHTTPRoute(t, ns, "xns", []string{host}, rule(pathMatch(gatewayv1.PathMatchPathPrefix, "/"), backend("backend", 0, other)))
+	g.createHTTPRoute(t, ns, "xns", []string{host}, rule(pathMatch(gatewayv1.PathMatchPathPrefix, "/"), backend("backend", other)))
 	status := g.httpRouteStatus(ns, "xns")
 	refused := func(when string) {
 		t.Helper()
@@ -160,4 +160,31 @@ func TestGatewayReferenceGrant(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused("after the ReferenceGrant was deleted")
+}
+
+// Issue 12: an HTTPS listener on Agimo's --tls-port terminates TLS with the certificate its
+// certificateRefs name (a kubernetes.io/tls Secret beside the Gateway) for the routes
+// attached to it, over HTTP/1.1 and HTTP/2 (ALPN); the pod sees X-Forwarded-Proto https.
+func TestGatewayHTTPSListener(t *testing.T) {
+	ns := newNamespace(t)
+	ca := newCA(t, "gateway CA")
+	cert := ca.issue(t, "*."+ns+".e2e")
+	createTLSSecret(t, ns, "wildcard-tls", cert)
+	g := startGateway(t, ns, gatewayOpts{hostname: "*." + ns + ".e2e", tlsSecret: "wildcard-tls"})
+	pod := startPod(t, "app-0")
+	warmWorkload(t, ns, "app", pod)
+	host := "secure." + ns + ".e2e"
+	g.createHTTPRoute(t, ns, "secure", []string{host}, rule(pathMatch(gatewayv1.PathMatchPathPrefix, "/"), backend("app")))
+	g.waitRouteCondition(t, "HTTPRoute secure", g.httpRouteStatus(ns, "secure"), "Accepted", metav1.ConditionTrue, "Accepted")
+
+	cacert := ca.file(t)
+	waitFor(t, 30*time.Second, host+" served over TLS", func() (bool, string) {
+		r := curl(append([]string{"--cacert", cacert}, g.A.httpsURL(host, "/")...)...)
+		return r.Err == nil && r.Status == 200, fmt.Sprintf("%d %v %q", r.Status, r.Err, r.Body)
+	})
+	expectCurlFrom(t, curl(append([]string{"--cacert", cacert, "--http1.1"}, g.A.httpsURL(host, "/h1")...)...), pod, "1.1", "https")
+	expectCurlFrom(t, curl(append([]string{"--cacert", cacert, "--http2"}, g.A.httpsURL(host, "/h2")...)...), pod, "2", "https")
+	if got := servedCert(t, g.A.TLSAddr, host); !got.Equal(cert.leaf) {
+		t.Errorf("SNI %s: served %v; want the listener's certificate %v", host, got.DNSNames, cert.leaf.DNSNames)
+	}
 }
