@@ -166,13 +166,14 @@ type gatewayEnv struct {
 type gatewayOpts struct {
 	hostname  string // the listeners' hostname ("" = any)
 	tlsSecret string // add an HTTPS listener with this certificateRef (a Secret in NS)
+	agimoNS   string // Agimo's own namespace (POD_NAMESPACE: its status Lease's); "" = NS
 	agimo     agimoOpts
 }
 
 // startGateway creates a GatewayClass named after ns (GatewayClasses are cluster-wide:
 // one per test) and the Gateway, whose listeners are on the ports Agimo will listen on,
-// then starts Agimo with gateway_class set to that class and POD_NAMESPACE=ns (the
-// namespace of its status Lease). The Gateway exists before Agimo starts, as after a
+// then starts Agimo with gateway_class set to that class and POD_NAMESPACE (the namespace
+// of its status Lease). The Gateway exists before Agimo starts, as after a
 // restart; routes created later are changes Agimo sees running.
 func startGateway(t *testing.T, ns string, o gatewayOpts) *gatewayEnv {
 	t.Helper()
@@ -213,7 +214,10 @@ func startGateway(t *testing.T, ns string, o gatewayOpts) *gatewayEnv {
 		t.Fatal(err)
 	}
 
-	o.agimo.env = append(o.agimo.env, "POD_NAMESPACE="+ns)
+	if o.agimoNS == "" {
+		o.agimoNS = ns
+	}
+	o.agimo.env = append(o.agimo.env, "POD_NAMESPACE="+o.agimoNS)
 	g.A = startAgimo(t, "timeout = '60s'\ngateway_class = '"+g.Class+"'\n", o.agimo)
 	return g
 }
