@@ -30,6 +30,11 @@ if [[ -z ${KUBECONFIG:-} ]]; then
   export AGIMO_CP_DIR=${AGIMO_CP_DIR:-/tmp/agimo-cp-chart-check}
   own_cp=1
   eval "$(AGIMO_CP_NO_KCM=1 hack/controlplane/up.sh)"
+  # Our own API server gets the Gateway API CRDs (those of the module in go.mod), so the dry
+  # run below checks the GatewayClass too; a cluster of yours is left as it is.
+  gwapi=$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)/config/crd/standard
+  "$KUBECTL" apply --server-side --field-manager=agimo-chart-check -f "$gwapi" >/dev/null
+  "$KUBECTL" wait --for condition=Established --timeout=60s crd/gatewayclasses.gateway.networking.k8s.io >/dev/null
 fi
 
 # helm built with `go install` assumes Kubernetes v1.20 when not talking to a cluster,
@@ -40,7 +45,8 @@ HELM_T=(template agimo "$CHART" --namespace "$RELEASE_NS" --kube-version "$KUBE_
 
 # name:values-file ("" = chart defaults)
 variants=("default:" "original:$CHART/ci/original-values.yaml" "full:$CHART/ci/full-values.yaml"
-  "wake:$CHART/ci/wake-values.yaml" "tls:$CHART/ci/tls-values.yaml" "ingress:$CHART/ci/ingress-values.yaml")
+  "wake:$CHART/ci/wake-values.yaml" "tls:$CHART/ci/tls-values.yaml" "ingress:$CHART/ci/ingress-values.yaml"
+  "gateway:$CHART/ci/gateway-values.yaml")
 
 for v in "${variants[@]}"; do
   name=${v%%:*} file=${v#*:}
@@ -154,6 +160,42 @@ awk '/config.toml: \|/{f=1;next} f&&/^[^ ]/{f=0} f' "$OUT/ingress.yaml" | sed 's
 go run . --check --conf "$OUT/ingress.toml" >&2 || fail "ingress: the rendered config fails agimo --check"
 "$HELM" "${HELM_T[@]}" -f "$CHART/ci/ingress-values.yaml" --set-json 'rbac.namespaces=["example"]' >/dev/null 2>&1 &&
   fail "ingress.class with rbac.namespaces accepted"
+# Gateway API (issue 12): the rules only with gateway.class, in the ClusterRole; the status
+# Lease only in the release namespace, by name; the class reaches the config; the
+# GatewayClass only when asked; POD_NAMESPACE always (the Lease's namespace).
+grep -qE 'gateway.networking.k8s.io|agimo-status|kind: GatewayClass|gateway_class' "$OUT/default.yaml" &&
+  fail "Gateway API RBAC, Lease, GatewayClass or config without gateway.class"
+grep -A3 -- '- name: POD_NAMESPACE$' "$OUT/default.yaml" | grep -q 'fieldPath: metadata.namespace$' ||
+  fail "no POD_NAMESPACE from the downward API"
+gw_role=$(awk '/^kind: ClusterRole$/,/^---$/' "$OUT/gateway.yaml")
+grep -A1 -F 'resources: ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants"]' <<<"$gw_role" |
+  grep -qF 'verbs: ["get", "list", "watch"]' || fail "gateway: no read rule for the Gateway API objects"
+grep -A1 -F 'resources: ["gatewayclasses/status", "gateways/status", "httproutes/status", "grpcroutes/status"]' <<<"$gw_role" |
+  grep -qF 'verbs: ["update", "patch"]' || fail "gateway: no update/patch rule for the Gateway API status"
+grep -qF 'resources: ["ingresses' <<<"$gw_role" && fail "gateway: Ingress rules without ingress.class"
+grep -A1 -F 'resources: ["secrets"]' <<<"$gw_role" | grep -qF 'verbs: ["get", "list", "watch"]' || fail "gateway: no rule to read listeners' Secrets"
+grep -A1 -F 'resources: ["events"]' <<<"$gw_role" | grep -qF 'verbs: ["create", "patch"]' || fail "gateway: no rule to create Events"
+grep -q 'leases' <<<"$gw_role" && fail "gateway: Leases in the ClusterRole"
+lease_role=$(awk '/^kind: Role$/,/^---$/' "$OUT/gateway.yaml")
+grep -qF 'name: agimo-status' <<<"$lease_role" && grep -qF 'namespace: agimo-chart-check' <<<"$lease_role" ||
+  fail "gateway: no Role agimo-status in the release namespace"
+grep -A1 -F 'resourceNames: ["agimo-status"]' <<<"$lease_role" | grep -qF 'verbs: ["get", "update"]' ||
+  fail "gateway: no get/update rule for exactly the Lease agimo-status"
+grep -B2 -F 'verbs: ["create"]' <<<"$lease_role" | grep -qF 'resources: ["leases"]' || fail "gateway: no rule to create the Lease"
+grep -q '^kind: RoleBinding$' "$OUT/gateway.yaml" || fail "gateway: the status Role is not bound"
+grep -qF 'gateway_class = "agimo"' "$OUT/gateway.yaml" || fail "gateway: gateway.class not added to the config"
+grep -qF -- '--publish-service=agimo-chart-check/agimo' "$OUT/gateway.yaml" || fail "gateway: no --publish-service"
+awk '/^kind: GatewayClass$/,/^---$/' "$OUT/gateway.yaml" | grep -qF 'controllerName: agimo.dev/gateway-controller' ||
+  fail "gateway: no GatewayClass with controllerName agimo.dev/gateway-controller"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/gateway-values.yaml" --set gateway.createClass=false >"$OUT/gateway-noclass.yaml"
+grep -q 'kind: GatewayClass' "$OUT/gateway-noclass.yaml" && fail "a GatewayClass without gateway.createClass"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/gateway-values.yaml" -f "$CHART/ci/ingress-values.yaml" >"$OUT/both.yaml"
+[[ $(awk '/^kind: ClusterRole$/,/^---$/' "$OUT/both.yaml" | grep -cF 'resources: ["secrets"]') == 1 ]] ||
+  fail "ingress and gateway: want the Secret rule once"
+grep -qF 'gateway_class = "agimo"' "$OUT/both.yaml" && grep -qF 'ingress_class = "agimo"' "$OUT/both.yaml" ||
+  fail "ingress and gateway: both classes not in the config"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/gateway-values.yaml" --set-json 'rbac.namespaces=["example"]' >/dev/null 2>&1 &&
+  fail "gateway.class with rbac.namespaces accepted"
 "$HELM" "${HELM_T[@]}" --set tls.enabled=true >"$OUT/tls-on.yaml"
 grep -q 'name: https$' "$OUT/tls-on.yaml" || fail "tls.enabled=true: no https port"
 "$HELM" "${HELM_T[@]}" -f "$CHART/ci/tls-values.yaml" --set tls.enabled=false >"$OUT/tls-off.yaml"
@@ -170,7 +212,7 @@ for ns in "$RELEASE_NS" example certs; do
   fi
 done
 skip_kinds=()
-for kind in ScaledObject:keda.sh ServiceMonitor:monitoring.coreos.com; do
+for kind in ScaledObject:keda.sh ServiceMonitor:monitoring.coreos.com GatewayClass:gateway.networking.k8s.io; do
   if ! "$KUBECTL" api-resources --api-group "${kind#*:}" -o name 2>/dev/null | grep -q .; then
     log "skipping ${kind%%:*}: CRD ${kind#*:} not installed on this API server"
     skip_kinds+=("${kind%%:*}")

@@ -216,7 +216,7 @@ func TestStatusJSON(t *testing.T) {
 		if !parked.TryPark() {
 			t.Fatal("TryPark refused")
 		}
-		rg.core.Policy.Begin(parked)
+		rg.core.Policy.Begin(parked, nil)
 	}
 	rg.core.Policy.Wait() // the wake-up call has returned
 	defer func() { parked.Unpark(); parked.Unpark() }()

@@ -43,6 +43,10 @@ type agimoOpts struct {
 	// of writing config to a new one; config is then ignored.
 	confPath string
 	args     []string // extra flags
+	env      []string // extra environment, KEY=VALUE (e.g. POD_NAMESPACE)
+	// proxyAddr, tlsAddr: listen there (from freeAddr) instead of on ports picked here, for
+	// objects that must name Agimo's ports before it starts (a Gateway's listeners).
+	proxyAddr, tlsAddr string
 }
 
 // startAgimo writes config (TOML) to a file and runs agimo with it. It stops agimo
@@ -61,8 +65,13 @@ func startAgimo(t *testing.T, config string, o agimoOpts) *agimoProc {
 	if kc == "" {
 		kc = env.kubeconfig
 	}
-	a := &agimoProc{ProxyAddr: freeAddr(t), MetricsAddr: freeAddr(t), ConfPath: confPath, logs: &syncBuffer{}, exited: make(chan struct{})}
-	a.TLSAddr = freeAddr(t)
+	a := &agimoProc{ProxyAddr: o.proxyAddr, MetricsAddr: freeAddr(t), ConfPath: confPath, logs: &syncBuffer{}, exited: make(chan struct{})}
+	if a.ProxyAddr == "" {
+		a.ProxyAddr = freeAddr(t)
+	}
+	if a.TLSAddr = o.tlsAddr; a.TLSAddr == "" {
+		a.TLSAddr = freeAddr(t)
+	}
 	_, pport, _ := net.SplitHostPort(a.ProxyAddr)
 	_, mport, _ := net.SplitHostPort(a.MetricsAddr)
 	_, tport, _ := net.SplitHostPort(a.TLSAddr)
@@ -74,7 +83,7 @@ func startAgimo(t *testing.T, config string, o agimoOpts) *agimoProc {
 		"--drain-delay", "0s", "--shutdown-timeout", "5s")
 	a.cmd.Args = append(a.cmd.Args, o.args...)
 	// KUBECONFIG/in-cluster must not leak in: --kubeconfig is the only source.
-	a.cmd.Env = append(os.Environ(), "KUBECONFIG=")
+	a.cmd.Env = append(append(os.Environ(), "KUBECONFIG="), o.env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -160,8 +169,13 @@ func (a *agimoProc) getWith(host, path string, header http.Header) result {
 
 // getVia is getWith through another client (e.g. one that keeps connections alive).
 func (a *agimoProc) getVia(client *http.Client, host, path string, header http.Header) result {
+	return a.do(client, "GET", host, path, header)
+}
+
+// do sends a request with any method, without a body, through agimo.
+func (a *agimoProc) do(client *http.Client, method, host, path string, header http.Header) result {
 	start := time.Now()
-	req, _ := http.NewRequest("GET", "http://"+a.ProxyAddr+path, nil)
+	req, _ := http.NewRequest(method, "http://"+a.ProxyAddr+path, nil)
 	req.Host = host
 	for k, v := range header {
 		req.Header[k] = v

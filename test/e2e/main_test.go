@@ -13,7 +13,9 @@
 // $AGIMO_CP_DIR (default /tmp/agimo-cp-e2e) and stops it at the end.
 // There is no kubelet and no scheduler: kube-controller-manager creates Pods from
 // Deployments and StatefulSets, they stay Pending, and the tests write the
-// EndpointSlices a kubelet + endpointslice controller would.
+// EndpointSlices a kubelet + endpointslice controller would. The Gateway API CRDs
+// (standard channel, from the sigs.k8s.io/gateway-api module in go.mod) are applied once,
+// by the first test that needs them (needGatewayAPI).
 package e2e
 
 import (

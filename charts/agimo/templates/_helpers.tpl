@@ -58,8 +58,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 What serving Ingresses (ingress.class) needs, cluster-wide: read Ingresses, IngressClasses
-and Services (already in agimo.rbacRules), the TLS Secrets any Ingress may name, write the
-Ingresses' status, and report problems as Events.
+and Services (already in agimo.rbacRules), write the Ingresses' status; and
+agimo.routeSourceRules.
 */}}
 {{- define "agimo.ingressRules" -}}
 - apiGroups: ["networking.k8s.io"]
@@ -68,12 +68,50 @@ Ingresses' status, and report problems as Events.
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses/status"]
   verbs: ["update"]
+{{- end }}
+
+{{/*
+What serving Gateway API routes (gateway.class) needs, cluster-wide: read the GatewayClass,
+Gateways, HTTPRoutes, GRPCRoutes and the ReferenceGrants that allow cross-namespace refs,
+and write their status; and agimo.routeSourceRules. The Lease of the leader election for
+status writes is granted in the release namespace only (templates/rbac.yaml).
+*/}}
+{{- define "agimo.gatewayRules" -}}
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses/status", "gateways/status", "httproutes/status", "grpcroutes/status"]
+  verbs: ["update", "patch"]
+{{- end }}
+
+{{/*
+Shared by Ingresses and Gateway API routes (either class set): read the TLS Secrets any
+Ingress or Gateway listener may name, and report problems (conflicts, bad annotations on a
+backend Service) as Events.
+*/}}
+{{- define "agimo.routeSourceRules" -}}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+The leader election for Gateway API status writes: the Lease "agimo-status" in the release
+namespace, created by the first replica (create cannot be limited by name), then read and
+renewed by name.
+*/}}
+{{- define "agimo.statusLeaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: ["agimo-status"]
+  verbs: ["get", "update"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
 {{- end }}
 
 {{/*

@@ -6,7 +6,9 @@
 //
 // Usage: upstream -listen 10.213.1.2:8080 -name web-0
 //
-//	GET /anything  -> 200 "pod=<name> host=<Host> path=<path> xfp=<X-Forwarded-Proto>"
+//	ANY /anything  -> 200 "pod=<name> host=<Host> path=<path> xfp=<X-Forwarded-Proto>", then
+//	                  a line "hdr <Name>=<values joined by ,>" per request header, by name
+//	                  (what a proxy's header edits left for the pod)
 //	GET /ws        -> WebSocket; every message is echoed back prefixed with "<name>: "
 //
 // With -cert and -key it serves HTTPS instead, with that certificate (a pod that keeps its
@@ -24,8 +26,11 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -74,6 +79,9 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Upstream-Pod", *name)
 		fmt.Fprintf(w, "pod=%s host=%s path=%s xfp=%s\n", *name, r.Host, r.URL.Path, r.Header.Get("X-Forwarded-Proto"))
+		for _, k := range slices.Sorted(maps.Keys(r.Header)) {
+			fmt.Fprintf(w, "hdr %s=%s\n", k, strings.Join(r.Header[k], ","))
+		}
 	})
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Printf("upstream %s listening on %s", *name, *listen)
