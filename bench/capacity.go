@@ -50,9 +50,9 @@ func (e *env) runTunnelCapacity(ctx context.Context, sc *scenario) error {
 		ts = append(ts, tNginx)
 	}
 	// An idle tunnel holds its two sockets in both (Agimo splices only
-	// bulk, so no pipe waits on an idle direction); one more per tunnel
-	// is a margin. Both are measured at the same count.
-	return e.capacityReps(ctx, sc, ts, 3, e.tunnelsOnce)
+	// bulk, so no pipe waits on an idle direction). Both are measured at
+	// the same count.
+	return e.capacityReps(ctx, sc, ts, 2, e.tunnelsOnce)
 }
 
 // fdReserve is the descriptors a process needs besides the items
