@@ -1,6 +1,11 @@
 package conf
 
-import "time"
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Route extras (issue 12, Gateway API): what an HTTPRoute or GRPCRoute
 // rule adds to an entry beyond host and path. None is a TOML key: package
@@ -107,4 +112,37 @@ type PathModifier struct {
 	ReplacePrefixMatch string
 	// Prefix is true for ReplacePrefixMatch (which may be "" or "/").
 	Prefix bool
+}
+
+// NoUpstream reports whether the entry answers every request itself, a
+// fixed status or a redirect, and so names no workload or Service.
+func (e *Extras) NoUpstream() bool {
+	return e.Fixed != 0 || e.Filters != nil && e.Filters.Redirect != nil
+}
+
+// MatchKey renders the entry's match conditions beyond host and path
+// (method, headers, query), "" for none: two entries of one host and path
+// overlap only if their keys are equal. Header names compare
+// case-insensitively; the order of conditions does not matter.
+func (e *Extras) MatchKey() string {
+	if e.Method == "" && len(e.Headers) == 0 && len(e.Query) == 0 {
+		return ""
+	}
+	render := func(vs []ValueMatch, fold bool) string {
+		out := make([]string, 0, len(vs))
+		for _, v := range vs {
+			n := v.Name
+			if fold {
+				n = strings.ToLower(n)
+			}
+			op := "="
+			if v.Regex {
+				op = "~"
+			}
+			out = append(out, strconv.Quote(n)+op+strconv.Quote(v.Value))
+		}
+		slices.Sort(out)
+		return strings.Join(out, ",")
+	}
+	return "method=" + e.Method + " headers[" + render(e.Headers, true) + "] query[" + render(e.Query, false) + "]"
 }

@@ -110,6 +110,7 @@ func (c *Config) validateRoutes(valid []bool) []error {
 	type claim struct {
 		entry int
 		path  string
+		match string // Extras.MatchKey: entries differing in it do not overlap
 	}
 	byHost := make(map[string][]claim)
 	entries := make(map[string][]int)
@@ -122,11 +123,12 @@ func (c *Config) validateRoutes(valid []bool) []error {
 			hosts = append(hosts, s.Host)
 		}
 		entries[s.Host] = append(entries[s.Host], i)
+		m := s.MatchKey()
 		for _, p := range s.Paths {
-			byHost[s.Host] = append(byHost[s.Host], claim{i, p})
+			byHost[s.Host] = append(byHost[s.Host], claim{i, p, m})
 		}
 		for _, p := range s.ExactPaths {
-			byHost[s.Host] = append(byHost[s.Host], claim{i, "=" + p})
+			byHost[s.Host] = append(byHost[s.Host], claim{i, "=" + p, m})
 		}
 	}
 	var errs []error
@@ -134,11 +136,15 @@ func (c *Config) validateRoutes(valid []bool) []error {
 		claims, ents := byHost[h], entries[h]
 		owner := make(map[string]int, len(claims))
 		for _, cl := range claims {
-			if j, dup := owner[cl.path]; dup {
+			key := cl.path + " " + cl.match
+			if j, dup := owner[key]; dup {
+				if r := c.Services[j].Rule; r != "" && r == c.Services[cl.entry].Rule {
+					continue // weighted backends of one Gateway API rule
+				}
 				errs = append(errs, c.entryError(cl.entry, "paths", "path %q of host %q is already served by %s", cl.path, h, c.where(j, "paths")))
 				continue
 			}
-			owner[cl.path] = cl.entry
+			owner[key] = cl.entry
 		}
 		for _, i := range ents {
 			if !c.Services[i].TLSPassthrough || len(ents) == 1 {
@@ -154,6 +160,9 @@ func (c *Config) validateRoutes(valid []bool) []error {
 			for _, probe := range c.Services[i].ProbePaths {
 				best, to := "", -1
 				for _, o := range claims {
+					if o.match != "" {
+						continue // a probe carries no such condition
+					}
 					if o.path == "="+probe {
 						best, to = o.path, o.entry // an exact path wins
 						break

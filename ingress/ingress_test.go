@@ -284,7 +284,7 @@ func TestAnnotations(t *testing.T) {
 	}
 	// wake without a workload is refused too.
 	nowl := svc("apps", "other", map[string]string{AnnotationWake: "true"})
-	if _, err := parseSettings(file, nowl); err == nil || !strings.Contains(err.Error(), "agimo.dev/workload: missing") {
+	if _, err := ParseSettings(file, nowl); err == nil || !strings.Contains(err.Error(), "agimo.dev/workload: missing") {
 		t.Errorf("wake without workload = %v; want agimo.dev/workload: missing", err)
 	}
 }

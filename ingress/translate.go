@@ -274,7 +274,7 @@ func (t *translator) backend(ing *networkingv1.Ingress, b *networkingv1.IngressB
 			return conf.Service{}, false
 		}
 	}
-	t.settings(svc, ing.Namespace, b.Service.Name).apply(&s)
+	t.settings(svc, ing.Namespace, b.Service.Name).Apply(&s)
 	return s, true
 }
 
@@ -288,7 +288,7 @@ func (t *translator) settings(svc *corev1.Service, ns, name string) Settings {
 	st := Settings{}
 	if svc != nil {
 		var err error
-		if st, err = parseSettings(t.base, svc); err != nil {
+		if st, err = ParseSettings(t.base, svc); err != nil {
 			t.res.Problems = append(t.res.Problems, Problem{Kind: "Service", Namespace: ns, Name: name,
 				Reason: "BadAnnotation", Message: err.Error() + "; the previous settings stay"})
 			st = t.prev[key]
