@@ -30,7 +30,9 @@ import (
 
 	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/gateway"
 	"github.com/agimo/agimo/ingress"
+	"github.com/agimo/agimo/leader"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/stats"
 	"github.com/agimo/agimo/watch"
@@ -60,6 +62,8 @@ type flags struct {
 	accessLogQueryMax                            int
 	drainDelay, shutdownTimeout                  time.Duration
 	publishService, publishAddress               string
+	statusLeaseNamespace                         string
+	leaderElect                                  bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -96,6 +100,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		"NAMESPACE/NAME of Agimo's Service, whose LoadBalancer ingress (else ClusterIP) served Ingresses' status shows [$AGIMO_PUBLISH_SERVICE]")
 	fs.StringVar(&f.publishAddress, "publish-address", os.Getenv("AGIMO_PUBLISH_ADDRESS"),
 		"IP addresses or host names, comma-separated, that served Ingresses' status shows instead [$AGIMO_PUBLISH_ADDRESS]")
+	fs.StringVar(&f.statusLeaseNamespace, "status-lease-namespace", "",
+		"namespace of the Lease \""+leader.DefaultLease+"\" electing the replica that writes Ingress and Gateway API status (default: $POD_NAMESPACE, else the service account's, else default)")
+	fs.BoolVar(&f.leaderElect, "leader-elect", true,
+		"with ingress_class or gateway_class, elect one replica to write status (a Lease); false: this replica always writes it")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -163,22 +171,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// become extra entries, merged with the file's before every build.
 	fileCfg := cfg
 	var ing *ingress.Controller
+	var gw *gateway.Controller
 	clusterChanged := make(chan struct{}, 1)
+	changed := func() {
+		select {
+		case clusterChanged <- struct{}{}:
+		default:
+		}
+	}
+	// Status is written by one replica (package leader); all serve.
+	var elect *leader.Elector
+	var leading func() bool
+	if (cfg.IngressClass != "" || cfg.GatewayClass != "") && f.leaderElect {
+		elect, err = leader.New(client, leader.Namespace(f.statusLeaseNamespace), leader.DefaultLease, log, func() {
+			if ing != nil {
+				ing.Resync()
+			}
+			if gw != nil {
+				gw.Resync()
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("leader election: %w", err)
+		}
+		leading = elect.Leading
+	}
 	if cfg.IngressClass != "" {
 		ing = ingress.New(ingress.Options{Client: client, Log: log,
 			PublishService: f.publishService, PublishAddress: f.publishAddress,
-			Changed: func() {
-				select {
-				case clusterChanged <- struct{}{}:
-				default:
-				}
-			}})
+			Leading: leading, Changed: changed})
 		ictx, icancel := context.WithCancel(ctx)
 		defer func() { icancel(); ing.Close() }()
 		if err := ing.Start(ictx); err != nil {
 			return err
 		}
 		if cfg, err = ing.Merge(fileCfg); err != nil {
+			return err
+		}
+	}
+	if cfg.GatewayClass != "" {
+		if gw, err = newGateway(kcfg, client, f, log, leading, changed); err != nil {
+			return err
+		}
+		gctx, gcancel := context.WithCancel(ctx)
+		defer func() { gcancel(); gw.Close() }()
+		if err := gw.Start(gctx); err != nil {
+			return err
+		}
+		if cfg, err = gw.Merge(cfg); err != nil {
 			return err
 		}
 	}
@@ -295,6 +335,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if ing != nil {
 		g.Go(func() error { ing.Run(gctx); return nil })
 	}
+	if gw != nil {
+		g.Go(func() error { gw.Run(gctx); return nil })
+	}
+	if elect != nil {
+		g.Go(func() error { elect.Run(gctx); return nil })
+	}
 	g.Go(func() error {
 		for {
 			select {
@@ -303,12 +349,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			case <-hup:
 				trigger()
 			case <-reloads:
-				if c := reload(gctx, f.conf, nil, ing, srv, w, log, set); c != nil {
+				if c := reload(gctx, f.conf, nil, ing, gw, srv, w, log, set); c != nil {
 					fileCfg = c
 				}
 			case <-clusterChanged:
 				// The last valid file with the cluster's routes now.
-				reload(gctx, f.conf, fileCfg, ing, srv, w, log, set)
+				reload(gctx, f.conf, fileCfg, ing, gw, srv, w, log, set)
 			}
 		}
 	})

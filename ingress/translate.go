@@ -207,6 +207,9 @@ func (t *translator) ingress(ing *networkingv1.Ingress) []conf.Service {
 		if host != conf.CatchAllHost {
 			s.TLSSecret = tlsFor(host)
 		}
+		// For conflicts with Gateway API routes (package gateway): the
+		// oldest object wins.
+		s.Source, s.Created = "Ingress "+ing.Namespace+"/"+ing.Name, ing.CreationTimestamp.Time
 		v, err := t.base.CheckService(s)
 		if err != nil {
 			t.problem(ing, "BadRule", "%s: %v", where, stripKey(err))
