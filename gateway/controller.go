@@ -76,6 +76,9 @@ type Controller struct {
 	statusDue  chan struct{}
 	stopBcast  func()
 
+	writeMu sync.Mutex // WriteStatus's
+	written map[writeKey]written
+
 	mu      sync.Mutex // Merge's state, between reloads
 	started bool       // the informers run (the CRDs exist)
 	merged  bool       // status holds a merge's
@@ -121,11 +124,22 @@ func New(opts Options) *Controller {
 	}
 	for _, inf := range []cache.SharedIndexInformer{
 		v1.GatewayClasses().Informer(), v1.Gateways().Informer(), v1.HTTPRoutes().Informer(), v1.GRPCRoutes().Informer(),
-		v1b.ReferenceGrants().Informer(), c.kf.Core().V1().Services().Informer(), sec.Informer(), c.kf.Core().V1().Namespaces().Informer(),
+		v1b.ReferenceGrants().Informer(), c.kf.Core().V1().Services().Informer(), c.kf.Core().V1().Namespaces().Informer(),
 	} {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			opts.Log.Error().Err(err).Msg("gateway: add event handler")
 		}
+	}
+	// Of Secrets only TLS ones can be a listener's certificate: the
+	// others (service account tokens, app config) change without a reload.
+	if _, err := sec.Informer().AddEventHandler(cache.FilteringResourceEventHandler{Handler: h, FilterFunc: func(obj any) bool {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		s, ok := obj.(*corev1.Secret)
+		return ok && s.Type == corev1.SecretTypeTLS
+	}}); err != nil {
+		opts.Log.Error().Err(err).Msg("gateway: add event handler")
 	}
 	return c
 }

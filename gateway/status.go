@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/conversion"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -86,6 +87,8 @@ func (c *Controller) WriteStatus(ctx context.Context) {
 	if !ok {
 		return
 	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	now := metav1.Now()
 	api := c.opts.Client.GatewayV1()
 	warn := func(err error, kind, ns, name string) {
@@ -95,11 +98,14 @@ func (c *Controller) WriteStatus(ctx context.Context) {
 		if cur, err := c.classes.Get(gc.Name); err == nil {
 			want := cur.Status
 			want.Conditions = withTimes(cur.Status.Conditions, st.ClassConds, now)
-			if !same(cur.Status, want) {
+			k := writeKey{"GatewayClass", types.NamespacedName{Name: gc.Name}}
+			if !same(cur.Status, want) && !c.stale(k, cur.ResourceVersion, want) {
 				up := cur.DeepCopy()
 				up.Status = want
 				if _, err := api.GatewayClasses().UpdateStatus(ctx, up, metav1.UpdateOptions{}); err != nil {
 					warn(err, "GatewayClass", "", gc.Name)
+				} else {
+					c.wrote(k, cur.ResourceVersion, want)
 				}
 			}
 		}
@@ -109,38 +115,75 @@ func (c *Controller) WriteStatus(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		if w := gatewayStatus(cur.Status, want, now); !same(cur.Status, w) {
+		k := writeKey{"Gateway", key}
+		if w := gatewayStatus(cur.Status, want, now); !same(cur.Status, w) && !c.stale(k, cur.ResourceVersion, w) {
 			up := cur.DeepCopy()
 			up.Status = w
 			if _, err := api.Gateways(key.Namespace).UpdateStatus(ctx, up, metav1.UpdateOptions{}); err != nil {
 				warn(err, "Gateway", key.Namespace, key.Name)
+			} else {
+				c.wrote(k, cur.ResourceVersion, w)
 			}
 		}
 	}
 	hrs, _ := c.httpRoutes.List(labels.Everything())
 	for _, hr := range hrs {
-		w := routeStatus(hr.Status.RouteStatus, st.Routes[RouteKey{"HTTPRoute", types.NamespacedName{Namespace: hr.Namespace, Name: hr.Name}}], now)
-		if same(hr.Status.RouteStatus, w) {
+		k := writeKey{"HTTPRoute", types.NamespacedName{Namespace: hr.Namespace, Name: hr.Name}}
+		w := routeStatus(hr.Status.RouteStatus, st.Routes[RouteKey(k)], now)
+		if same(hr.Status.RouteStatus, w) || c.stale(k, hr.ResourceVersion, w) {
 			continue
 		}
 		up := hr.DeepCopy()
 		up.Status.RouteStatus = w
 		if _, err := api.HTTPRoutes(hr.Namespace).UpdateStatus(ctx, up, metav1.UpdateOptions{}); err != nil {
 			warn(err, "HTTPRoute", hr.Namespace, hr.Name)
+		} else {
+			c.wrote(k, hr.ResourceVersion, w)
 		}
 	}
 	grs, _ := c.grpcRoutes.List(labels.Everything())
 	for _, gr := range grs {
-		w := routeStatus(gr.Status.RouteStatus, st.Routes[RouteKey{"GRPCRoute", types.NamespacedName{Namespace: gr.Namespace, Name: gr.Name}}], now)
-		if same(gr.Status.RouteStatus, w) {
+		k := writeKey{"GRPCRoute", types.NamespacedName{Namespace: gr.Namespace, Name: gr.Name}}
+		w := routeStatus(gr.Status.RouteStatus, st.Routes[RouteKey(k)], now)
+		if same(gr.Status.RouteStatus, w) || c.stale(k, gr.ResourceVersion, w) {
 			continue
 		}
 		up := gr.DeepCopy()
 		up.Status.RouteStatus = w
 		if _, err := api.GRPCRoutes(gr.Namespace).UpdateStatus(ctx, up, metav1.UpdateOptions{}); err != nil {
 			warn(err, "GRPCRoute", gr.Namespace, gr.Name)
+		} else {
+			c.wrote(k, gr.ResourceVersion, w)
 		}
 	}
+}
+
+// writeKey names an object whose status was written.
+type writeKey RouteKey
+
+// written is a status written over the object of resourceVersion rv.
+type written struct {
+	rv     string
+	status any
+}
+
+// stale reports whether want was written already over the version of
+// the object the informer's cache still holds: the cache lags the
+// write, and writing again would only conflict.
+func (c *Controller) stale(k writeKey, rv string, want any) bool {
+	w, ok := c.written[k]
+	return ok && w.rv == rv && untimed.DeepEqual(w.status, want)
+}
+
+// untimed compares statuses but not their conditions' transition times,
+// which a write over a stale cache sets anew.
+var untimed = conversion.EqualitiesOrDie(func(a, b metav1.Time) bool { return true })
+
+func (c *Controller) wrote(k writeKey, rv string, status any) {
+	if c.written == nil {
+		c.written = make(map[writeKey]written)
+	}
+	c.written[k] = written{rv: rv, status: status}
 }
 
 // Addresses returns what a Gateway's status.addresses says: the publish
