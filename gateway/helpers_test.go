@@ -151,4 +151,6 @@ func condString(c *metav1.Condition) string {
 
 func nn(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
 
-func findCond(cs []metav1.Condition, typ string) *metav1.Condition { return meta.FindStatusCondition(cs, typ) }
+func findCond(cs []metav1.Condition, typ string) *metav1.Condition {
+	return meta.FindStatusCondition(cs, typ)
+}
