@@ -22,6 +22,14 @@ import (
 // DefaultLease is the Lease's name.
 const DefaultLease = "agimo-status"
 
+// client-go's recommended durations (leaderelection.go); tests shorten
+// them.
+var (
+	leaseDuration = 15 * time.Second
+	renewDeadline = 10 * time.Second
+	retryPeriod   = 2 * time.Second
+)
+
 // Elector runs the election; Leading is safe for concurrent use.
 type Elector struct {
 	leading atomic.Bool
@@ -42,10 +50,9 @@ func New(client kubernetes.Interface, namespace, name string, log zerolog.Logger
 	}
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock,
-		// client-go's recommended durations (leaderelection.go).
-		LeaseDuration:   15 * time.Second,
-		RenewDeadline:   10 * time.Second,
-		RetryPeriod:     2 * time.Second,
+		LeaseDuration:   leaseDuration,
+		RenewDeadline:   renewDeadline,
+		RetryPeriod:     retryPeriod,
 		ReleaseOnCancel: true, // a stopping leader hands over at once
 		Name:            name,
 		Callbacks: leaderelection.LeaderCallbacks{
