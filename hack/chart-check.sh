@@ -40,7 +40,8 @@ HELM_T=(template agimo "$CHART" --namespace "$RELEASE_NS" --kube-version "$KUBE_
 
 # name:values-file ("" = chart defaults)
 variants=("default:" "original:$CHART/ci/original-values.yaml" "full:$CHART/ci/full-values.yaml"
-  "wake:$CHART/ci/wake-values.yaml" "tls:$CHART/ci/tls-values.yaml" "ingress:$CHART/ci/ingress-values.yaml")
+  "wake:$CHART/ci/wake-values.yaml" "tls:$CHART/ci/tls-values.yaml" "ingress:$CHART/ci/ingress-values.yaml"
+  "gateway:$CHART/ci/gateway-values.yaml")
 
 for v in "${variants[@]}"; do
   name=${v%%:*} file=${v#*:}
@@ -151,6 +152,25 @@ awk '/config.toml: \|/{f=1;next} f&&/^[^ ]/{f=0} f' "$OUT/ingress.yaml" | sed 's
 go run . --check --conf "$OUT/ingress.toml" >&2 || fail "ingress: the rendered config fails agimo --check"
 "$HELM" "${HELM_T[@]}" -f "$CHART/ci/ingress-values.yaml" --set-json 'rbac.namespaces=["example"]' >/dev/null 2>&1 &&
   fail "ingress.class with rbac.namespaces accepted"
+# Gateway API (issue 12): its rules only with gateway.class, in the ClusterRole; the class
+# reaches the config; the status Lease's Role in the release's namespace with either class.
+grep -qE 'gateway.networking.k8s.io|coordination.k8s.io' "$OUT/default.yaml" && fail "Gateway API or Lease RBAC without a class"
+gw_role=$(awk '/^kind: ClusterRole$/,/^---$/' "$OUT/gateway.yaml")
+grep -qF 'resources: ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants"]' <<<"$gw_role" ||
+  fail "gateway: no read rule for Gateway API objects"
+grep -A1 -F 'resources: ["gatewayclasses/status", "gateways/status", "httproutes/status", "grpcroutes/status"]' <<<"$gw_role" |
+  grep -qF 'verbs: ["update", "patch"]' || fail "gateway: no update rule for the status subresources"
+grep -qF 'resources: ["secrets"]' <<<"$gw_role" || fail "gateway: no read rule for TLS Secrets"
+grep -qF 'resources: ["namespaces"]' <<<"$gw_role" || fail "gateway: no read rule for Namespaces"
+grep -qF 'gateway_class = "agimo"' "$OUT/gateway.yaml" || fail "gateway: gateway.class not added to the config"
+grep -qF -- '--status-lease-namespace=agimo-chart-check' "$OUT/gateway.yaml" || fail "gateway: no --status-lease-namespace"
+for v in gateway ingress; do
+  awk '/^kind: Role$/,/^---$/' "$OUT/$v.yaml" | grep -qF 'resources: ["leases"]' || fail "$v: no Role for the status Lease"
+done
+awk '/config.toml: \|/{f=1;next} f&&/^[^ ]/{f=0} f' "$OUT/gateway.yaml" | sed 's/^    //' >"$OUT/gateway.toml"
+go run . --check --conf "$OUT/gateway.toml" >&2 || fail "gateway: the rendered config fails agimo --check"
+"$HELM" "${HELM_T[@]}" -f "$CHART/ci/gateway-values.yaml" --set-json 'rbac.namespaces=["example"]' >/dev/null 2>&1 &&
+  fail "gateway.class with rbac.namespaces accepted"
 "$HELM" "${HELM_T[@]}" --set tls.enabled=true >"$OUT/tls-on.yaml"
 grep -q 'name: https$' "$OUT/tls-on.yaml" || fail "tls.enabled=true: no https port"
 "$HELM" "${HELM_T[@]}" -f "$CHART/ci/tls-values.yaml" --set tls.enabled=false >"$OUT/tls-off.yaml"

@@ -77,6 +77,41 @@ Ingresses' status, and report problems as Events.
 {{- end }}
 
 {{/*
+What serving Gateway API (gateway.class) needs, cluster-wide: read its objects, Namespaces
+(allowedRoutes selectors) and, like Ingresses, the TLS Secrets a listener may name; write their
+status; report problems as Events (the last two already in agimo.ingressRules with ingress.class).
+*/}}
+{{- define "agimo.gatewayRules" -}}
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gatewayclasses/status", "gateways/status", "httproutes/status", "grpcroutes/status"]
+  verbs: ["update", "patch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- if not .Values.ingress.class }}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+{{- end }}
+
+{{/*
+The Lease electing the replica that writes Ingress and Gateway API status (--leader-elect),
+in the release's namespace.
+*/}}
+{{- define "agimo.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
+{{- end }}
+
+{{/*
 scaling.enabled, normalised to "auto", "true" or "false".
 */}}
 {{- define "agimo.scalingMode" -}}
