@@ -81,6 +81,9 @@ type Controller struct {
 
 	mu      sync.Mutex // Merge's state, between reloads
 	started bool       // the informers run (the CRDs exist)
+	// classFound: the GatewayClass exists with Agimo's controllerName (its
+	// absence is logged when it starts).
+	classFound bool
 	merged  bool       // status holds a merge's
 	status  Status
 	prev    map[types.NamespacedName]ingress.Settings
@@ -93,7 +96,7 @@ func New(opts Options) *Controller {
 	if opts.Debounce <= 0 {
 		opts.Debounce = DefaultDebounce
 	}
-	c := &Controller{opts: opts, changes: make(chan struct{}, 1), statusDue: make(chan struct{}, 1), stopBcast: func() {}}
+	c := &Controller{opts: opts, changes: make(chan struct{}, 1), statusDue: make(chan struct{}, 1), stopBcast: func() {}, classFound: true}
 	if c.opts.Recorder == nil {
 		b := record.NewBroadcaster()
 		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: opts.Kube.CoreV1().Events("")})
@@ -332,6 +335,13 @@ func (c *Controller) Merge(cfg *conf.Config) (*conf.Config, error) {
 		return nil, fmt.Errorf("gateway routes: %w", err)
 	}
 	c.prev, c.status, c.merged = res.Settings, res.Status, true
+	if found := res.Status.Class != nil; c.started && found != c.classFound {
+		c.classFound = found
+		if !found {
+			c.opts.Log.Warn().Str("gateway_class", cfg.GatewayClass).Str("controller", string(ControllerName)).
+				Msg("gateway: no GatewayClass of this name with Agimo's controllerName: no Gateway is served")
+		}
+	}
 	routes := make(map[string]bool, len(res.Services))
 	for _, s := range res.Services {
 		to := fmt.Sprintf("%s/%s:%d", s.Namespace, s.ServiceName, s.ServicePort)
