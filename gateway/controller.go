@@ -84,11 +84,11 @@ type Controller struct {
 	// classFound: the GatewayClass exists with Agimo's controllerName (its
 	// absence is logged when it starts).
 	classFound bool
-	merged  bool       // status holds a merge's
-	status  Status
-	prev    map[types.NamespacedName]ingress.Settings
-	routes  map[string]bool
-	problem map[Problem]bool
+	merged     bool // status holds a merge's
+	status     Status
+	prev       map[types.NamespacedName]ingress.Settings
+	routes     map[string]bool
+	problem    map[Problem]bool
 }
 
 // New makes a controller; nothing runs before Start.
