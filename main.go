@@ -31,7 +31,9 @@ import (
 	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
 	"github.com/agimo/agimo/core"
+	"github.com/agimo/agimo/gateway"
 	"github.com/agimo/agimo/ingress"
+	"github.com/agimo/agimo/leader"
 	"github.com/agimo/agimo/route"
 	"github.com/agimo/agimo/stats"
 	"github.com/agimo/agimo/status"
@@ -65,6 +67,8 @@ type flags struct {
 	publishService, publishAddress               string
 	otlpEndpoint                                 string
 	otlpSample                                   float64
+	statusLeaseNamespace                         string
+	leaderElect                                  bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
@@ -105,6 +109,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		"export a trace span per request over OTLP/HTTP to this URL (e.g. http://otel-collector:4318); off by default [$AGIMO_OTLP_ENDPOINT]")
 	fs.Float64Var(&f.otlpSample, "otlp-sample", 1,
 		"share of new traces recorded, 0 to 1; a client's sampled traceparent is always followed")
+	fs.StringVar(&f.statusLeaseNamespace, "status-lease-namespace", "",
+		"namespace of the Lease \""+leader.DefaultLease+"\" electing the replica that writes Ingress and Gateway API status (default: $POD_NAMESPACE, else the service account's, else default)")
+	fs.BoolVar(&f.leaderElect, "leader-elect", true,
+		"with ingress_class or gateway_class, elect one replica to write status (a Lease); false: this replica always writes it")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -179,22 +187,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// become extra entries, merged with the file's before every build.
 	fileCfg := cfg
 	var ing *ingress.Controller
+	var gw *gateway.Controller
 	clusterChanged := make(chan struct{}, 1)
+	changed := func() {
+		select {
+		case clusterChanged <- struct{}{}:
+		default:
+		}
+	}
+	// Status is written by one replica (package leader); all serve.
+	var elect *leader.Elector
+	var leading func() bool
+	if (cfg.IngressClass != "" || cfg.GatewayClass != "") && f.leaderElect {
+		elect, err = leader.New(client, leader.Namespace(f.statusLeaseNamespace), leader.DefaultLease, log, func() {
+			if ing != nil {
+				ing.Resync()
+			}
+			if gw != nil {
+				gw.Resync()
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("leader election: %w", err)
+		}
+		leading = elect.Leading
+	}
 	if cfg.IngressClass != "" {
 		ing = ingress.New(ingress.Options{Client: client, Log: log,
 			PublishService: f.publishService, PublishAddress: f.publishAddress,
-			Changed: func() {
-				select {
-				case clusterChanged <- struct{}{}:
-				default:
-				}
-			}})
+			Leading: leading, Changed: changed})
 		ictx, icancel := context.WithCancel(ctx)
 		defer func() { icancel(); ing.Close() }()
 		if err := ing.Start(ictx); err != nil {
 			return err
 		}
 		if cfg, err = ing.Merge(fileCfg); err != nil {
+			return err
+		}
+	}
+	if cfg.GatewayClass != "" {
+		if gw, err = newGateway(kcfg, client, f, log, leading, changed); err != nil {
+			return err
+		}
+		gctx, gcancel := context.WithCancel(ctx)
+		defer func() { gcancel(); gw.Close() }()
+		if err := gw.Start(gctx); err != nil {
+			return err
+		}
+		if cfg, err = gw.Merge(cfg); err != nil {
 			return err
 		}
 	}
@@ -328,6 +368,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if ing != nil {
 		g.Go(func() error { ing.Run(gctx); return nil })
 	}
+	if gw != nil {
+		g.Go(func() error { gw.Run(gctx); return nil })
+	}
+	if elect != nil {
+		g.Go(func() error { elect.Run(gctx); return nil })
+	}
 	g.Go(func() error {
 		for {
 			select {
@@ -336,12 +382,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			case <-hup:
 				trigger()
 			case <-reloads:
-				if c := reload(gctx, f.conf, nil, ing, srv, w, log, set, reloadRec); c != nil {
+				if c := reload(gctx, f.conf, nil, ing, gw, srv, w, log, set, reloadRec); c != nil {
 					fileCfg = c
 				}
 			case <-clusterChanged:
 				// The last valid file with the cluster's routes now.
-				reload(gctx, f.conf, fileCfg, ing, srv, w, log, set, reloadRec)
+				reload(gctx, f.conf, fileCfg, ing, gw, srv, w, log, set, reloadRec)
 			}
 		}
 	})

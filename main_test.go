@@ -43,6 +43,7 @@ func TestCheck(t *testing.T) {
 	good := writeFile(t, "good.toml", goodConf)
 	bad := writeFile(t, "bad.toml", strings.Replace(goodConf, "service_port = 80", "service_port = 70000", 1))
 	ingressOnly := writeFile(t, "ingress.toml", "ingress_class = \"agimo\"\n")
+	gatewayOnly := writeFile(t, "gateway.toml", "gateway_class = \"agimo\"\n")
 	badPair := writeFile(t, "pair.toml", goodConf+"tls_cert_file = \"/nonexistent/c.pem\"\ntls_key_file = \"/nonexistent/k.pem\"\n")
 	for _, tc := range []struct {
 		name    string
@@ -65,6 +66,8 @@ func TestCheck(t *testing.T) {
 		{"bad-access-log-query-max", []string{"--conf", good, "--access-log-query-max", "-1"}, "", "invalid --access-log-query-max -1", ""},
 		{"bad-publish-service", []string{"--conf", good, "--publish-service", "agimo"}, "", `invalid --publish-service "agimo": want NAMESPACE/NAME`, ""},
 		{"ingress-only", []string{"--check", "--conf", ingressOnly}, "", "", "ok, 0 services"},
+		{"gateway-only", []string{"--check", "--conf", gatewayOnly}, "", "", "ok, 0 services"},
+		{"bad-leader-elect", []string{"--conf", good, "--leader-elect=maybe"}, "", "invalid boolean value", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("AGIMO_CONF", tc.env)

@@ -10,11 +10,14 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/rs/zerolog"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/agimo/agimo/accesslog"
 	"github.com/agimo/agimo/conf"
+	"github.com/agimo/agimo/gateway"
 	"github.com/agimo/agimo/ingress"
 	"github.com/agimo/agimo/status"
 	"github.com/agimo/agimo/watch"
@@ -44,11 +47,11 @@ var reloadTimeout = 30 * time.Second
 
 // reload loads the config file again (or takes file, the last one loaded,
 // when the cluster's routes changed), merges the routes from the cluster
-// (ing, nil if off), and switches to the result if it is valid and its
-// new informers sync within reloadTimeout. Its outcome goes to rec, for
-// the status page. It returns the file's config when it was loaded and
+// (ing and gw, nil if off), and switches to the result if it is valid and
+// its new informers sync within reloadTimeout. Its outcome goes to rec,
+// for the status page. It returns the file's config when it was loaded and
 // applied, else nil.
-func reload(ctx context.Context, path string, file *conf.Config, ing *ingress.Controller, srv *servers, w *watch.Watcher,
+func reload(ctx context.Context, path string, file *conf.Config, ing *ingress.Controller, gw *gateway.Controller, srv *servers, w *watch.Watcher,
 	log zerolog.Logger, set *metrics.Set, rec *status.Reloads) *conf.Config {
 	var err error
 	if file == nil {
@@ -59,6 +62,11 @@ func reload(ctx context.Context, path string, file *conf.Config, ing *ingress.Co
 		cfg, err = ing.Merge(file)
 	} else if err == nil && file.IngressClass != "" {
 		log.Warn().Str("ingress_class", file.IngressClass).Msg("ingress_class set by a reload: takes effect at the next restart")
+	}
+	if err == nil && gw != nil {
+		cfg, err = gw.Merge(cfg)
+	} else if err == nil && file.GatewayClass != "" {
+		log.Warn().Str("gateway_class", file.GatewayClass).Msg("gateway_class set by a reload: takes effect at the next restart")
 	}
 	if err == nil {
 		rctx, cancel := context.WithTimeoutCause(ctx, reloadTimeout,
@@ -126,4 +134,17 @@ func kubeConfig(path string) (*rest.Config, error) {
 		return nil, fmt.Errorf("kubernetes config: %w", err)
 	}
 	return c, nil
+}
+
+// newGateway makes the Gateway API controller (gateway_class): its
+// listeners must use Agimo's ports.
+func newGateway(kcfg *rest.Config, client kubernetes.Interface, f *flags, log zerolog.Logger, leading func() bool, changed func()) (*gateway.Controller, error) {
+	gwc, err := gwclient.NewForConfig(kcfg)
+	if err != nil {
+		return nil, fmt.Errorf("gateway API client: %w", err)
+	}
+	return gateway.New(gateway.Options{Client: gwc, Kube: client, Log: log,
+		Ports:          gateway.Ports{HTTP: f.port, TLS: f.tlsPort},
+		PublishService: f.publishService, PublishAddress: f.publishAddress,
+		Leading: leading, Changed: changed}), nil
 }

@@ -78,6 +78,11 @@ type Config struct {
 	// besides Services (issue 12; package ingress). Then Services may be
 	// empty.
 	IngressClass string `toml:"ingress_class"`
+	// GatewayClass, if set, makes Agimo serve the Gateways of the
+	// GatewayClass of that name (controllerName agimo.dev/gateway-controller)
+	// and the HTTPRoutes and GRPCRoutes attached to them (issue 12; package
+	// gateway). Then Services may be empty.
+	GatewayClass string `toml:"gateway_class"`
 	// Services are the routes: one host, or one host's paths, each.
 	Services []Service `toml:"services"`
 

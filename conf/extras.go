@@ -2,6 +2,9 @@ package conf
 
 import (
 	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -148,4 +151,31 @@ func (c *Config) validateExtras(i int, add func(key string, index int, format st
 			add("host", i, "%s: redirect status %d (want 301 or 302)", s.Source, st)
 		}
 	}
+}
+
+// MatchKey renders the entry's match conditions beyond host and path
+// (method, headers, query), "" for none: two entries of one host and path
+// overlap only if their keys are equal. Header names compare
+// case-insensitively; the order of conditions does not matter.
+func (e *Extras) MatchKey() string {
+	if e.Method == "" && len(e.Headers) == 0 && len(e.Query) == 0 {
+		return ""
+	}
+	render := func(vs []ValueMatch, fold bool) string {
+		out := make([]string, 0, len(vs))
+		for _, v := range vs {
+			n := v.Name
+			if fold {
+				n = strings.ToLower(n)
+			}
+			op := "="
+			if v.Regex {
+				op = "~"
+			}
+			out = append(out, strconv.Quote(n)+op+strconv.Quote(v.Value))
+		}
+		slices.Sort(out)
+		return strings.Join(out, ",")
+	}
+	return "method=" + e.Method + " headers[" + render(e.Headers, true) + "] query[" + render(e.Query, false) + "]"
 }

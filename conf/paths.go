@@ -2,7 +2,6 @@ package conf
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -126,7 +125,7 @@ func (c *Config) validateRoutes(valid []bool) []error {
 			hosts = append(hosts, s.Host)
 		}
 		entries[s.Host] = append(entries[s.Host], i)
-		m := s.matchKey()
+		m := s.MatchKey()
 		for _, p := range s.Paths {
 			byHost[s.Host] = append(byHost[s.Host], claim{i, p, m})
 		}
@@ -139,14 +138,14 @@ func (c *Config) validateRoutes(valid []bool) []error {
 		claims, ents := byHost[h], entries[h]
 		owner := make(map[string]int, len(claims))
 		for _, cl := range claims {
-			if j, dup := owner[cl.path+cl.match]; dup {
+			if j, dup := owner[cl.path+" "+cl.match]; dup {
 				if r := c.Services[j].Rule; r != "" && r == c.Services[cl.entry].Rule {
 					continue // weighted backends of one route rule
 				}
 				errs = append(errs, c.entryError(cl.entry, "paths", "path %q of host %q is already served by %s", cl.path, h, c.where(j, "paths")))
 				continue
 			}
-			owner[cl.path+cl.match] = cl.entry
+			owner[cl.path+" "+cl.match] = cl.entry
 		}
 		for _, i := range ents {
 			if !c.Services[i].TLSPassthrough || len(ents) == 1 {
@@ -220,23 +219,4 @@ func (c *Config) entryKeyAt(i int, key string) (line int, name, note string) {
 		note = ` (paths default to ["/"])`
 	}
 	return c.line("services.host", i), displayKey([]string{"services", "host"}, i), note
-}
-
-// matchKey is what s's requests must have beyond host and path (extras.go),
-// as a string equal for equal matches: "" for none. Header names compare
-// case-insensitively; the order of the conditions does not matter.
-func (s *Service) matchKey() string {
-	if s.Method == "" && len(s.Headers) == 0 && len(s.Query) == 0 {
-		return ""
-	}
-	conds := make([]string, 0, 1+len(s.Headers)+len(s.Query))
-	conds = append(conds, "method "+s.Method)
-	for _, m := range s.Headers {
-		conds = append(conds, fmt.Sprintf("header %q %t %q", strings.ToLower(m.Name), m.Regex, m.Value))
-	}
-	for _, m := range s.Query {
-		conds = append(conds, fmt.Sprintf("query %q %t %q", m.Name, m.Regex, m.Value))
-	}
-	slices.Sort(conds[1:])
-	return " " + strings.Join(conds, " ")
 }

@@ -66,7 +66,12 @@ func (c *Config) Validate() error {
 			add("ingress_class", -1, "invalid IngressClass name %q: %s", c.IngressClass, m)
 		}
 	}
-	if len(c.Services) == 0 && c.IngressClass == "" {
+	if c.GatewayClass != "" {
+		for _, m := range validation.IsDNS1123Subdomain(c.GatewayClass) {
+			add("gateway_class", -1, "invalid GatewayClass name %q: %s", c.GatewayClass, m)
+		}
+	}
+	if len(c.Services) == 0 && c.IngressClass == "" && c.GatewayClass == "" {
 		errs = append(errs, &Error{File: c.File, Key: "services", Msg: "at least one [[services]] entry is required"})
 	}
 	validHost := make([]bool, len(c.Services))
@@ -115,7 +120,10 @@ func (c *Config) Validate() error {
 				s.Host = h
 			}
 		}
-		if !missing("type", s.Type) {
+		// An entry that answers by itself (a Gateway API redirect or fixed
+		// 500, extras.go) has no workload or Service to name.
+		backendless := s.AnswersItself()
+		if !backendless && !missing("type", s.Type) {
 			switch strings.ToLower(s.Type) {
 			case "deployment", "deploy":
 				s.Type = KindDeployment
@@ -130,17 +138,19 @@ func (c *Config) Validate() error {
 				add("namespace", i, "invalid namespace %q: %s", s.Namespace, m)
 			}
 		}
-		if !missing("name", s.Name) {
+		if !backendless && !missing("name", s.Name) {
 			for _, m := range validation.IsDNS1123Subdomain(s.Name) {
 				add("name", i, "invalid name %q: %s", s.Name, m)
 			}
 		}
-		if !missing("service_name", s.ServiceName) {
+		if !backendless && !missing("service_name", s.ServiceName) {
 			for _, m := range validation.IsDNS1123Label(s.ServiceName) {
 				add("service_name", i, "invalid service_name %q: %s", s.ServiceName, m)
 			}
 		}
-		if c.line("services.service_port", i) == 0 && s.ServicePort == 0 {
+		if backendless && s.ServicePort == 0 {
+			// nothing to check
+		} else if c.line("services.service_port", i) == 0 && s.ServicePort == 0 {
 			missing("service_port", "")
 		} else if s.ServicePort < 1 || s.ServicePort > 65535 {
 			add("service_port", i, "port %d out of range 1-65535", s.ServicePort)

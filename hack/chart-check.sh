@@ -194,6 +194,11 @@ grep -q 'kind: GatewayClass' "$OUT/gateway-noclass.yaml" && fail "a GatewayClass
   fail "ingress and gateway: want the Secret rule once"
 grep -qF 'gateway_class = "agimo"' "$OUT/both.yaml" && grep -qF 'ingress_class = "agimo"' "$OUT/both.yaml" ||
   fail "ingress and gateway: both classes not in the config"
+grep -qF 'resources: ["namespaces"]' <<<"$gw_role" || fail "gateway: no read rule for Namespaces (allowedRoutes selectors)"
+awk '/^kind: Role$/,/^---$/' "$OUT/ingress.yaml" | grep -qF 'resourceNames: ["agimo-status"]' ||
+  fail "ingress: no Role for the status Lease (Ingress status is written by the leader too)"
+awk '/config.toml: \|/{f=1;next} f&&/^[^ ]/{f=0} f' "$OUT/gateway.yaml" | sed 's/^    //' >"$OUT/gateway.toml"
+go run . --check --conf "$OUT/gateway.toml" >&2 || fail "gateway: the rendered config fails agimo --check"
 "$HELM" "${HELM_T[@]}" -f "$CHART/ci/gateway-values.yaml" --set-json 'rbac.namespaces=["example"]' >/dev/null 2>&1 &&
   fail "gateway.class with rbac.namespaces accepted"
 "$HELM" "${HELM_T[@]}" --set tls.enabled=true >"$OUT/tls-on.yaml"

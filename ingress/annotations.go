@@ -38,11 +38,11 @@ type Settings struct {
 	ProbePaths  []string
 }
 
-// apply sets st in s, an entry for the Service: without a workload
+// Apply sets st in s, an entry for the Service: without a workload
 // annotation the workload is taken to be the Deployment named as the
 // Service, which matters only to wake and idle_after, and those need the
-// annotation (parseSettings).
-func (st Settings) apply(s *conf.Service) {
+// annotation (ParseSettings).
+func (st Settings) Apply(s *conf.Service) {
 	s.Type, s.Name = st.Type, st.Name
 	if s.Type == "" {
 		s.Type, s.Name = conf.KindDeployment, s.ServiceName
@@ -53,9 +53,9 @@ func (st Settings) apply(s *conf.Service) {
 	s.ProbePaths = st.ProbePaths
 }
 
-// parseSettings reads svc's annotations and checks them as conf checks
+// ParseSettings reads svc's annotations and checks them as conf checks
 // the TOML keys (conf.Config.CheckService, in base).
-func parseSettings(base *conf.Config, svc *corev1.Service) (Settings, error) {
+func ParseSettings(base *conf.Config, svc *corev1.Service) (Settings, error) {
 	var st Settings
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -125,7 +125,7 @@ func parseSettings(base *conf.Config, svc *corev1.Service) (Settings, error) {
 	if len(errs) == 0 {
 		// The checks of the TOML keys, on an entry with these settings.
 		s := conf.Service{Host: "settings.invalid", Namespace: svc.Namespace, ServiceName: svc.Name, ServicePort: 1}
-		st.apply(&s)
+		st.Apply(&s)
 		if _, err := base.CheckService(s); err != nil {
 			errs = append(errs, errors.New(stripKey(err)))
 		}

@@ -45,6 +45,9 @@ type Options struct {
 	// Changed is called, debounced, after any change to the watched
 	// objects: the caller then merges (Merge) and reloads.
 	Changed func()
+	// Leading reports whether this replica writes status (package
+	// leader); nil: always.
+	Leading func() bool
 	// Recorder gets the Warning Events; nil: one sending to Client.
 	Recorder record.EventRecorder
 	// Debounce defaults to DefaultDebounce.
@@ -105,6 +108,10 @@ func New(opts Options) *Controller {
 	}
 	return c
 }
+
+// Resync has Run merge and write every status again, as a new leader
+// must.
+func (c *Controller) Resync() { c.poke() }
 
 func (c *Controller) poke() {
 	select {
@@ -264,10 +271,10 @@ func (c *Controller) Addresses() []networkingv1.IngressLoadBalancerIngress {
 }
 
 // WriteStatus sets status.loadBalancer of every Ingress served under
-// class to Addresses, where it differs. Failures are logged: the next
+// class to Addresses, where it differs, if this replica leads. Failures are logged: the next
 // change retries.
 func (c *Controller) WriteStatus(ctx context.Context) {
-	if c.opts.PublishAddress == "" && c.opts.PublishService == "" {
+	if c.opts.PublishAddress == "" && c.opts.PublishService == "" || c.opts.Leading != nil && !c.opts.Leading() {
 		return
 	}
 	addrs := c.Addresses()

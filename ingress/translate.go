@@ -207,6 +207,9 @@ func (t *translator) ingress(ing *networkingv1.Ingress) []conf.Service {
 		if host != conf.CatchAllHost {
 			s.TLSSecret = tlsFor(host)
 		}
+		// For conflicts with Gateway API routes (package gateway): the
+		// oldest object wins.
+		s.Source, s.Created = "Ingress "+ing.Namespace+"/"+ing.Name, ing.CreationTimestamp.Time
 		v, err := t.base.CheckService(s)
 		if err != nil {
 			t.problem(ing, "BadRule", "%s: %v", where, stripKey(err))
@@ -275,7 +278,7 @@ func (t *translator) backend(ing *networkingv1.Ingress, b *networkingv1.IngressB
 			return conf.Service{}, false
 		}
 	}
-	t.settings(svc, ing.Namespace, b.Service.Name).apply(&s)
+	t.settings(svc, ing.Namespace, b.Service.Name).Apply(&s)
 	return s, true
 }
 
@@ -289,7 +292,7 @@ func (t *translator) settings(svc *corev1.Service, ns, name string) Settings {
 	st := Settings{}
 	if svc != nil {
 		var err error
-		if st, err = parseSettings(t.base, svc); err != nil {
+		if st, err = ParseSettings(t.base, svc); err != nil {
 			t.res.Problems = append(t.res.Problems, Problem{Kind: "Service", Namespace: ns, Name: name,
 				Reason: "BadAnnotation", Message: err.Error() + "; the previous settings stay"})
 			st = t.prev[key]

@@ -83,6 +83,10 @@ status writes is granted in the release namespace only (templates/rbac.yaml).
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["gatewayclasses/status", "gateways/status", "httproutes/status", "grpcroutes/status"]
   verbs: ["update", "patch"]
+# A listener's allowedRoutes.namespaces.from: Selector selects namespaces by their labels.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 
 {{/*
@@ -100,7 +104,7 @@ backend Service) as Events.
 {{- end }}
 
 {{/*
-The leader election for Gateway API status writes: the Lease "agimo-status" in the release
+The leader election for Ingress and Gateway API status writes: the Lease "agimo-status" in the release
 namespace, created by the first replica (create cannot be limited by name), then read and
 renewed by name.
 */}}
