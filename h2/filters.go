@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"net"
 	"net/http"
 	"net/url"
 
@@ -40,7 +41,11 @@ func (s *Server) answer(w http.ResponseWriter, req *http.Request, r *route.Route
 	if !r.Svc.AnswersItself() {
 		return false
 	}
-	status, loc := r.Answer(overTLS(req), host, route.Path(uri), uri)
+	port := 0
+	if a, ok := req.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	status, loc := r.Answer(overTLS(req), port, host, route.Path(uri), uri)
 	if status == 0 {
 		return false
 	}

@@ -54,14 +54,16 @@ func grpcTimeout(v string) (time.Duration, bool) {
 const (
 	codeOK                = 0
 	codeDeadlineExceeded  = 4
-	codeNotFound          = 5
 	codeResourceExhausted = 8
+	codeUnimplemented     = 12
 	codeInternal          = 13
 	codeUnavailable       = 14
 )
 
 // grpcCode maps the HTTP status Agimo would answer to the gRPC status a
-// client should see: NOT_FOUND for no route, DEADLINE_EXCEEDED for an
+// client should see: UNIMPLEMENTED for no route (gRPC's HTTP-to-gRPC
+// status mapping maps 404 to it, and Gateway API asks it of a gRPC request
+// no route accepts), DEADLINE_EXCEEDED for an
 // upstream that stayed silent, RESOURCE_EXHAUSTED for a body over
 // max_request_body, INTERNAL for a malformed request, UNAVAILABLE for
 // the rest (a cold service, a full park, shutdown, a failed upstream):
@@ -69,7 +71,7 @@ const (
 func grpcCode(status int) int {
 	switch status {
 	case http.StatusNotFound:
-		return codeNotFound
+		return codeUnimplemented
 	case http.StatusGatewayTimeout:
 		return codeDeadlineExceeded
 	case http.StatusRequestEntityTooLarge:

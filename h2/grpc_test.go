@@ -186,7 +186,7 @@ func TestGRPCRefusals(t *testing.T) {
 		}
 	})
 	t.Run("no route", func(t *testing.T) {
-		check("no route", call(dialGRPC(t, h.addr, "nope.test"), ctx), codes.NotFound, "Not Found")
+		check("no route", call(dialGRPC(t, h.addr, "nope.test"), ctx), codes.Unimplemented, "Not Found")
 	})
 	t.Run("max_parked", func(t *testing.T) {
 		c := dialGRPC(t, h.addr, "one.test")

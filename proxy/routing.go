@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"net"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -60,7 +61,7 @@ func (p *Proxy) answer(ctx *fasthttp.RequestCtx, r *route.Route) bool {
 	h := &ctx.Request.Header
 	uri := h.RequestURI()
 	host, _ := route.Authority(uri, h.Host())
-	status, loc := r.Answer(overTLS(ctx.Conn()), host, route.Path(uri), uri)
+	status, loc := r.Answer(overTLS(ctx.Conn()), localPort(ctx.LocalAddr()), host, route.Path(uri), uri)
 	if status == 0 {
 		return false
 	}
@@ -135,4 +136,12 @@ func (p *Proxy) park(ctx *fasthttp.RequestCtx, r *route.Route, deadline time.Tim
 	x.parkedFor(end.Sub(start))
 	x.tr.Park(start, end, err)
 	return st, err
+}
+
+// localPort is the port of a listener's address, 0 if it has none.
+func localPort(a net.Addr) int {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.Port
+	}
+	return 0
 }

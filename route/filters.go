@@ -19,8 +19,9 @@ import (
 // r answers a request itself, or 0: a fixed status (conf.Extras.Fixed),
 // or its RequestRedirect for a request with this host (as routed, see
 // Authority), raw path and target uri (its query is kept), arrived over
-// TLS or not. Only a redirect allocates.
-func (r *Route) Answer(tls bool, host, path, uri []byte) (status int, location []byte) {
+// TLS or not on the listener port listenerPort (0 if unknown). Only a
+// redirect allocates.
+func (r *Route) Answer(tls bool, listenerPort int, host, path, uri []byte) (status int, location []byte) {
 	if r.Svc.Fixed != 0 {
 		return r.Svc.Fixed, nil
 	}
@@ -34,9 +35,10 @@ func (r *Route) Answer(tls bool, host, path, uri []byte) (status int, location [
 	}
 	// Gateway API HTTPRequestRedirectFilter: an empty scheme or hostname
 	// keeps the request's; with no port, a scheme that is set brings its
-	// well-known port, else the listener's port (the one the client
-	// named in Host) stays; the port is left out when it is the scheme's
-	// default.
+	// well-known port, else the port is the Gateway listener's (the one
+	// the request arrived on), not the one the client named in Host
+	// (HTTPRequestRedirectFilter.Port); it is left out when it is the
+	// scheme's default.
 	scheme := rd.Scheme
 	if scheme == "" {
 		scheme = "http"
@@ -53,6 +55,8 @@ func (r *Route) Answer(tls bool, host, path, uri []byte) (status int, location [
 		port = strconv.Itoa(rd.Port)
 	case rd.Scheme != "":
 		port = ""
+	case listenerPort != 0:
+		port = strconv.Itoa(listenerPort)
 	}
 	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
 		port = ""

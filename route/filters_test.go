@@ -62,7 +62,7 @@ func TestWeightedPicks(t *testing.T) {
 	if r == nil || status != 0 {
 		t.Fatalf("all weights 0: Lookup = %v, %d; want a route answering 500", r, status)
 	}
-	if got, _ := r.Answer(false, []byte("a.test"), []byte("/w"), []byte("/w")); got != http.StatusInternalServerError {
+	if got, _ := r.Answer(false, 0, []byte("a.test"), []byte("/w"), []byte("/w")); got != http.StatusInternalServerError {
 		t.Errorf("all weights 0: Answer = %d; want 500", got)
 	}
 }
@@ -87,31 +87,36 @@ func TestAnswerRedirect(t *testing.T) {
 		rd        conf.Redirect
 		paths     []string
 		tls       bool
+		port      int // the listener port the request arrived on; 0: unknown
 		host, uri string
 		status    int
 		location  string
 	}{
-		{"defaults", conf.Redirect{}, []string{"/"}, false, "a.test", "/x?q=1", 302, "http://a.test/x?q=1"},
-		{"keeps the listener port", conf.Redirect{StatusCode: 301}, []string{"/"}, false, "a.test:8080", "/x", 301, "http://a.test:8080/x"},
-		{"scheme brings its port", conf.Redirect{Scheme: "https"}, []string{"/"}, false, "a.test:8080", "/x", 302, "https://a.test/x"},
-		{"default port omitted", conf.Redirect{Scheme: "https", Port: 443}, []string{"/"}, false, "a.test", "/", 302, "https://a.test/"},
-		{"port kept when not default", conf.Redirect{Scheme: "https", Port: 8443}, []string{"/"}, false, "a.test", "/", 302, "https://a.test:8443/"},
-		{"http port 80 omitted", conf.Redirect{Port: 80}, []string{"/"}, false, "a.test:8080", "/", 302, "http://a.test/"},
-		{"over tls", conf.Redirect{Hostname: "b.test"}, []string{"/"}, true, "a.test", "/y", 302, "https://b.test/y"},
-		{"ipv6", conf.Redirect{Port: 8080}, []string{"/"}, false, "[::1]", "/", 302, "http://[::1]:8080/"},
-		{"full path", conf.Redirect{Path: &conf.PathModifier{ReplaceFullPath: "/new"}}, []string{"/old"}, false, "a.test", "/old/x?q", 302, "http://a.test/new?q"},
-		{"prefix", conf.Redirect{Path: &conf.PathModifier{ReplacePrefixMatch: "/new", Prefix: true}}, []string{"/old"}, false, "a.test", "/old/x?q", 302, "http://a.test/new/x?q"},
+		{"defaults", conf.Redirect{}, []string{"/"}, false, 0, "a.test", "/x?q=1", 302, "http://a.test/x?q=1"},
+		{"keeps the listener port", conf.Redirect{StatusCode: 301}, []string{"/"}, false, 0, "a.test:8080", "/x", 301, "http://a.test:8080/x"},
+		{"scheme brings its port", conf.Redirect{Scheme: "https"}, []string{"/"}, false, 0, "a.test:8080", "/x", 302, "https://a.test/x"},
+		{"default port omitted", conf.Redirect{Scheme: "https", Port: 443}, []string{"/"}, false, 0, "a.test", "/", 302, "https://a.test/"},
+		{"port kept when not default", conf.Redirect{Scheme: "https", Port: 8443}, []string{"/"}, false, 0, "a.test", "/", 302, "https://a.test:8443/"},
+		{"http port 80 omitted", conf.Redirect{Port: 80}, []string{"/"}, false, 0, "a.test:8080", "/", 302, "http://a.test/"},
+		{"over tls", conf.Redirect{Hostname: "b.test"}, []string{"/"}, true, 0, "a.test", "/y", 302, "https://b.test/y"},
+		{"no scheme: the listener's port", conf.Redirect{}, []string{"/"}, false, 45547, "a.test", "/x", 302, "http://a.test:45547/x"},
+		{"no scheme: the listener's port, not Host's", conf.Redirect{}, []string{"/"}, false, 8080, "a.test:9999", "/x", 302, "http://a.test:8080/x"},
+		{"no scheme: listener port 443 over TLS omitted", conf.Redirect{}, []string{"/"}, true, 443, "a.test", "/x", 302, "https://a.test/x"},
+		{"scheme set: its port, not the listener's", conf.Redirect{Scheme: "https"}, []string{"/"}, false, 8080, "a.test", "/x", 302, "https://a.test/x"},
+		{"ipv6", conf.Redirect{Port: 8080}, []string{"/"}, false, 0, "[::1]", "/", 302, "http://[::1]:8080/"},
+		{"full path", conf.Redirect{Path: &conf.PathModifier{ReplaceFullPath: "/new"}}, []string{"/old"}, false, 0, "a.test", "/old/x?q", 302, "http://a.test/new?q"},
+		{"prefix", conf.Redirect{Path: &conf.PathModifier{ReplacePrefixMatch: "/new", Prefix: true}}, []string{"/old"}, false, 0, "a.test", "/old/x?q", 302, "http://a.test/new/x?q"},
 	}
 	for _, tt := range tests {
 		rd := tt.rd
 		r := &Route{Svc: svc("r", tt.paths, conf.Extras{Filters: &conf.Filters{Redirect: &rd}})}
 		uri := []byte(tt.uri)
-		status, loc := r.Answer(tt.tls, []byte(tt.host), Path(uri), uri)
+		status, loc := r.Answer(tt.tls, tt.port, []byte(tt.host), Path(uri), uri)
 		if status != tt.status || string(loc) != tt.location {
 			t.Errorf("%s: got %d %q; want %d %q", tt.name, status, loc, tt.status, tt.location)
 		}
 	}
-	if status, _ := (&Route{}).Answer(false, []byte("a"), []byte("/"), []byte("/")); status != 0 {
+	if status, _ := (&Route{}).Answer(false, 0, []byte("a"), []byte("/"), []byte("/")); status != 0 {
 		t.Errorf("a route without filters answers %d; want 0", status)
 	}
 }

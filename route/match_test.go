@@ -252,7 +252,7 @@ func TestNoBackendEntries(t *testing.T) {
 		if r == nil {
 			t.Fatalf("%s: no route", tt.path)
 		}
-		status, loc := r.Answer(false, []byte("a.test"), []byte(tt.path), []byte(tt.path))
+		status, loc := r.Answer(false, 0, []byte("a.test"), []byte(tt.path), []byte(tt.path))
 		if status != tt.status || string(loc) != tt.loc || r.Name() != tt.name {
 			t.Errorf("%s: Answer = %d %q, Name %q; want %d %q, %q", tt.path, status, loc, r.Name(), tt.status, tt.loc, tt.name)
 		}

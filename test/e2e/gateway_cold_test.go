@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -70,6 +72,19 @@ func TestGatewayColdWake(t *testing.T) {
 	if _, err := routes.Update(ctx(t), r, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Until the new table is live, /cold/status is /cold's and would park for the
+	// service's whole timeout: wait for the live table (the status page) to have it.
+	waitFor(t, 30*time.Second, "the live routes to have the exact path /cold/status", func() (bool, string) {
+		_, v := g.A.statusJSON(t, host)
+		var seen [][]string
+		for _, rt := range v.Routes {
+			if rt.Host == host && slices.Contains(rt.ExactPaths, "/cold/status") {
+				return true, ""
+			}
+			seen = append(seen, rt.ExactPaths)
+		}
+		return false, fmt.Sprintf("exact paths %v", seen)
+	})
 	g.waitServed(t, host, "/cold/status", hotPod)
 	if got := g.A.metric(t, series("agimo_parked_requests", host)); got != 1 {
 		t.Errorf("parked on %s after the route changed = %v; want 1 (kept)", host, got)

@@ -26,6 +26,7 @@ type statusView struct {
 	} `json:"last_reload"`
 	Routes []struct {
 		Host, Source, Service, Workload, State string
+		ExactPaths                             []string `json:"exact_paths"`
 		Endpoints                              []string
 		Parked                                 int64
 		ColdStart                              *statusCold  `json:"cold_start"`
