@@ -42,6 +42,12 @@ type Extras struct {
 	// 500"). ServiceName is then empty.
 	Fixed int
 
+	// DeepWildcard: a wildcard Host ("*.example.com") matches names any
+	// number of labels deep ("a.b.example.com"), as Gateway API hostnames
+	// do; else one label, as Ingress and the TOML file's hosts do. A more
+	// specific wildcard wins: "*.b.example.com" before "*.example.com".
+	DeepWildcard bool
+
 	// Source names the object the entry came from, for logs, the status
 	// page and conflict reports: "HTTPRoute ns/name", "GRPCRoute ns/name",
 	// "Ingress ns/name"; "" for the TOML file.

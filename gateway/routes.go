@@ -305,6 +305,9 @@ func (t *translator) entries(r route, backends [][]resolved, hosts map[string]bo
 func (t *translator) group(r route, ru rule, m match, rbs []resolved, h, source, id string) []conf.Service {
 	base := conf.Service{Host: h, Namespace: r.meta.Namespace, Extras: m.extras, Protocol: r.protocol}
 	base.Source, base.Created = source, r.meta.CreationTimestamp.Time
+	// Gateway API: "*.example.com" matches "a.example.com" and
+	// "a.b.example.com" alike (HTTPRoute hostnames).
+	base.DeepWildcard = true
 	if m.exact {
 		base.ExactPaths = []string{m.path}
 	} else {

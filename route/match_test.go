@@ -258,3 +258,36 @@ func TestNoBackendEntries(t *testing.T) {
 		}
 	}
 }
+
+// TestDeepWildcard: a wildcard host from Gateway API (DeepWildcard)
+// matches names any number of labels below it; one from Ingress or TOML,
+// one label only; the most specific wildcard is tried first, and "*.com"
+// is never tried.
+func TestDeepWildcard(t *testing.T) {
+	mk := func(name, host string, deep bool) conf.Service {
+		s := svc(name, []string{"/"}, conf.Extras{DeepWildcard: deep})
+		s.Host = host
+		return s
+	}
+	tb := buildServices(t, mk("deep", "*.example.com", true), mk("shallow", "*.example.org", false),
+		mk("specific", "*.b.example.com", false))
+	tests := []struct{ host, want string }{
+		{"a.example.com", "deep"},
+		{"a.b.example.com", "specific"},
+		{"a.c.example.com", "deep"},
+		{"x.y.z.example.com", "deep"},
+		{"a.example.org", "shallow"},
+		{"a.b.example.org", "Not Found"},
+		{"example.com", "Not Found"},
+		{"a.com", "Not Found"},
+	}
+	for _, tt := range tests {
+		got := "Not Found"
+		if r, _ := tb.Lookup([]byte(tt.host), []byte("/"), nil); r != nil {
+			got = r.Svc.ServiceName
+		}
+		if got != tt.want {
+			t.Errorf("Lookup(%s) = %s; want %s", tt.host, got, tt.want)
+		}
+	}
+}

@@ -132,7 +132,7 @@ func Build(cfg *conf.Config, r Readiness, set *metrics.Set) (*Table, error) {
 		paths := s.Paths
 		var at []int
 		add := func(m Match) {
-			rule := Rule{Match: m, Route: rt, created: s.Created}
+			rule := Rule{Match: m, Route: rt, created: s.Created, deep: s.DeepWildcard && strings.HasPrefix(s.Host, "*.")}
 			if s.Rule != "" {
 				rule.Backends = []Backend{{Route: rt, Weight: s.Weight}}
 			}
@@ -278,6 +278,22 @@ func (t *Table) Lookup(host, path []byte, req Request) (*Route, int) {
 		key[i-1] = '*'
 		if r := first(t.hosts[string(key[i-1:])], path, req); r != nil {
 			return r, 0
+		}
+		// Then the wildcards further up, the most specific first, for the
+		// rules whose wildcard reaches that deep (Gateway API hostnames:
+		// "*.example.com" matches "a.b.example.com"). A wildcard keeps at
+		// least two labels ("*.com" is no host).
+		for rest := key[i+1:]; ; {
+			j := bytes.IndexByte(rest, '.')
+			if j < 0 || bytes.IndexByte(rest[j+1:], '.') < 0 {
+				break
+			}
+			rest = rest[j+1:]
+			w := key[len(key)-len(rest)-2:]
+			w[0], w[1] = '*', '.'
+			if r := firstOf(t.hosts[string(w)], path, req, true); r != nil {
+				return r, 0
+			}
 		}
 	}
 	// Last, the catch-all entry (an Ingress's defaultBackend), if any.

@@ -200,6 +200,9 @@ type Rule struct {
 	// created is the source object's creation time (conf.Extras.Created).
 	created time.Time
 	pick    *picker
+	// deep: the rule's wildcard host matches names more than one label
+	// deep too (conf.Extras.DeepWildcard).
+	deep bool
 }
 
 // Backend is one weighted route of a rule (a backendRef).
@@ -215,7 +218,16 @@ func sortRules(rules []Rule) {
 
 // first returns the Route of the first of rules that accepts the request.
 func first(rules []Rule, path []byte, req Request) *Route {
+	return firstOf(rules, path, req, false)
+}
+
+// firstOf is first, over the deep rules only if deepOnly: a wildcard
+// host's rules tried for a name more than one label below it.
+func firstOf(rules []Rule, path []byte, req Request, deepOnly bool) *Route {
 	for i := range rules {
+		if deepOnly && !rules[i].deep {
+			continue
+		}
 		if rules[i].Match.Accepts(path, req) {
 			if rules[i].pick != nil {
 				return rules[i].pick.next()
