@@ -8,8 +8,10 @@
 // lines every 10 ms and writes them out. A full channel drops the line and counts it
 // (agimo_access_log_dropped_total{reason="full"}); a destination that
 // fails a write is logged once, its lines counted as dropped
-// (reason="write_error"), and writing is tried again with the next line:
-// serving never stops for the log.
+// (reason="write_error"), and writing is tried again with backoff, 10 ms
+// doubling to 5.12 s, the lines that do not fit meanwhile dropped and
+// counted as write errors too; the recovery is logged once. Serving never
+// stops for the log.
 package accesslog
 
 import (
@@ -21,6 +23,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -97,19 +100,34 @@ type Logger struct {
 	out      io.Writer
 	console  bool
 	log      zerolog.Logger
+	// failing is set while the destination fails: the sink then counts
+	// the lines it cannot buffer as write errors.
+	failing atomic.Bool
+	// tick, if set (tests), stands in for the writer's ticker, and
+	// ticked, if set, is called once the writer is done with a tick.
+	tick   <-chan time.Time
+	ticked func()
 }
 
 // drainEvery is how often the writer takes the lines waiting: the most a
 // line waits before it is written.
 const drainEvery = 10 * time.Millisecond
 
+// maxBackoffTicks bounds the wait between two attempts at a failing
+// destination: 512 ticks, 5.12 s.
+const maxBackoffTicks = 512
+
 // linePool recycles rendered lines between the front ends and the writer.
 var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // New starts a Logger writing to w.
-func New(w io.Writer, o Options) (*Logger, error) {
+func New(w io.Writer, o Options) (*Logger, error) { return newLogger(w, o, nil, nil) }
+
+// newLogger is New with the writer's ticks from tick (nil: a ticker of
+// drainEvery) and ticked called after each.
+func newLogger(w io.Writer, o Options, tick <-chan time.Time, ticked func()) (*Logger, error) {
 	l := &Logger{sample: o.Sample, queryMax: o.QueryMax, out: w, log: o.Log,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), tick: tick, ticked: ticked}
 	switch o.Format {
 	case "", "json":
 	case "console":
@@ -152,7 +170,11 @@ func (s sink) Write(p []byte) (int, error) {
 	case s.l.lines <- bp:
 	default:
 		linePool.Put(bp)
-		s.l.dropFull.Inc()
+		if s.l.failing.Load() {
+			s.l.dropErr.Inc()
+		} else {
+			s.l.dropFull.Inc()
+		}
 	}
 	return len(p), nil
 }
@@ -219,76 +241,103 @@ func cutQuery(target []byte, max int) []byte {
 }
 
 // run writes lines until Close, then what is left.
+//
+// Each tick it takes the lines waiting and writes them in one attempt
+// (one buffered Flush). An attempt that fails drops its lines (counted,
+// reason="write_error") and puts the next one off: 1 tick, then 2, 4, ...
+// up to maxBackoffTicks, back to every tick after a success. Meanwhile
+// lines wait in the channel, and those that do not fit are dropped and
+// counted by the sink, also as write errors. The operator log hears once
+// of a run of failures, and once of the recovery.
 func (l *Logger) run() {
 	defer close(l.done)
-	var bw *bufio.Writer
-	if !l.console {
-		bw = bufio.NewWriterSize(l.out, 64<<10)
+	tick := l.tick
+	if tick == nil {
+		t := time.NewTicker(drainEvery)
+		defer t.Stop()
+		tick = t.C
 	}
-	cw := zerolog.ConsoleWriter{Out: l.out, TimeFormat: time.RFC3339Nano, NoColor: true}
-	warned := false
-	pending := 0 // lines in bw
-	write := func(bp *[]byte) {
-		var err error
-		if l.console {
-			// ConsoleWriter wants one event per Write.
-			if _, err = cw.Write(*bp); err != nil {
-				l.dropErr.Inc()
+	bw := bufio.NewWriterSize(l.out, 64<<10)
+	var cw *zerolog.ConsoleWriter
+	if l.console {
+		cw = &zerolog.ConsoleWriter{Out: bw, TimeFormat: time.RFC3339Nano, NoColor: true}
+	}
+	var (
+		pending  int    // lines in bw
+		wait     = 1    // ticks from a failed attempt to the next
+		skip     = 0    // ticks still to let pass before the next attempt
+		failures uint64 // attempts failed since the last success
+		dropped  uint64 // write_error drops when the run of failures began
+	)
+	take := func() {
+		for {
+			select {
+			case bp := <-l.lines:
+				if cw != nil {
+					// ConsoleWriter wants one event per Write; its errors
+					// are bw's, which Flush reports.
+					_, _ = cw.Write(*bp)
+				} else {
+					_, _ = bw.Write(*bp)
+				}
+				pending++
+				linePool.Put(bp)
+			default:
+				return
 			}
-		} else {
-			_, _ = bw.Write(*bp)
-			pending++
-		}
-		linePool.Put(bp)
-		if err != nil && !warned {
-			warned = true
-			l.log.Error().Err(err).Msg("access log: write failed; its lines are dropped and counted, serving goes on")
 		}
 	}
-	flush := func() {
-		if bw == nil || pending == 0 {
+	attempt := func() {
+		if pending == 0 {
 			return
 		}
-		if err := bw.Flush(); err != nil {
-			l.dropErr.Add(pending)
-			if !warned {
-				warned = true
-				l.log.Error().Err(err).Msg("access log: write failed; its lines are dropped and counted, serving goes on")
-			}
-			// A bufio.Writer keeps its error: start afresh with the next.
-			bw.Reset(l.out)
-		}
+		err := bw.Flush()
+		n := pending
 		pending = 0
+		if err == nil {
+			if failures > 0 {
+				l.failing.Store(false)
+				l.log.Info().Uint64("failed_attempts", failures).Uint64("dropped", l.dropErr.Get()-dropped).
+					Msg("access log: writing again")
+			}
+			failures, wait, skip = 0, 1, 0
+			return
+		}
+		if failures == 0 {
+			dropped = l.dropErr.Get()
+			l.failing.Store(true)
+			l.log.Error().Err(err).Msg("access log: write failed; lines are dropped and counted, writing is retried with backoff, serving goes on")
+		} else {
+			wait = min(2*wait, maxBackoffTicks)
+		}
+		l.dropErr.Add(n)
+		failures++
+		skip = wait - 1
+		// A bufio.Writer keeps its error: start afresh with the next.
+		bw.Reset(l.out)
 	}
 	// The writer drains the buffer on a tick rather than on each line: a
 	// send to a buffered channel nobody waits on wakes no goroutine, so
 	// a request pays for its line's rendering and one channel send, not
 	// for a wake-up of the writer (a futex under load). At 8192 lines
 	// every 10 ms, the buffer holds 800,000 lines a second.
-	tick := time.NewTicker(drainEvery)
-	defer tick.Stop()
 	for {
 		select {
-		case <-tick.C:
-			for more := true; more; {
-				select {
-				case bp := <-l.lines:
-					write(bp)
-				default:
-					more = false
-				}
+		case <-tick:
+			if skip > 0 {
+				skip--
+			} else {
+				take()
+				attempt()
 			}
-			flush()
+			if l.ticked != nil {
+				l.ticked()
+			}
 		case <-l.stop:
-			for {
-				select {
-				case bp := <-l.lines:
-					write(bp)
-				default:
-					flush()
-					return
-				}
-			}
+			// One last attempt, backoff or not.
+			take()
+			attempt()
+			return
 		}
 	}
 }
