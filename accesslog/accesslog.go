@@ -22,6 +22,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -185,14 +186,16 @@ func (l *Logger) Log(e *Entry) {
 	if l == nil || (e.Status < 400 && l.sample < 1 && rand.Float64() >= l.sample) {
 		return
 	}
+	now := time.Now() // one clock read for the time and the duration
 	var tb [40]byte
-	ev := l.zl.Log().Bytes("time", time.Now().UTC().AppendFormat(tb[:0], time.RFC3339Nano))
+	ev := l.zl.Log().Bytes("time", now.UTC().AppendFormat(tb[:0], time.RFC3339Nano))
 	if e.Client != nil {
 		var ab [64]byte
 		ev.Bytes("client", appendAddr(ab[:0], e.Client))
 	} else {
 		ev.Str("client", e.ClientString)
 	}
+	var db, pb [32]byte
 	ev.Bytes("method", e.Method).
 		Bytes("host", e.Host).
 		Bytes("path", cutQuery(e.Path, l.queryMax)).
@@ -200,8 +203,8 @@ func (l *Logger) Log(e *Entry) {
 		Int("status", e.Status).
 		Int64("bytes_in", e.BytesIn).
 		Int64("bytes_out", e.BytesOut).
-		Float64("duration", time.Since(e.Start).Seconds()).
-		Float64("parked", e.Parked.Seconds()).
+		RawJSON("duration", appendSeconds(db[:0], now.Sub(e.Start))).
+		RawJSON("parked", appendSeconds(pb[:0], e.Parked)).
 		Str("upstream", e.Upstream).
 		Str("route", e.Route).
 		Bytes("request_id", e.RequestID).
@@ -220,6 +223,30 @@ func appendAddr(dst []byte, a net.Addr) []byte {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).AppendTo(dst)
 	}
 	return append(dst, a.String()...)
+}
+
+// appendSeconds appends d in seconds as a JSON number, nine decimals at
+// most and no trailing zeros ("2.412", "0"): what strconv's shortest
+// formatting of d.Seconds() gives, for a fraction of its cost (the two
+// floats were a fifth of a line's rendering). strconv formats no
+// fixed-point integer, hence the loop. A negative d (a zero Start) is 0.
+func appendSeconds(dst []byte, d time.Duration) []byte {
+	d = max(d, 0)
+	dst = strconv.AppendInt(dst, int64(d/time.Second), 10)
+	frac := int64(d % time.Second)
+	if frac == 0 {
+		return dst
+	}
+	var f [9]byte
+	for i := len(f) - 1; i >= 0; i-- {
+		f[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	n := len(f)
+	for f[n-1] == '0' {
+		n--
+	}
+	return append(append(dst, '.'), f[:n]...)
 }
 
 // cutQuery returns target with its query cut after max bytes (negative:

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,7 +48,7 @@ func (l *lines) next(t *testing.T) map[string]any {
 	}
 }
 
-func closeLog(t *testing.T, l *Logger) {
+func closeLog(t testing.TB, l *Logger) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -348,4 +350,36 @@ func TestWriteErrorBackoffCapped(t *testing.T) {
 		t.Errorf("ticks between attempts: got %v; want %v", gaps, want)
 	}
 	closeLog(t, l)
+}
+
+// BenchmarkLog is one request's share of the access log: rendering its
+// line and handing it to the writer (which writes to io.Discard).
+//
+//	go test -run '^$' -bench Log -benchmem ./accesslog
+func BenchmarkLog(b *testing.B) {
+	l, err := New(io.Discard, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeLog(b, l)
+	e := &Entry{Start: time.Now(), Client: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 4242},
+		Method: []byte("GET"), Host: []byte("http.bench"), Path: []byte("/small"), Proto: ProtoHTTP1, Status: 200,
+		BytesOut: 13, Upstream: "127.0.0.1:40000", Route: "http.bench", RequestID: []byte("3f9c2a7e51d04b8c000000000000002a")}
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Log(e)
+	}
+}
+
+func TestAppendSeconds(t *testing.T) {
+	for _, d := range []time.Duration{0, 1, 999, 843211, 13 * time.Millisecond, time.Second, 2412 * time.Millisecond,
+		time.Hour + 1, 36*time.Hour + 123456789} {
+		want := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+		if got := string(appendSeconds(nil, d)); got != want {
+			t.Errorf("appendSeconds(%v) = %q; want %q", d, got, want)
+		}
+	}
+	if got := string(appendSeconds(nil, -time.Second)); got != "0" {
+		t.Errorf("appendSeconds(-1s) = %q; want 0", got)
+	}
 }
