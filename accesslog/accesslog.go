@@ -108,6 +108,15 @@ type Logger struct {
 	// ticked, if set, is called once the writer is done with a tick.
 	tick   <-chan time.Time
 	ticked func()
+	// second is the last second a line was logged in, formatted.
+	second atomic.Pointer[second]
+}
+
+// second is a second's time as RFC 3339 text, without its fraction and
+// zone: "2026-12-07T06:20:01".
+type second struct {
+	unix int64
+	text []byte
 }
 
 // drainEvery is how often the writer takes the lines waiting: the most a
@@ -188,7 +197,7 @@ func (l *Logger) Log(e *Entry) {
 	}
 	now := time.Now() // one clock read for the time and the duration
 	var tb [40]byte
-	ev := l.zl.Log().Bytes("time", now.UTC().AppendFormat(tb[:0], time.RFC3339Nano))
+	ev := l.zl.Log().Bytes("time", l.appendTime(tb[:0], now))
 	if e.Client != nil {
 		var ab [64]byte
 		ev.Bytes("client", appendAddr(ab[:0], e.Client))
@@ -237,16 +246,39 @@ func appendSeconds(dst []byte, d time.Duration) []byte {
 	if frac == 0 {
 		return dst
 	}
+	return appendFraction(dst, frac)
+}
+
+// appendFraction appends ns, 1 to 999,999,999 nanoseconds, as a decimal
+// fraction of a second: '.' and nine digits at most, no trailing zeros.
+func appendFraction(dst []byte, ns int64) []byte {
 	var f [9]byte
 	for i := len(f) - 1; i >= 0; i-- {
-		f[i] = byte('0' + frac%10)
-		frac /= 10
+		f[i] = byte('0' + ns%10)
+		ns /= 10
 	}
 	n := len(f)
 	for f[n-1] == '0' {
 		n--
 	}
 	return append(append(dst, '.'), f[:n]...)
+}
+
+// appendTime appends t in UTC as time.RFC3339Nano does, formatting its
+// second once per second: the layout's date and clock were a tenth of a
+// line's rendering.
+func (l *Logger) appendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	s := l.second.Load()
+	if s == nil || s.unix != t.Unix() {
+		s = &second{unix: t.Unix(), text: t.AppendFormat(nil, "2006-01-02T15:04:05")}
+		l.second.Store(s)
+	}
+	dst = append(dst, s.text...)
+	if ns := t.Nanosecond(); ns != 0 {
+		dst = appendFraction(dst, int64(ns))
+	}
+	return append(dst, 'Z')
 }
 
 // cutQuery returns target with its query cut after max bytes (negative:

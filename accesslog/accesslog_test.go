@@ -383,3 +383,15 @@ func TestAppendSeconds(t *testing.T) {
 		t.Errorf("appendSeconds(-1s) = %q; want 0", got)
 	}
 }
+
+func TestAppendTime(t *testing.T) {
+	var l Logger
+	base := time.Date(2026, 12, 7, 6, 20, 1, 0, time.UTC)
+	for _, tm := range []time.Time{base, base.Add(123456789), base.Add(500 * time.Millisecond), base.Add(time.Second + 1),
+		base.In(time.FixedZone("X", 3600)).Add(10)} {
+		want := tm.UTC().Format(time.RFC3339Nano)
+		if got := string(l.appendTime(nil, tm)); got != want {
+			t.Errorf("appendTime(%v) = %q; want %q", tm, got, want)
+		}
+	}
+}
