@@ -179,11 +179,12 @@ type env struct {
 	dir   string
 	up    *upstream
 	agimo *agimoProc
+	nginx *nginxProc
+	relay *relayProc // the Go copy-loop relay, for the WebSocket scenarios
+	edge  *edgeEnv   // the edge scenarios' agimo and nginx (edge.go)
+
 	// agimoLog is agimo with the access log on (accesslog.go).
 	agimoLog *agimoProc
-	nginx    *nginxProc
-	relay    *relayProc // the Go copy-loop relay, for the WebSocket scenarios
-	edge     *edgeEnv   // the edge scenarios' agimo and nginx (edge.go)
 }
 
 // runLayout starts the processes for lay, runs every selected scenario
