@@ -8,8 +8,10 @@
 // lines every 10 ms and writes them out. A full channel drops the line and counts it
 // (agimo_access_log_dropped_total{reason="full"}); a destination that
 // fails a write is logged once, its lines counted as dropped
-// (reason="write_error"), and writing is tried again with the next line:
-// serving never stops for the log.
+// (reason="write_error"), and writing is tried again with backoff, 10 ms
+// doubling to 5.12 s, the lines that do not fit meanwhile dropped and
+// counted as write errors too; the recovery is logged once. Serving never
+// stops for the log.
 package accesslog
 
 import (
@@ -20,7 +22,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -97,19 +101,43 @@ type Logger struct {
 	out      io.Writer
 	console  bool
 	log      zerolog.Logger
+	// failing is set while the destination fails: the sink then counts
+	// the lines it cannot buffer as write errors.
+	failing atomic.Bool
+	// tick, if set (tests), stands in for the writer's ticker, and
+	// ticked, if set, is called once the writer is done with a tick.
+	tick   <-chan time.Time
+	ticked func()
+	// second is the last second a line was logged in, formatted.
+	second atomic.Pointer[second]
+}
+
+// second is a second's time as RFC 3339 text, without its fraction and
+// zone: "2026-12-07T06:20:01".
+type second struct {
+	unix int64
+	text []byte
 }
 
 // drainEvery is how often the writer takes the lines waiting: the most a
 // line waits before it is written.
 const drainEvery = 10 * time.Millisecond
 
+// maxBackoffTicks bounds the wait between two attempts at a failing
+// destination: 512 ticks, 5.12 s.
+const maxBackoffTicks = 512
+
 // linePool recycles rendered lines between the front ends and the writer.
 var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // New starts a Logger writing to w.
-func New(w io.Writer, o Options) (*Logger, error) {
+func New(w io.Writer, o Options) (*Logger, error) { return newLogger(w, o, nil, nil) }
+
+// newLogger is New with the writer's ticks from tick (nil: a ticker of
+// drainEvery) and ticked called after each.
+func newLogger(w io.Writer, o Options, tick <-chan time.Time, ticked func()) (*Logger, error) {
 	l := &Logger{sample: o.Sample, queryMax: o.QueryMax, out: w, log: o.Log,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), tick: tick, ticked: ticked}
 	switch o.Format {
 	case "", "json":
 	case "console":
@@ -152,7 +180,11 @@ func (s sink) Write(p []byte) (int, error) {
 	case s.l.lines <- bp:
 	default:
 		linePool.Put(bp)
-		s.l.dropFull.Inc()
+		if s.l.failing.Load() {
+			s.l.dropErr.Inc()
+		} else {
+			s.l.dropFull.Inc()
+		}
 	}
 	return len(p), nil
 }
@@ -163,14 +195,16 @@ func (l *Logger) Log(e *Entry) {
 	if l == nil || (e.Status < 400 && l.sample < 1 && rand.Float64() >= l.sample) {
 		return
 	}
+	now := time.Now() // one clock read for the time and the duration
 	var tb [40]byte
-	ev := l.zl.Log().Bytes("time", time.Now().UTC().AppendFormat(tb[:0], time.RFC3339Nano))
+	ev := l.zl.Log().Bytes("time", l.appendTime(tb[:0], now))
 	if e.Client != nil {
 		var ab [64]byte
 		ev.Bytes("client", appendAddr(ab[:0], e.Client))
 	} else {
 		ev.Str("client", e.ClientString)
 	}
+	var db, pb [32]byte
 	ev.Bytes("method", e.Method).
 		Bytes("host", e.Host).
 		Bytes("path", cutQuery(e.Path, l.queryMax)).
@@ -178,8 +212,8 @@ func (l *Logger) Log(e *Entry) {
 		Int("status", e.Status).
 		Int64("bytes_in", e.BytesIn).
 		Int64("bytes_out", e.BytesOut).
-		Float64("duration", time.Since(e.Start).Seconds()).
-		Float64("parked", e.Parked.Seconds()).
+		RawJSON("duration", appendSeconds(db[:0], now.Sub(e.Start))).
+		RawJSON("parked", appendSeconds(pb[:0], e.Parked)).
 		Str("upstream", e.Upstream).
 		Str("route", e.Route).
 		Bytes("request_id", e.RequestID).
@@ -198,6 +232,53 @@ func appendAddr(dst []byte, a net.Addr) []byte {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).AppendTo(dst)
 	}
 	return append(dst, a.String()...)
+}
+
+// appendSeconds appends d in seconds as a JSON number, nine decimals at
+// most and no trailing zeros ("2.412", "0"): what strconv's shortest
+// formatting of d.Seconds() gives, for a fraction of its cost (the two
+// floats were a fifth of a line's rendering). strconv formats no
+// fixed-point integer, hence the loop. A negative d (a zero Start) is 0.
+func appendSeconds(dst []byte, d time.Duration) []byte {
+	d = max(d, 0)
+	dst = strconv.AppendInt(dst, int64(d/time.Second), 10)
+	frac := int64(d % time.Second)
+	if frac == 0 {
+		return dst
+	}
+	return appendFraction(dst, frac)
+}
+
+// appendFraction appends ns, 1 to 999,999,999 nanoseconds, as a decimal
+// fraction of a second: '.' and nine digits at most, no trailing zeros.
+func appendFraction(dst []byte, ns int64) []byte {
+	var f [9]byte
+	for i := len(f) - 1; i >= 0; i-- {
+		f[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	n := len(f)
+	for f[n-1] == '0' {
+		n--
+	}
+	return append(append(dst, '.'), f[:n]...)
+}
+
+// appendTime appends t in UTC as time.RFC3339Nano does, formatting its
+// second once per second: the layout's date and clock were a tenth of a
+// line's rendering.
+func (l *Logger) appendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	s := l.second.Load()
+	if s == nil || s.unix != t.Unix() {
+		s = &second{unix: t.Unix(), text: t.AppendFormat(nil, "2006-01-02T15:04:05")}
+		l.second.Store(s)
+	}
+	dst = append(dst, s.text...)
+	if ns := t.Nanosecond(); ns != 0 {
+		dst = appendFraction(dst, int64(ns))
+	}
+	return append(dst, 'Z')
 }
 
 // cutQuery returns target with its query cut after max bytes (negative:
@@ -219,76 +300,103 @@ func cutQuery(target []byte, max int) []byte {
 }
 
 // run writes lines until Close, then what is left.
+//
+// Each tick it takes the lines waiting and writes them in one attempt
+// (one buffered Flush). An attempt that fails drops its lines (counted,
+// reason="write_error") and puts the next one off: 1 tick, then 2, 4, ...
+// up to maxBackoffTicks, back to every tick after a success. Meanwhile
+// lines wait in the channel, and those that do not fit are dropped and
+// counted by the sink, also as write errors. The operator log hears once
+// of a run of failures, and once of the recovery.
 func (l *Logger) run() {
 	defer close(l.done)
-	var bw *bufio.Writer
-	if !l.console {
-		bw = bufio.NewWriterSize(l.out, 64<<10)
+	tick := l.tick
+	if tick == nil {
+		t := time.NewTicker(drainEvery)
+		defer t.Stop()
+		tick = t.C
 	}
-	cw := zerolog.ConsoleWriter{Out: l.out, TimeFormat: time.RFC3339Nano, NoColor: true}
-	warned := false
-	pending := 0 // lines in bw
-	write := func(bp *[]byte) {
-		var err error
-		if l.console {
-			// ConsoleWriter wants one event per Write.
-			if _, err = cw.Write(*bp); err != nil {
-				l.dropErr.Inc()
+	bw := bufio.NewWriterSize(l.out, 64<<10)
+	var cw *zerolog.ConsoleWriter
+	if l.console {
+		cw = &zerolog.ConsoleWriter{Out: bw, TimeFormat: time.RFC3339Nano, NoColor: true}
+	}
+	var (
+		pending  int    // lines in bw
+		wait     = 1    // ticks from a failed attempt to the next
+		skip     = 0    // ticks still to let pass before the next attempt
+		failures uint64 // attempts failed since the last success
+		dropped  uint64 // write_error drops when the run of failures began
+	)
+	take := func() {
+		for {
+			select {
+			case bp := <-l.lines:
+				if cw != nil {
+					// ConsoleWriter wants one event per Write; its errors
+					// are bw's, which Flush reports.
+					_, _ = cw.Write(*bp)
+				} else {
+					_, _ = bw.Write(*bp)
+				}
+				pending++
+				linePool.Put(bp)
+			default:
+				return
 			}
-		} else {
-			_, _ = bw.Write(*bp)
-			pending++
-		}
-		linePool.Put(bp)
-		if err != nil && !warned {
-			warned = true
-			l.log.Error().Err(err).Msg("access log: write failed; its lines are dropped and counted, serving goes on")
 		}
 	}
-	flush := func() {
-		if bw == nil || pending == 0 {
+	attempt := func() {
+		if pending == 0 {
 			return
 		}
-		if err := bw.Flush(); err != nil {
-			l.dropErr.Add(pending)
-			if !warned {
-				warned = true
-				l.log.Error().Err(err).Msg("access log: write failed; its lines are dropped and counted, serving goes on")
-			}
-			// A bufio.Writer keeps its error: start afresh with the next.
-			bw.Reset(l.out)
-		}
+		err := bw.Flush()
+		n := pending
 		pending = 0
+		if err == nil {
+			if failures > 0 {
+				l.failing.Store(false)
+				l.log.Info().Uint64("failed_attempts", failures).Uint64("dropped", l.dropErr.Get()-dropped).
+					Msg("access log: writing again")
+			}
+			failures, wait, skip = 0, 1, 0
+			return
+		}
+		if failures == 0 {
+			dropped = l.dropErr.Get()
+			l.failing.Store(true)
+			l.log.Error().Err(err).Msg("access log: write failed; lines are dropped and counted, writing is retried with backoff, serving goes on")
+		} else {
+			wait = min(2*wait, maxBackoffTicks)
+		}
+		l.dropErr.Add(n)
+		failures++
+		skip = wait - 1
+		// A bufio.Writer keeps its error: start afresh with the next.
+		bw.Reset(l.out)
 	}
 	// The writer drains the buffer on a tick rather than on each line: a
 	// send to a buffered channel nobody waits on wakes no goroutine, so
 	// a request pays for its line's rendering and one channel send, not
 	// for a wake-up of the writer (a futex under load). At 8192 lines
 	// every 10 ms, the buffer holds 800,000 lines a second.
-	tick := time.NewTicker(drainEvery)
-	defer tick.Stop()
 	for {
 		select {
-		case <-tick.C:
-			for more := true; more; {
-				select {
-				case bp := <-l.lines:
-					write(bp)
-				default:
-					more = false
-				}
+		case <-tick:
+			if skip > 0 {
+				skip--
+			} else {
+				take()
+				attempt()
 			}
-			flush()
+			if l.ticked != nil {
+				l.ticked()
+			}
 		case <-l.stop:
-			for {
-				select {
-				case bp := <-l.lines:
-					write(bp)
-				default:
-					flush()
-					return
-				}
-			}
+			// One last attempt, backoff or not.
+			take()
+			attempt()
+			return
 		}
 	}
 }

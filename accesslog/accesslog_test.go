@@ -5,7 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"math"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,7 +48,7 @@ func (l *lines) next(t *testing.T) map[string]any {
 	}
 }
 
-func closeLog(t *testing.T, l *Logger) {
+func closeLog(t testing.TB, l *Logger) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -231,4 +235,163 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// flakyWriter fails its first n Writes, then keeps what it is given; it
+// counts the attempts.
+type flakyWriter struct {
+	mu       sync.Mutex
+	n        int
+	attempts int
+	b        bytes.Buffer
+}
+
+func (w *flakyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.attempts++
+	if w.attempts <= w.n {
+		return 0, errors.New("disk full")
+	}
+	return w.b.Write(p)
+}
+
+func (w *flakyWriter) state() (attempts int, out string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.attempts, w.b.String()
+}
+
+// TestWriteErrorBackoff: a destination failing 3 times is tried again
+// after 1, 2, then 4 ticks; the lines that do not fit the buffer
+// meanwhile are dropped and counted; those after the recovery arrive;
+// the operator log hears once of the failure and once of the recovery.
+func TestWriteErrorBackoff(t *testing.T) {
+	w := &flakyWriter{n: 3}
+	set := metrics.NewSet()
+	var ops syncBuf
+	tick, ticked := make(chan time.Time), make(chan struct{})
+	l, err := newLogger(w, Options{Buffer: 2, Metrics: set, Log: zerolog.New(&ops)}, tick,
+		func() { ticked <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before each tick one line, its status 200 + the tick's number.
+	// Attempts at ticks 1 (fails: next after 1 tick), 2 (fails: after 2),
+	// 4 (fails: after 4) and 8 (succeeds), then at every tick. Lines 1,
+	// 2, 3 and 4 go with the failed attempts; 7 and 8 find the buffer (2
+	// lines: 5 and 6) full.
+	want := []int{1, 2, 2, 3, 3, 3, 3, 4, 5, 6}
+	got := make([]int, len(want))
+	for i := range want {
+		l.Log(&Entry{Status: 201 + i})
+		tick <- time.Time{}
+		<-ticked
+		got[i], _ = w.state()
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("attempts after each tick: got %v; want %v", got, want)
+	}
+	closeLog(t, l)
+	_, out := w.state()
+	var statuses []int
+	for s := range strings.Lines(out) {
+		var m struct{ Status int }
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			t.Fatalf("line %q: %v", s, err)
+		}
+		statuses = append(statuses, m.Status)
+	}
+	if want := []int{205, 206, 209, 210}; !slices.Equal(statuses, want) {
+		t.Errorf("lines written: got statuses %v; want %v", statuses, want)
+	}
+	for reason, want := range map[string]uint64{"write_error": 6, "full": 0} {
+		if got := set.GetOrCreateCounter(`agimo_access_log_dropped_total{reason="` + reason + `"}`).Get(); got != want {
+			t.Errorf("dropped %s: got %d; want %d", reason, got, want)
+		}
+	}
+	log := ops.String()
+	if n := strings.Count(log, `"level":"error"`); n != 1 {
+		t.Errorf("operator log has %d errors; want 1:\n%s", n, log)
+	}
+	if n := strings.Count(log, `"failed_attempts":3,"dropped":6,"message":"access log: writing again"`); n != 1 {
+		t.Errorf("operator log has %d recoveries with 3 failed attempts and 6 drops; want 1:\n%s", n, log)
+	}
+}
+
+// TestWriteErrorBackoffCapped: against a destination that always fails,
+// the ticks between attempts double from 1 up to maxBackoffTicks and
+// stay there.
+func TestWriteErrorBackoffCapped(t *testing.T) {
+	tick, ticked := make(chan time.Time), make(chan struct{})
+	l, err := newLogger(&flakyWriter{n: math.MaxInt}, Options{Buffer: 1}, tick, func() { ticked <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	for g := 1; g <= maxBackoffTicks; g *= 2 {
+		want = append(want, g)
+	}
+	want = append(want, maxBackoffTicks, maxBackoffTicks)
+	var gaps []int
+	last, seen := 0, 0
+	for i := 1; len(gaps) < len(want); i++ {
+		l.Log(&Entry{Status: 500})
+		tick <- time.Time{}
+		<-ticked
+		if a, _ := l.out.(*flakyWriter).state(); a > seen {
+			if seen > 0 {
+				gaps = append(gaps, i-last)
+			}
+			last, seen = i, a
+		}
+	}
+	if !slices.Equal(gaps, want) {
+		t.Errorf("ticks between attempts: got %v; want %v", gaps, want)
+	}
+	closeLog(t, l)
+}
+
+// BenchmarkLog is one request's share of the access log: rendering its
+// line and handing it to the writer (which writes to io.Discard).
+//
+//	go test -run '^$' -bench Log -benchmem ./accesslog
+func BenchmarkLog(b *testing.B) {
+	l, err := New(io.Discard, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeLog(b, l)
+	e := &Entry{Start: time.Now(), Client: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 4242},
+		Method: []byte("GET"), Host: []byte("http.bench"), Path: []byte("/small"), Proto: ProtoHTTP1, Status: 200,
+		BytesOut: 13, Upstream: "127.0.0.1:40000", Route: "http.bench", RequestID: []byte("3f9c2a7e51d04b8c000000000000002a")}
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Log(e)
+	}
+}
+
+func TestAppendSeconds(t *testing.T) {
+	for _, d := range []time.Duration{0, 1, 999, 843211, 13 * time.Millisecond, time.Second, 2412 * time.Millisecond,
+		time.Hour + 1, 36*time.Hour + 123456789} {
+		want := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+		if got := string(appendSeconds(nil, d)); got != want {
+			t.Errorf("appendSeconds(%v) = %q; want %q", d, got, want)
+		}
+	}
+	if got := string(appendSeconds(nil, -time.Second)); got != "0" {
+		t.Errorf("appendSeconds(-1s) = %q; want 0", got)
+	}
+}
+
+func TestAppendTime(t *testing.T) {
+	var l Logger
+	base := time.Date(2026, 12, 7, 6, 20, 1, 0, time.UTC)
+	for _, tm := range []time.Time{base, base.Add(123456789), base.Add(500 * time.Millisecond), base.Add(time.Second + 1),
+		base.In(time.FixedZone("X", 3600)).Add(10)} {
+		want := tm.UTC().Format(time.RFC3339Nano)
+		if got := string(l.appendTime(nil, tm)); got != want {
+			t.Errorf("appendTime(%v) = %q; want %q", tm, got, want)
+		}
+	}
 }

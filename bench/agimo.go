@@ -106,7 +106,7 @@ func launchAgimo(bin, dir, name, cpus, kubeconfig, conf string, pprof bool, extr
 		"--address", "127.0.0.1", "--port", strconv.Itoa(port), "--prometheus-exporter-port", strconv.Itoa(mport),
 		"--log-level", "warn", "--drain-delay", "0s", "--shutdown-timeout", "5s",
 		// The suite's nginx has access_log off: so does agimo, for the
-		// same work (the log's own cost is BenchmarkForward/agimo-log's).
+		// same work (the log's own cost is the access-log scenario's).
 		"--access-log", "off"}
 	var pprofAddr string
 	if pprof {

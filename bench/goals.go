@@ -48,6 +48,10 @@ const (
 	goalHandshakesVsNginx = 0.8
 )
 
+// Issue 14's goal: the access log on (every request, JSON) costs at most
+// this much proxy CPU per keep-alive request, × the same agimo with it off.
+const goalAccessLogCPU = 1.10
+
 // goalsTable lists each goal with the measured figure and whether it is
 // met (judged on the median; the range shows how sure that is).
 func goalsTable(res *Results, reps int) *report.Table {
@@ -84,6 +88,12 @@ func goalsTable(res *Results, reps int) *report.Table {
 				r = c.ratio(tAgimo, tNginx, quantileMS(.99))
 				t.Add("p99 ≤ nginx's", lay.Name, name, r.Format(report.Ratio),
 					met(r, func(x float64) bool { return x <= 1 }))
+			case "access-log":
+				r := c.ratio(tAgimoLog, tAgimo, u.cpuPer)
+				thr := c.ratio(tAgimoLog, tAgimo, u.rate)
+				t.Add(fmt.Sprintf("access log on: CPU per request ≤ %.2f× off", goalAccessLogCPU), lay.Name, name,
+					r.Format(report.Ratio)+"; throughput "+thr.Format(report.Ratio),
+					met(r, func(x float64) bool { return x <= goalAccessLogCPU }))
 			case "https-keepalive", "h2", "h2c":
 				r := c.ratio(tAgimo, tNginx, u.rate)
 				t.Add(fmt.Sprintf("throughput ≥ %.1f× nginx", goalEdgeVsNginx), lay.Name, name, r.Format(report.Ratio),

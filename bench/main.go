@@ -23,7 +23,8 @@
 //	go run ./bench http-small release
 //
 // Scenarios: http-small, http-4k, post-64k, ws-echo, ws-throughput, sse,
-// https-keepalive, tls-handshakes, h2, h2c, grpc-unary (the edge: edge.go),
+// https-keepalive, tls-handshakes, h2, h2c, grpc-unary (the edge: edge.go), access-log
+// (agimo with its access log on against off: accesslog.go),
 // release, parked-capacity, parked-at-once, tunnel-capacity, scale. Results go to stdout as
 // Markdown tables and to -out DIR as JSON (every raw figure), Markdown and
 // an SVG plot of the latency distributions. BENCHMARKS.md explains the

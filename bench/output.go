@@ -107,9 +107,16 @@ func renderMarkdown(res *Results, reps int) string {
 			"divided by the ops in it; others' CPU is what processes outside the suite used of the machine meanwhile (noise).\n\n", lay.Name, lay.Desc)
 		b.WriteString(throughputTable(mine).Markdown())
 		b.WriteString("\n")
-		fmt.Fprintf(&b, "#### Ratios, layout `%s` (per repetition, median and range)\n\n", lay.Name)
-		b.WriteString(ratioTable(mine).Markdown())
-		b.WriteString("\n")
+		if t := ratioTable(mine); len(t.Rows) > 0 {
+			fmt.Fprintf(&b, "#### Ratios, layout `%s` (per repetition, median and range)\n\n", lay.Name)
+			b.WriteString(t.Markdown())
+			b.WriteString("\n")
+		}
+		if t := accessLogTable(mine); len(t.Rows) > 0 {
+			fmt.Fprintf(&b, "#### Access log on vs off, layout `%s` (per repetition, median and range)\n\n%s\n\n", lay.Name, accessLogDesc)
+			b.WriteString(t.Markdown())
+			b.WriteString("\n")
+		}
 	}
 	if len(res.Releases) > 0 {
 		b.WriteString("### Release: parked requests freed by one EndpointSlice update\n\nTime from sending the update to each response received; the API call's own duration for reference.\n\n")
@@ -129,7 +136,7 @@ func renderMarkdown(res *Results, reps int) string {
 		b.WriteString(scaleTable(groupScale(res.Scale, reps)).Markdown())
 		b.WriteString("\n")
 	}
-	b.WriteString("### Goals (issues 5, 11 and 13)\n\n")
+	b.WriteString("### Goals (issues 5, 11, 13 and 14)\n\n")
 	b.WriteString(goalsTable(res, reps).Markdown())
 	b.WriteString("\n")
 	if len(res.Profiles) > 0 {
@@ -216,6 +223,9 @@ func ratioTable(cells []*cell) *report.Table {
 		Right: map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true},
 	}
 	for _, c := range cells {
+		if c.byTarget[tAgimoLog] != nil {
+			continue // agimo against itself: accessLogTable
+		}
 		u := unitOf(c.key.Scenario)
 		t.Add(c.key.Scenario, fmt.Sprint(c.key.Conns),
 			c.ratio(tAgimo, tNginx, u.rate).Format(report.Ratio),

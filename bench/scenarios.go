@@ -43,6 +43,10 @@ type scenario struct {
 	counts  []int // release and capacity: parked requests or tunnels
 	smokeN  []int
 	summary string
+
+	// accessLog: the targets are agimo and agimo-log, the same with the
+	// access log on (accesslog.go).
+	accessLog bool
 }
 
 var scenarios = []*scenario{
@@ -68,6 +72,8 @@ var scenarios = []*scenario{
 		summary: "h2load: the same as h2 over h2c with prior knowledge"},
 	{name: "grpc-unary", kind: throughput, mode: load.ModeGRPC, edge: edgeGRPC, host: hostGRPC, conns: []int{64}, smokeC: []int{8},
 		summary: "grpc-go unary calls (grpc.testing.TestService/UnaryCall, 13-byte payloads) over h2c, one connection per client; the upstream speaks h2c"},
+	{name: "access-log", kind: throughput, mode: load.ModeHTTP, path: "/small", accessLog: true, conns: []int{64, 256}, smokeC: []int{8},
+		summary: "http-small against agimo with the access log off and on (JSON, every request, to stdout into a file)"},
 	{name: "release", kind: release, counts: []int{100, 1000, 10000}, smokeN: []int{50},
 		summary: "N parked requests released by one EndpointSlice update; time from the update to each response"},
 	{name: "parked-capacity", kind: parkedCap, counts: []int{10000, 50000}, smokeN: []int{200},

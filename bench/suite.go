@@ -144,7 +144,7 @@ func applyDefaults(o *options) {
 }
 
 func needsNginx(sel []*scenario) bool {
-	return slices.ContainsFunc(sel, func(s *scenario) bool { return s.kind == throughput || s.kind == tunnelCap })
+	return slices.ContainsFunc(sel, func(s *scenario) bool { return (s.kind == throughput && !s.accessLog) || s.kind == tunnelCap })
 }
 
 // findRoot walks up from the working directory to Agimo's go.mod.
@@ -182,6 +182,9 @@ type env struct {
 	nginx *nginxProc
 	relay *relayProc // the Go copy-loop relay, for the WebSocket scenarios
 	edge  *edgeEnv   // the edge scenarios' agimo and nginx (edge.go)
+
+	// agimoLog is agimo with the access log on (accesslog.go).
+	agimoLog *agimoProc
 }
 
 // runLayout starts the processes for lay, runs every selected scenario
@@ -230,6 +233,11 @@ func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, firs
 			return err
 		}
 	}
+	if slices.ContainsFunc(sel, func(sc *scenario) bool { return sc.accessLog }) {
+		if e.agimoLog, err = e.startAgimoLog(); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(os.Stderr, "bench: layout %s: %s\n", lay.Name, lay.Desc)
 	for _, sc := range sel {
 		if ctx.Err() != nil {
@@ -242,6 +250,9 @@ func (s *suite) runLayout(ctx context.Context, lay layout, sel []*scenario, firs
 		switch sc.kind {
 		case throughput:
 			err = e.runThroughput(ctx, sc)
+			if sc.accessLog {
+				e.noteAccessLog()
+			}
 		case release:
 			err = e.runRelease(ctx, sc)
 		case parkedCap, atOnceCap:
@@ -294,6 +305,9 @@ func (e *env) stop() {
 	}
 	if e.relay != nil {
 		e.relay.stop()
+	}
+	if e.agimoLog != nil {
+		e.agimoLog.stop()
 	}
 	if e.nginx != nil {
 		e.nginx.stop()

@@ -58,12 +58,14 @@ func targetRank(t string) int {
 		return 0
 	case tAgimo:
 		return 1
-	case tNginx:
+	case tAgimoLog:
 		return 2
-	case tRelay:
+	case tNginx:
 		return 3
+	case tRelay:
+		return 4
 	}
-	return 4
+	return 5
 }
 
 // fig extracts one figure per repetition; NaN where the run is missing

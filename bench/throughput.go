@@ -41,6 +41,9 @@ func (e *env) targets(sc *scenario) []target {
 	if sc.edge != "" {
 		return e.edgeTargets(sc)
 	}
+	if sc.accessLog {
+		return e.accessLogTargets()
+	}
 	up := e.up.httpAddr
 	if sc.web {
 		up = e.up.web
@@ -97,7 +100,11 @@ func (e *env) runThroughput(ctx context.Context, sc *scenario) error {
 func (e *env) profileRun(ctx context.Context, sc *scenario, conns int) {
 	name := fmt.Sprintf("%s-%s-c%d", e.lay.Name, sc.name, conns)
 	ts := e.targets(sc)
-	i := slices.IndexFunc(ts, func(t target) bool { return t.name == tAgimo })
+	want := tAgimo
+	if sc.accessLog {
+		want = tAgimoLog // the log's cost is what is looked for
+	}
+	i := slices.IndexFunc(ts, func(t target) bool { return t.name == want })
 	r := e.measure(ctx, sc, ts[i], conns, -1, name)
 	p := ProfileRun{Layout: e.lay.Name, Scenario: sc.name, Conns: conns, Report: r.Profile, Error: r.Error}
 	if r.Result != nil {
