@@ -2,9 +2,7 @@ package h2_test
 
 import (
 	"cmp"
-	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/agimo/agimo/route"
@@ -33,36 +31,9 @@ func TestGatewayRules(t *testing.T) {
 			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 			for _, tt := range routetest.GatewayCases {
 				r := get(t, c, "http://g.test"+tt.Path, tt.Header...)
-				if r.resp.StatusCode != tt.Status || (tt.Body != "" && r.body != tt.Body) {
-					t.Errorf("%s: got %d %q; want %d %q", tt.Name, r.resp.StatusCode, r.body, tt.Status, tt.Body)
-				}
-				for i := 0; i+1 < len(tt.RespHeader); i += 2 {
-					if got := r.resp.Header.Get(tt.RespHeader[i]); got != tt.RespHeader[i+1] {
-						t.Errorf("%s: response %s = %q; want %q", tt.Name, tt.RespHeader[i], got, tt.RespHeader[i+1])
-					}
-				}
+				tt.Check(t, r.resp.StatusCode, r.resp.Header, r.body)
 			}
-			checkGatewayLog(t, func() map[string]any { return lines.next(t) })
+			routetest.CheckLog(t, func() map[string]any { return lines.next(t) })
 		})
-	}
-}
-
-// checkGatewayLog checks the access log's lines of routetest.GatewayCases, in any
-// order (each case has its own path): each names the route picked, and
-// the reason of Agimo's own answer.
-func checkGatewayLog(t *testing.T, next func() map[string]any) {
-	t.Helper()
-	byPath := make(map[string]map[string]any)
-	for range routetest.GatewayCases {
-		line := next()
-		path, _, _ := strings.Cut(fmt.Sprint(line["path"]), "?")
-		byPath[path] = line
-	}
-	for _, tt := range routetest.GatewayCases {
-		path, _, _ := strings.Cut(tt.Path, "?")
-		line := byPath[path]
-		if fmt.Sprint(line["route"]) != tt.Route || (tt.Reason != "" && fmt.Sprint(line["reason"]) != tt.Reason) {
-			t.Errorf("%s: access log route %v, reason %v; want %q, %q", tt.Name, line["route"], line["reason"], tt.Route, tt.Reason)
-		}
 	}
 }

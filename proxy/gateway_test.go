@@ -1,10 +1,8 @@
 package proxy_test
 
 import (
-	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/agimo/agimo/accesslog"
@@ -40,34 +38,7 @@ func TestGatewayRules(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tt.Name, err)
 		}
-		if resp.StatusCode != tt.Status || (tt.Body != "" && string(body) != tt.Body) {
-			t.Errorf("%s: got %d %q; want %d %q", tt.Name, resp.StatusCode, body, tt.Status, tt.Body)
-		}
-		for i := 0; i+1 < len(tt.RespHeader); i += 2 {
-			if got := resp.Header.Get(tt.RespHeader[i]); got != tt.RespHeader[i+1] {
-				t.Errorf("%s: response %s = %q; want %q", tt.Name, tt.RespHeader[i], got, tt.RespHeader[i+1])
-			}
-		}
+		tt.Check(t, resp.StatusCode, resp.Header, string(body))
 	}
-	checkGatewayLog(t, func() map[string]any { return lines.next(t) })
-}
-
-// checkGatewayLog checks the access log's lines of routetest.GatewayCases, in any
-// order (each case has its own path): each names the route picked, and
-// the reason of Agimo's own answer.
-func checkGatewayLog(t *testing.T, next func() map[string]any) {
-	t.Helper()
-	byPath := make(map[string]map[string]any)
-	for range routetest.GatewayCases {
-		line := next()
-		path, _, _ := strings.Cut(fmt.Sprint(line["path"]), "?")
-		byPath[path] = line
-	}
-	for _, tt := range routetest.GatewayCases {
-		path, _, _ := strings.Cut(tt.Path, "?")
-		line := byPath[path]
-		if fmt.Sprint(line["route"]) != tt.Route || (tt.Reason != "" && fmt.Sprint(line["reason"]) != tt.Reason) {
-			t.Errorf("%s: access log route %v, reason %v; want %q, %q", tt.Name, line["route"], line["reason"], tt.Route, tt.Reason)
-		}
-	}
+	routetest.CheckLog(t, func() map[string]any { return lines.next(t) })
 }

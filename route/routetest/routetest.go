@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"testing"
 
 	"github.com/agimo/agimo/conf"
 )
@@ -95,4 +96,38 @@ var GatewayCases = []Case{
 	{"rewrite and header edits", "/old/a?q=1", []string{"X-Drop", "d", "X-Add", "1", "X-Canary", "yes"}, 200,
 		"rw GET /new/a?q=1 host=up.test set=1 add=1,2 drop= xfh=g.test", []string{"X-Resp", "r", "X-Up", "u", "X-Up-Secret", ""}, "HTTPRoute apps/rw apps/rw:80", ""},
 	{"redirect", "/moved/b?z=1", nil, 301, "", []string{"Location", "https://new.test/here/b?z=1"}, "HTTPRoute apps/moved redirect", "redirect"},
+}
+
+// Check reports where a response (its status, header and body) differs
+// from what c must get.
+func (c Case) Check(t testing.TB, status int, header http.Header, body string) {
+	t.Helper()
+	if status != c.Status || (c.Body != "" && body != c.Body) {
+		t.Errorf("%s: got %d %q; want %d %q", c.Name, status, body, c.Status, c.Body)
+	}
+	for i := 0; i+1 < len(c.RespHeader); i += 2 {
+		if got := header.Get(c.RespHeader[i]); got != c.RespHeader[i+1] {
+			t.Errorf("%s: response %s = %q; want %q", c.Name, c.RespHeader[i], got, c.RespHeader[i+1])
+		}
+	}
+}
+
+// CheckLog checks the access log's lines of GatewayCases, read with next,
+// in any order (each case has its own path): each names the route picked,
+// and the reason of Agimo's own answer.
+func CheckLog(t testing.TB, next func() map[string]any) {
+	t.Helper()
+	byPath := make(map[string]map[string]any)
+	for range GatewayCases {
+		line := next()
+		path, _, _ := strings.Cut(fmt.Sprint(line["path"]), "?")
+		byPath[path] = line
+	}
+	for _, c := range GatewayCases {
+		path, _, _ := strings.Cut(c.Path, "?")
+		line := byPath[path]
+		if fmt.Sprint(line["route"]) != c.Route || (c.Reason != "" && fmt.Sprint(line["reason"]) != c.Reason) {
+			t.Errorf("%s: access log route %v, reason %v; want %q, %q", c.Name, line["route"], line["reason"], c.Route, c.Reason)
+		}
+	}
 }
