@@ -49,7 +49,7 @@ func New(client kubernetes.Interface, namespace, name string, log zerolog.Logger
 		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
 	}
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: lock,
+		Lock:            lock,
 		LeaseDuration:   leaseDuration,
 		RenewDeadline:   renewDeadline,
 		RetryPeriod:     retryPeriod,
