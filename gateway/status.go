@@ -2,11 +2,10 @@ package gateway
 
 import (
 	"context"
-	"net"
 	"slices"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/agimo/agimo/ingress"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/conversion"
@@ -186,42 +185,18 @@ func (c *Controller) wrote(k writeKey, rv string, status any) {
 	c.written[k] = written{rv: rv, status: status}
 }
 
-// Addresses returns what a Gateway's status.addresses says: the publish
-// address, else the publish Service's LoadBalancer ingress, else its
-// ClusterIP; nil if neither is configured or known.
+// Addresses returns what a Gateway's status.addresses says: the
+// addresses an Ingress's status would publish (ingress.Published), an IP
+// where an entry has one, else its host name.
 func (c *Controller) Addresses() []gwv1.GatewayStatusAddress {
-	addr := func(s string) gwv1.GatewayStatusAddress {
-		if net.ParseIP(s) != nil {
-			return gwv1.GatewayStatusAddress{Type: ptr(gwv1.IPAddressType), Value: s}
-		}
-		return gwv1.GatewayStatusAddress{Type: ptr(gwv1.HostnameAddressType), Value: s}
-	}
 	var out []gwv1.GatewayStatusAddress
-	if a := c.opts.PublishAddress; a != "" {
-		for s := range strings.SplitSeq(a, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, addr(s))
-			}
+	for _, a := range ingress.Published(c.opts.PublishAddress, c.opts.PublishService, c.services) {
+		switch {
+		case a.IP != "":
+			out = append(out, gwv1.GatewayStatusAddress{Type: ptr(gwv1.IPAddressType), Value: a.IP})
+		case a.Hostname != "":
+			out = append(out, gwv1.GatewayStatusAddress{Type: ptr(gwv1.HostnameAddressType), Value: a.Hostname})
 		}
-		return out
-	}
-	ns, name, ok := strings.Cut(c.opts.PublishService, "/")
-	if !ok {
-		return nil
-	}
-	svc, err := c.services.Services(ns).Get(name)
-	if err != nil {
-		return nil
-	}
-	for _, lb := range svc.Status.LoadBalancer.Ingress {
-		if lb.IP != "" {
-			out = append(out, addr(lb.IP))
-		} else if lb.Hostname != "" {
-			out = append(out, addr(lb.Hostname))
-		}
-	}
-	if len(out) == 0 && svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != corev1.ClusterIPNone {
-		out = append(out, addr(svc.Spec.ClusterIP))
 	}
 	return out
 }

@@ -234,13 +234,21 @@ func ref(p Problem) runtime.Object {
 	return ref
 }
 
-// Addresses returns what status.loadBalancer.ingress says: the
-// publish address, else the publish Service's LoadBalancer ingress, else
-// its ClusterIP; nil if neither is configured or known.
+// Addresses returns what status.loadBalancer.ingress says (Published
+// with this controller's options).
 func (c *Controller) Addresses() []networkingv1.IngressLoadBalancerIngress {
-	if a := c.opts.PublishAddress; a != "" {
+	return Published(c.opts.PublishAddress, c.opts.PublishService, c.services)
+}
+
+// Published returns the addresses an ingress controller publishes (served
+// Ingresses' status.loadBalancer.ingress, Gateways' status.addresses):
+// address, a comma-separated list of IPs and host names, else the
+// LoadBalancer ingress of service ("NAMESPACE/NAME", read from services),
+// else its ClusterIP; nil if neither is configured or known.
+func Published(address, service string, services listersv1.ServiceLister) []networkingv1.IngressLoadBalancerIngress {
+	if address != "" {
 		var out []networkingv1.IngressLoadBalancerIngress
-		for s := range strings.SplitSeq(a, ",") {
+		for s := range strings.SplitSeq(address, ",") {
 			if s = strings.TrimSpace(s); s == "" {
 				continue
 			}
@@ -252,11 +260,11 @@ func (c *Controller) Addresses() []networkingv1.IngressLoadBalancerIngress {
 		}
 		return out
 	}
-	ns, name, ok := strings.Cut(c.opts.PublishService, "/")
+	ns, name, ok := strings.Cut(service, "/")
 	if !ok {
 		return nil
 	}
-	svc, err := c.services.Services(ns).Get(name)
+	svc, err := services.Services(ns).Get(name)
 	if err != nil {
 		return nil
 	}
