@@ -108,7 +108,11 @@ func TestBrowserWaitingPageOverHTTPS(t *testing.T) {
 			}
 
 			api.Put(readyService("default", "app", 80, up.Listener.Addr().String())...)
-			waitPage("the app's page after the service turned ready", func(p page) bool { return p.Title == "the app" })
+			// The title is known once the head is parsed, the body's text a moment
+			// later: wait for both.
+			waitPage("the app's page after the service turned ready", func(p page) bool {
+				return p.Title == "the app" && strings.Contains(p.Body, "Hello from the app")
+			})
 			t.Logf("then: %d over %s, %q", last.Status, last.Protocol, last.Title)
 			if last.Status != 200 || last.Protocol != proto || !strings.Contains(last.Body, "Hello from the app") {
 				t.Errorf("app page: status %d over %q, body %q; want 200 over %s with the app's body", last.Status, last.Protocol, last.Body, proto)
