@@ -126,8 +126,8 @@ func (e *env) runScale(ctx context.Context, sc *scenario) error {
 			if r.CPUWildcard > 0 {
 				wild = fmt.Sprintf("%.1f wildcard", r.CPUWildcard)
 			}
-			fmt.Fprintf(os.Stderr, "bench: %s scale n=%d rep %d  ready in %.2fs  RSS %.1f MiB  CPU %.1f µs/req exact, %s\n",
-				e.lay.Name, n, rep+1, r.ReadyS, float64(r.RSS)/(1<<20), r.CPUExact, wild)
+			fmt.Fprintf(os.Stderr, "bench: %s scale n=%d rep %d  ready in %.2fs, idle %.1fs later  RSS %.1f MiB  CPU %.1f µs/req exact, %s\n",
+				e.lay.Name, n, rep+1, r.ReadyS, r.QuietS, float64(r.RSS)/(1<<20), r.CPUExact, wild)
 		}
 	}
 	if failed > 0 {
@@ -154,6 +154,10 @@ func (e *env) scaleOnce(ctx context.Context, n, rep int) (r ScaleRun) {
 		return r
 	}
 	r.ReadyS = time.Since(start).Seconds()
+	// What a fresh process still does after /readyz (its start-up garbage
+	// collected, 10,000 services' informer events settling) must not land
+	// in the first host's window only: wait until it is idle.
+	r.QuietS = waitQuiet(a.p.pid(), quietMax)
 	time.Sleep(settle)
 	if r.RSS, err = rssBytes(a.p.pid()); err != nil {
 		r.Error = err.Error()
@@ -162,10 +166,17 @@ func (e *env) scaleOnce(ctx context.Context, n, rep int) (r ScaleRun) {
 	sc := scaleLoad(e.s.o.smoke)
 	exact, wild := scaleHosts(n)
 	pids := func() []int { return []int{a.p.pid()} }
-	for _, h := range []struct {
+	type hostLoad struct {
 		host     string
 		cpu, rps *float64
-	}{{exact, &r.CPUExact, &r.RateExact}, {wild, &r.CPUWildcard, &r.RateWildcard}} {
+	}
+	hosts := []hostLoad{{exact, &r.CPUExact, &r.RateExact}, {wild, &r.CPUWildcard, &r.RateWildcard}}
+	if rep%2 == 1 {
+		// Alternate which host goes first, so an effect of the order
+		// shows as spread rather than as a difference between the hosts.
+		hosts[0], hosts[1] = hosts[1], hosts[0]
+	}
+	for _, h := range hosts {
 		if h.host == "" {
 			continue
 		}
@@ -184,7 +195,48 @@ func (e *env) scaleOnce(ctx context.Context, n, rep int) (r ScaleRun) {
 			return r
 		}
 	}
+	if e.s.o.profile && rep == 0 && ctx.Err() == nil {
+		e.profileScale(ctx, sc, a, n, exact)
+	}
 	return r
+}
+
+// profileScale records one more run to n's exact host under perf, apart
+// from the measured ones, for the profiles of -profile.
+func (e *env) profileScale(ctx context.Context, sc *scenario, a *agimoProc, n int, host string) {
+	name := fmt.Sprintf("%s-scale-%d-exact", e.lay.Name, n)
+	t := target{name: tAgimo, addr: a.addr, pids: func() []int { return []int{a.p.pid()} }, host: host}
+	run := e.measure(ctx, sc, t, sc.conns[0], -1, name)
+	p := ProfileRun{Layout: e.lay.Name, Scenario: fmt.Sprintf("scale-%d", n), Conns: sc.conns[0], Report: run.Profile, Error: run.Error}
+	if run.Result != nil {
+		p.Rate = unitOf("http-small").rate(&run)
+	}
+	e.s.res.Profiles = append(e.s.res.Profiles, p)
+	fmt.Fprintf(os.Stderr, "bench: %s scale n=%d profiled: %s\n", e.lay.Name, n, run.Profile)
+}
+
+// quietMax bounds the wait for a started agimo to become idle.
+const quietMax = 15 * time.Second
+
+// waitQuiet waits until pid used under 2% of a CPU over a 500 ms window,
+// for at most max, and returns how long that took. A process that
+// cannot be read counts as quiet: the measurement that follows reports it.
+func waitQuiet(pid int, max time.Duration) float64 {
+	const window, idle = 500 * time.Millisecond, 0.02
+	start := time.Now()
+	prev, err := cpuSeconds(pid)
+	for err == nil && time.Since(start) < max {
+		time.Sleep(window)
+		var cur float64
+		if cur, err = cpuSeconds(pid); err != nil {
+			break
+		}
+		if cur-prev < idle*window.Seconds() {
+			break
+		}
+		prev = cur
+	}
+	return time.Since(start).Seconds()
 }
 
 // scaleLoad is the http-small scenario at its first connection count.
@@ -208,6 +260,9 @@ type ScaleRun struct {
 	N      int     `json:"n"`
 	Rep    int     `json:"rep"`
 	ReadyS float64 `json:"ready_s"` // process start to /readyz answering 200
+	// QuietS is how long after /readyz the process took to become idle
+	// (quietMax if it never did), before anything was measured.
+	QuietS float64 `json:"quiet_s"`
 	RSS    int64   `json:"rss_bytes"`
 	// Agimo's CPU µs per request and requests per second of http-small
 	// to an exact host and to a wildcard one (0: none configured).

@@ -63,6 +63,12 @@ func (p *Policy) Idle(stop <-chan struct{}, routes func() *route.Table) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	state := make(map[watch.Workload]*idleState) // by workload, so it survives reloads
+	// The routes that count, worked out once per routing table: a tick
+	// must not walk 10,000 routes when a few have idle_after (issue 13).
+	var (
+		table   *route.Table
+		counted []*route.Route
+	)
 	for {
 		select {
 		case <-stop:
@@ -71,7 +77,10 @@ func (p *Policy) Idle(stop <-chan struct{}, routes func() *route.Table) {
 			if p.scaler == nil {
 				continue
 			}
-			works := workloads(routes())
+			if rt := routes(); rt != table {
+				table, counted = rt, idleRoutes(rt)
+			}
+			works := workloads(counted)
 			var g errgroup.Group
 			g.SetLimit(idleParallel)
 			for w, a := range works {
@@ -101,11 +110,32 @@ func (p *Policy) Idle(stop <-chan struct{}, routes func() *route.Table) {
 	}
 }
 
-// workloads sums t's routes per workload, for the workloads that some
-// route with idle_after sends to.
-func workloads(t *route.Table) map[watch.Workload]*workloadActivity {
-	out := make(map[watch.Workload]*workloadActivity)
+// idleRoutes lists t's routes that send to a workload some route with
+// idle_after sends to: those whose activity the idler sums.
+func idleRoutes(t *route.Table) []*route.Route {
+	idle := make(map[watch.Workload]bool)
 	for _, r := range t.All() {
+		if r.Svc.IdleAfter.Set {
+			idle[workloadOf(r.Svc)] = true
+		}
+	}
+	if len(idle) == 0 {
+		return nil
+	}
+	var out []*route.Route
+	for _, r := range t.All() {
+		if idle[workloadOf(r.Svc)] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// workloads sums routes per workload, for the workloads that some route
+// with idle_after sends to.
+func workloads(routes []*route.Route) map[watch.Workload]*workloadActivity {
+	out := make(map[watch.Workload]*workloadActivity)
+	for _, r := range routes {
 		w := workloadOf(r.Svc)
 		a := out[w]
 		if a == nil {
@@ -117,11 +147,6 @@ func workloads(t *route.Table) map[watch.Workload]*workloadActivity {
 		a.active += active
 		if r.Svc.IdleAfter.Set && r.Svc.IdleAfter.Duration > a.idle {
 			a.idle, a.host = r.Svc.IdleAfter.Duration, r.Host
-		}
-	}
-	for w, a := range out {
-		if a.idle == 0 {
-			delete(out, w)
 		}
 	}
 	return out
