@@ -72,13 +72,13 @@ type exchangeKey struct{}
 
 func (c *clientConn) record() *exchange { return &c.x }
 
-// begin starts the record of a request that arrived at start and gives
+// begin starts the record of a request that has just arrived and gives
 // it its ID: the client's if well-formed and trusted, else a new one,
 // which replaces the client's on the way upstream; with tr (nil: off),
 // it starts the request's span.
-func (x *exchange) begin(ctx *fasthttp.RequestCtx, start time.Time, log *accesslog.Logger, trust bool, tr *tracing.Tracer) {
+func (x *exchange) begin(ctx *fasthttp.RequestCtx, log *accesslog.Logger, trust bool, tr *tracing.Tracer) {
 	h := &ctx.Request.Header
-	*x = exchange{log: log, start: start, client: ctx.RemoteAddr(), id: x.id[:0],
+	*x = exchange{log: log, start: time.Now(), client: ctx.RemoteAddr(), id: x.id[:0],
 		method: x.method[:0], host: x.host[:0], target: x.target[:0], proto: accesslog.ProtoHTTP1}
 	var kept bool
 	x.id, kept = reqid.Choose(x.id, h.PeekBytes(hRequestID), trust)

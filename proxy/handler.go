@@ -29,9 +29,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		*x = *rc.rec
 		p.bindSend(ctx, r)
 	} else {
-		// fasthttp read the clock when the head was in, just before
-		// calling the handler: no second read per request.
-		x.begin(ctx, ctx.Time(), p.core.AccessLog, p.core.TrustRequestID(), p.core.Tracer)
+		x.begin(ctx, p.core.AccessLog, p.core.TrustRequestID(), p.core.Tracer)
 		if status, why := checkRequest(ctx); status != 0 {
 			x.reason = reasonBadRequest
 			p.bindSend(ctx, nil)
@@ -100,9 +98,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		_ = ctx.Conn().SetReadDeadline(time.Time{})
 	}
 
-	// From the head's arrival (fasthttp's clock read for this request),
-	// or for a released request, its replay's.
-	deadline := ctx.Time().Add(r.Timeout)
+	deadline := time.Now().Add(r.Timeout)
 	st := r.Ready.State()
 	if !st.Ready && wantsWaitingPage(ctx, r) {
 		p.core.Policy.Begin(r, x.tr)

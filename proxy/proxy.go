@@ -207,9 +207,7 @@ func (p *Proxy) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Error(fasthttp.StatusMessage(status)+"\n", status)
 	// Whatever of the head was parsed is all there is to log.
 	x := exchangeOf(ctx)
-	// ctx.Time is still the previous request's on this connection: fasthttp
-	// sets it once a head is in, and this one never was.
-	x.begin(ctx, time.Now(), p.core.AccessLog, false, p.core.Tracer)
+	x.begin(ctx, p.core.AccessLog, false, p.core.Tracer)
 	x.reason = reasonBadRequest
 	x.finish(ctx)
 }

@@ -21,7 +21,7 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 	var x exchange
 	now := time.Now()
 	allocs := testing.AllocsPerRun(1000, func() {
-		x.begin(&ctx, now, nil, true, nil)
+		x.begin(&ctx, nil, true, nil)
 		x.traceUpstream(&ctx.Request.Header)
 		x.tr.Attempt("10.0.0.1:8080")
 		x.tr.Park(now, now, nil)

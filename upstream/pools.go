@@ -34,8 +34,6 @@ const (
 	// poolForget drops the pool of an endpoint unused this long (pods come
 	// and go; their IPs must not accumulate).
 	poolForget = 5 * time.Minute
-	// janitorTicks is how many times per poolForget the Janitor looks.
-	janitorTicks = 5
 	// upstreamConns caps connections to one endpoint; more requests wait
 	// in line for a free one (see newHostClient) instead of failing.
 	upstreamConns = 1024
@@ -60,11 +58,8 @@ type poolKey struct {
 }
 
 type pool struct {
-	hc *fasthttp.HostClient
-	// idleTicks counts the Janitor's ticks since the last Get, which
-	// resets it: no clock read per request for an age known to a fifth
-	// of poolForget anyway. Guarded by Pools.mu.
-	idleTicks int
+	hc       *fasthttp.HostClient
+	lastUsed time.Time // guarded by Pools.mu
 }
 
 func NewPools(log zerolog.Logger) *Pools {
@@ -75,6 +70,7 @@ func NewPools(log zerolog.Logger) *Pools {
 // the upstream's idle timeout, wait the longest wait for a free connection.
 func (ps *Pools) Get(addr string, timeout, wait time.Duration) *fasthttp.HostClient {
 	k := poolKey{addr, timeout, wait}
+	now := time.Now()
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	p, ok := ps.m[k]
@@ -82,7 +78,7 @@ func (ps *Pools) Get(addr string, timeout, wait time.Duration) *fasthttp.HostCli
 		p = &pool{hc: newHostClient(addr, timeout, wait, ps.conns)}
 		ps.m[k] = p
 	}
-	p.idleTicks = 0
+	p.lastUsed = now
 	return p.hc
 }
 
@@ -139,18 +135,16 @@ func retryIfErr(req *fasthttp.Request, attempts int, err error) (resetTimeout, r
 
 // Janitor forgets Pools unused for poolForget until stop is closed.
 func (ps *Pools) Janitor(stop <-chan struct{}) {
-	t := time.NewTicker(poolForget / janitorTicks)
+	t := time.NewTicker(poolForget / 5)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-t.C:
+		case now := <-t.C:
 			ps.mu.Lock()
 			for k, p := range ps.m {
-				// More than janitorTicks ticks without a Get: unused for
-				// longer than poolForget.
-				if p.idleTicks++; p.idleTicks > janitorTicks && p.hc.PendingRequests() == 0 {
+				if now.Sub(p.lastUsed) > poolForget && p.hc.PendingRequests() == 0 {
 					p.hc.CloseIdleConnections()
 					delete(ps.m, k)
 				}
