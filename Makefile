@@ -53,12 +53,12 @@ bench: tools
 bench-smoke: tools
 	$(GO) run ./bench -smoke all
 
-# Refreshes default.pgo, the CPU profile `go build` of the main package uses for profile-guided
-# optimisation (every build picks it up: go build ., the Dockerfile, hack/image.sh, the bench).
-# It runs the bench's keep-alive scenarios (HTTP small and 4 KiB responses, WebSocket echo,
-# server-sent events; root, like `make bench`) against agimo built without PGO, so that the
-# profile does not depend on the previous one, and merges Go's CPU profiles of agimo taken over
-# each measured window. Commit the new default.pgo when the code on the hot path has changed.
+# Writes default.pgo, a CPU profile for profile-guided optimisation, which every build of the
+# main package then picks up (go build ., the Dockerfile, hack/image.sh, the bench). It runs the
+# bench's keep-alive scenarios (HTTP small and 4 KiB responses, WebSocket echo, server-sent
+# events; root, like `make bench`) against agimo built without PGO, so that the profile does not
+# depend on the previous one, and merges Go's CPU profiles of agimo taken over each measured
+# window. None is committed: it did not lower agimo's CPU per request (README).
 PGO_SCENARIOS ?= http-small http-4k ws-echo sse
 pgo: tools
 	$(GO) build -pgo=off -o bin/agimo-nopgo .
