@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: build tools test test-unit h2spec e2e e2e-node chart-check fuzz demo bench bench-smoke
+.PHONY: build tools test test-unit h2spec e2e e2e-node chart-check fuzz demo bench bench-smoke pgo
 
 build:
 	$(GO) build -o bin/agimo .
@@ -52,3 +52,14 @@ bench: tools
 # Every benchmark scenario for a second or two, so the suite cannot rot (issue 5).
 bench-smoke: tools
 	$(GO) run ./bench -smoke all
+
+# Writes default.pgo, a CPU profile for profile-guided optimisation, which every build of the
+# main package then picks up (go build ., the Dockerfile, hack/image.sh, the bench). It runs the
+# bench's keep-alive scenarios (HTTP small and 4 KiB responses, WebSocket echo, server-sent
+# events; root, like `make bench`) against agimo built without PGO, so that the profile does not
+# depend on the previous one, and merges Go's CPU profiles of agimo taken over each measured
+# window. None is committed: it did not lower agimo's CPU per request (README).
+PGO_SCENARIOS ?= http-small http-4k ws-echo sse
+pgo: tools
+	$(GO) build -pgo=off -o bin/agimo-nopgo .
+	$(GO) run ./bench -layouts pinned -reps 2 -d 5s -agimo $(CURDIR)/bin/agimo-nopgo -pgo default.pgo $(PGO_SCENARIOS)

@@ -100,6 +100,7 @@ type options struct {
 	kubeconfig             string
 	agimoBin, nginxBin     string
 	profile                bool
+	pgo                    string
 	parkedN, tunnelN, relN string
 	atOnceN, scaleN        string
 	render                 string
@@ -139,6 +140,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.agimoBin, "agimo", "", "scenarios: agimo binary (default: go build the repository)")
 	fs.StringVar(&o.nginxBin, "nginx", "", "scenarios: nginx binary (default: PATH, installed with apt-get if missing)")
 	fs.BoolVar(&o.profile, "profile", false, "scenarios: record agimo with perf during its first run of each throughput figure")
+	fs.StringVar(&o.pgo, "pgo", "", "scenarios: take Go's CPU profile of agimo (--pprof-address) over the measured window of each of its "+
+		"throughput runs and write them merged to this file, for profile-guided optimisation (make pgo writes default.pgo)")
 	fs.StringVar(&o.relN, "release-n", "", "scenarios: parked counts for release (default 100,1000,10000)")
 	fs.StringVar(&o.parkedN, "parked-n", "", "scenarios: parked counts for parked-capacity (default 10000,50000)")
 	fs.StringVar(&o.atOnceN, "parked-at-once-n", "", "scenarios: parked counts for parked-at-once (default 10000)")

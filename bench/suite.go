@@ -28,6 +28,8 @@ type suite struct {
 	cluster     *cluster
 	res         *Results
 	cert        *benchCert // the edge scenarios' certificate (edge.go)
+	// cpuProfiles are the -pgo profiles taken so far.
+	cpuProfiles []string
 }
 
 // runScenarios is the scenario face: set up once, run every scenario in
@@ -112,6 +114,11 @@ func runScenarios(ctx context.Context, o *options, stdout io.Writer) (err error)
 	s.res.Seconds = time.Since(s.res.Started).Seconds()
 	if err := s.writeResults(stdout); err != nil {
 		return err
+	}
+	if o.pgo != "" && ctx.Err() == nil {
+		if err := writePGO(s.cpuProfiles, o.pgo); err != nil {
+			return err
+		}
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -281,7 +288,7 @@ func (e *env) agimoConf() string {
 }
 
 func (e *env) startAgimo(name string) (*agimoProc, error) {
-	return startAgimo(e.s.agimoBin, e.dir, name, e.lay.ProxyCPUs, e.s.cluster.kubeconfig, e.agimoConf(), false)
+	return startAgimo(e.s.agimoBin, e.dir, name, e.lay.ProxyCPUs, e.s.cluster.kubeconfig, e.agimoConf(), e.s.o.pgo != "")
 }
 
 func (e *env) startNginx(name string) (*nginxProc, error) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ type target struct {
 	host string       // Host to send, if not the scenario's
 	// scheme is the URL's, "http" if empty; https reaches a TLS listener.
 	scheme string
+	// pprof is agimo's pprof listener, set with -pgo: its CPU profile is
+	// taken over each measured window.
+	pprof string
 	// fail, if set, says why this target cannot be measured: its runs are
 	// recorded as failed with it, without load (edge.go).
 	fail string
@@ -50,7 +54,7 @@ func (e *env) targets(sc *scenario) []target {
 	}
 	ts := []target{
 		{name: tDirect, addr: up},
-		{name: tAgimo, addr: e.agimo.addr, pids: func() []int { return []int{e.agimo.p.pid()} }},
+		{name: tAgimo, addr: e.agimo.addr, pprof: e.agimo.pprof, pids: func() []int { return []int{e.agimo.p.pid()} }},
 	}
 	if e.nginx != nil {
 		ts = append(ts, target{name: tNginx, addr: e.nginx.addr, pids: e.nginx.pids})
@@ -198,6 +202,7 @@ func (e *env) measure(ctx context.Context, sc *scenario, t target, conns, rep in
 		cpu0, cpu1   cpuSample
 		startSampled bool
 		prof         *perfRecord
+		cpuProf      *cpuProfile
 	)
 	sc2 := bufio.NewScanner(pipe)
 	for sc2.Scan() {
@@ -213,6 +218,10 @@ func (e *env) measure(ctx context.Context, sc *scenario, t target, conns, rep in
 			if profile != "" {
 				prof = startPerf(t.pids()[0], e.s.profileDir(), profile, e.s.o.dur)
 			}
+			if t.pprof != "" && rep >= 0 {
+				name := fmt.Sprintf("cpu-%s-%s-c%d-rep%d.pb.gz", e.lay.Name, sc.name, conns, rep+1)
+				cpuProf = startCPUProfile(t.pprof, filepath.Join(e.s.profileDir(), name), e.s.o.dur)
+			}
 		} else if startSampled {
 			cpu1 = e.sampleCPU(t, cmd.Process.Pid)
 			r.ProxyCPU, r.UpstreamCPU, r.LoadCPU = cpu1.proxy-cpu0.proxy, cpu1.upstream-cpu0.upstream, cpu1.load-cpu0.load
@@ -225,6 +234,13 @@ func (e *env) measure(ctx context.Context, sc *scenario, t target, conns, rep in
 	err = cmd.Wait()
 	if prof != nil {
 		r.Profile = prof.finish()
+	}
+	if cpuProf != nil {
+		if path, err := cpuProf.finish(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -pgo: %s %s c=%d: %v\n", e.lay.Name, sc.name, conns, err)
+		} else {
+			e.s.cpuProfiles = append(e.s.cpuProfiles, path)
+		}
 	}
 	if err != nil {
 		r.Error = fmt.Sprintf("load generator: %v: %s", err, strings.TrimSpace(stderr.String()))
