@@ -38,6 +38,9 @@ type trailerFieldConn struct {
 	held    []byte // the start of a line held until it ends
 	out     []byte // filtered bytes not yet returned
 	err     error  // the read error to return once out is empty
+	// chunks follows a chunked body passed on (chunkcount.go); it is the
+	// IdleConn's, where ConnOf finds it.
+	chunks *chunkCount
 }
 
 type trailerMode uint8
@@ -54,7 +57,10 @@ const (
 const maxHeldLine = 16 << 10
 
 func NewTrailerFieldConn(c net.Conn) *trailerFieldConn {
-	t := &trailerFieldConn{Conn: c}
+	t := &trailerFieldConn{Conn: c, chunks: new(chunkCount)}
+	if ic, ok := c.(*IdleConn); ok {
+		t.chunks = &ic.chunks
+	}
 	t.startHead()
 	return t
 }
@@ -62,6 +68,7 @@ func NewTrailerFieldConn(c net.Conn) *trailerFieldConn {
 func (c *trailerFieldConn) startHead() {
 	c.mode, c.bol, c.status, c.chunked, c.dropped = modeHead, true, true, false, false
 	c.held = c.held[:0]
+	c.chunks.reset()
 }
 
 func (c *trailerFieldConn) Write(b []byte) (int, error) {
@@ -82,7 +89,11 @@ func (c *trailerFieldConn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 		if c.mode == modeOff {
-			return c.Conn.Read(b)
+			n, err := c.Conn.Read(b)
+			if c.chunks.on {
+				c.chunks.scan(b[:n])
+			}
+			return n, err
 		}
 		n, err := c.Conn.Read(b)
 		if c.mode == modeHead && len(c.held) == 0 && c.plain(b[:n]) {
@@ -112,7 +123,7 @@ func (c *trailerFieldConn) plain(p []byte) bool {
 	if !c.bol || c.dropped {
 		return false
 	}
-	status, interim := c.status, c.interim
+	status, interim, chunked := c.status, c.interim, c.chunked
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
@@ -130,9 +141,15 @@ func (c *trailerFieldConn) plain(p []byte) bool {
 				return false
 			}
 			c.mode = modeOff
+			if chunked {
+				c.chunks.start()
+				c.chunks.scan(p[i+1:])
+			}
 			return true
 		case isTrailerField(line):
 			return false
+		case !chunked && line[0]|0x20 == 't' && isChunkedCoding(bytes.TrimSuffix(line, []byte{'\r'})):
+			chunked = true
 		}
 		p = p[i+1:]
 	}
@@ -145,6 +162,9 @@ func (c *trailerFieldConn) filter(p []byte) {
 	for len(p) > 0 {
 		switch c.mode {
 		case modeOff:
+			if c.chunks.on {
+				c.chunks.scan(p)
+			}
 			c.out = append(c.out, p...)
 			return
 		case modeData:
@@ -227,9 +247,13 @@ func (c *trailerFieldConn) line(line []byte) {
 		case c.interim:
 			c.status, c.chunked, c.dropped = true, false, false
 		case c.chunked && c.dropped:
+			// Filtered, not counted: no chunk is packed with the next.
 			c.mode = modeSize
 		default:
 			c.mode = modeOff
+			if c.chunked {
+				c.chunks.start()
+			}
 		}
 	case isTrailerField(body):
 		if refusedTrailerName(body) {
