@@ -26,6 +26,9 @@ import (
 // (to HEAD, 204, 304) is followed by nothing before the next write, which
 // starts a head again: so the chunks are followed without knowing the
 // request. What does not parse is passed on as it is, for fasthttp to fail.
+//
+// The chunks of a chunked body passed on unfiltered are followed too, in
+// place, to count those received whole (chunkcount.go).
 type trailerFieldConn struct {
 	net.Conn
 	mode    trailerMode
@@ -118,7 +121,8 @@ func (c *trailerFieldConn) Read(b []byte) (int, error) {
 // plain follows the head in p, which starts at a line's beginning, and
 // reports whether p can be returned as it is: it ends the head (not an
 // interim one), has no Trailer field, and no earlier read of the head had
-// one to rewrite. Then what follows is not read.
+// one to rewrite. Then what follows is not read, but for a chunked body's
+// framing (chunks).
 func (c *trailerFieldConn) plain(p []byte) bool {
 	if !c.bol || c.dropped {
 		return false
