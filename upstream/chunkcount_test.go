@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"fmt"
 	"io"
 	"testing"
 )
@@ -75,5 +76,44 @@ func TestChunkCount(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// loopConn returns head once, then body for every read.
+type loopConn struct {
+	stepConn
+	head, body []byte
+}
+
+func (c *loopConn) Read(b []byte) (int, error) {
+	if len(c.head) > 0 {
+		n := copy(b, c.head)
+		c.head = c.head[n:]
+		return n, nil
+	}
+	return copy(b, c.body), nil
+}
+
+// Following a chunked body's framing, beside the baseline of a body that
+// is not followed (fixed length): reads of 64 Server-Sent Events.
+func BenchmarkTrailerFieldConnBody(b *testing.B) {
+	var body []byte
+	for i := range 64 {
+		ev := fmt.Sprintf("id: %d\ndata: 1765110000000000000\n\n", i)
+		body = fmt.Appendf(body, "%x\r\n%s\r\n", len(ev), ev)
+	}
+	for _, tc := range []struct{ name, head string }{
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"},
+		{"baseline-fixed-length", "HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := NewTrailerFieldConn(&loopConn{head: []byte(tc.head), body: body})
+			buf := make([]byte, len(body))
+			c.Read(buf)
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				c.Read(buf)
+			}
+		})
 	}
 }
