@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agimo/agimo/accesslog"
 )
 
 // The chunks of a chunked response that reached the proxy together go to
@@ -44,7 +46,7 @@ func TestSSEChunksReceivedTogetherGoTogether(t *testing.T) {
 		{"cut", []string{chunk(ev(1)) + chunk(ev(2))}, [][]string{{ev(1) + ev(2)}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := startHarness(t, oneService)
+			h, lines := startLogged(t, oneService, accesslog.Options{})
 			next := make(chan struct{})
 			addr := listenRaw(t, func(c net.Conn) {
 				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
@@ -86,6 +88,7 @@ func TestSSEChunksReceivedTogetherGoTogether(t *testing.T) {
 				t.Fatalf("got %d %v; want 200 chunked", resp.StatusCode, resp.TransferEncoding)
 			}
 			// resp.Body would hide the chunks: read them from br.
+			relayed := 0
 			for i, want := range tc.want {
 				if i > 0 {
 					next <- struct{}{}
@@ -93,6 +96,7 @@ func TestSSEChunksReceivedTogetherGoTogether(t *testing.T) {
 				var got []string
 				for len(got) < len(want) {
 					got = append(got, readChunk(t, br))
+					relayed += len(got[len(got)-1])
 				}
 				if strings.Join(got, "|") != strings.Join(want, "|") {
 					t.Fatalf("burst %d: got chunks %q; want %q", i, got, want)
@@ -106,6 +110,7 @@ func TestSSEChunksReceivedTogetherGoTogether(t *testing.T) {
 				t.Fatalf("after the last burst, chunk %q; want the last chunk", last)
 			}
 			h.waitMetric(`agimo_active_requests{host="app.test"}`, 0)
+			wantFields(t, lines.next(t), map[string]any{"status": 200, "bytes_out": relayed})
 		})
 	}
 }
