@@ -221,7 +221,11 @@ type upstreamBody struct {
 	resp    *fasthttp.Response
 	counted *route.Route // nil for requests not counted (probes)
 	// conn is the upstream connection of a chunked response (clientconn.go).
-	conn upstream.EOFWatcher
+	conn upstream.BodyConn
+	// read counts the body's data bytes read; err is a read's error held
+	// back for the next Read, the bytes read before it being returned first.
+	read int
+	err  error
 	// trailer is the client's response header of a chunked response: its
 	// trailer section, which fasthttp writes after the last chunk, gets
 	// the upstream's once the body has been read (trailers.go).
@@ -230,8 +234,32 @@ type upstreamBody struct {
 	x *exchange
 }
 
+// Read returns, with the chunk the upstream sent next, every whole chunk
+// already received after it, as far as p holds them: fasthttp's server
+// writes each Read to the client with a write(2) of its own (its
+// writeBodyChunked flushes every chunk), which was one per Server-Sent
+// Event however many the upstream's socket had delivered at once. Only
+// chunks received whole are read on (upstream.BodyConn.ChunkReceived), so
+// no Read waits for the upstream once it has bytes to return: an event is
+// never held back for the next.
 func (b *upstreamBody) Read(p []byte) (int, error) {
-	n, err := b.resp.BodyStream().Read(p)
+	var n int
+	err := b.err
+	if err != nil {
+		b.err = nil
+	} else {
+		n, err = b.resp.BodyStream().Read(p)
+		for err == nil && n < len(p) && b.conn != nil && b.conn.ChunkReceived(b.read+n) {
+			var m int
+			m, err = b.resp.BodyStream().Read(p[n:])
+			n += m
+		}
+		if err != nil && n > 0 {
+			// fasthttp writes the bytes and reads on, ignoring the error.
+			b.err, err = err, nil
+		}
+	}
+	b.read += n
 	b.x.bytesOut += int64(n)
 	if err == io.EOF && b.conn != nil {
 		// fasthttp's server then closes the client connection without

@@ -81,8 +81,20 @@ type addrConn struct {
 
 func (a *addrConn) SawEOF() bool { return a.c.eof.Load() }
 
+func (a *addrConn) ChunkReceived(read int) bool { return a.c.chunks.received(read) }
+
+// BodyConn is the upstream connection a streamed response is read from.
+type BodyConn interface {
+	EOFWatcher
+	// ChunkReceived reports whether, past the first read data bytes of the
+	// chunked body being read, a whole chunk (its CRLF included) has been
+	// received: reading it from the body stream cannot wait on the
+	// upstream (chunkcount.go).
+	ChunkReceived(read int) bool
+}
+
 // ConnOf returns the upstream connection resp was read from, or nil.
-func ConnOf(resp *fasthttp.Response) EOFWatcher {
+func ConnOf(resp *fasthttp.Response) BodyConn {
 	if a, ok := resp.LocalAddr().(*addrConn); ok {
 		return a
 	}

@@ -202,6 +202,9 @@ type IdleConn struct {
 	// after that was cut short (clientconn.go). laddr carries it to the Response.
 	eof   atomic.Bool
 	laddr *addrConn
+	// chunks follows the chunked body being read (trailerFieldConn keeps
+	// it, ChunkReceived reads it: both on the goroutine reading the body).
+	chunks chunkCount
 }
 
 // IdleDeadline is a read or write deadline kept timeout ahead of the last

@@ -26,6 +26,9 @@ import (
 // (to HEAD, 204, 304) is followed by nothing before the next write, which
 // starts a head again: so the chunks are followed without knowing the
 // request. What does not parse is passed on as it is, for fasthttp to fail.
+//
+// The chunks of a chunked body passed on unfiltered are followed too, in
+// place, to count those received whole (chunkcount.go).
 type trailerFieldConn struct {
 	net.Conn
 	mode    trailerMode
@@ -38,6 +41,9 @@ type trailerFieldConn struct {
 	held    []byte // the start of a line held until it ends
 	out     []byte // filtered bytes not yet returned
 	err     error  // the read error to return once out is empty
+	// chunks follows a chunked body passed on (chunkcount.go); it is the
+	// IdleConn's, where ConnOf finds it.
+	chunks *chunkCount
 }
 
 type trailerMode uint8
@@ -54,7 +60,10 @@ const (
 const maxHeldLine = 16 << 10
 
 func NewTrailerFieldConn(c net.Conn) *trailerFieldConn {
-	t := &trailerFieldConn{Conn: c}
+	t := &trailerFieldConn{Conn: c, chunks: new(chunkCount)}
+	if ic, ok := c.(*IdleConn); ok {
+		t.chunks = &ic.chunks
+	}
 	t.startHead()
 	return t
 }
@@ -62,6 +71,7 @@ func NewTrailerFieldConn(c net.Conn) *trailerFieldConn {
 func (c *trailerFieldConn) startHead() {
 	c.mode, c.bol, c.status, c.chunked, c.dropped = modeHead, true, true, false, false
 	c.held = c.held[:0]
+	c.chunks.reset()
 }
 
 func (c *trailerFieldConn) Write(b []byte) (int, error) {
@@ -82,7 +92,11 @@ func (c *trailerFieldConn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 		if c.mode == modeOff {
-			return c.Conn.Read(b)
+			n, err := c.Conn.Read(b)
+			if c.chunks.on {
+				c.chunks.scan(b[:n])
+			}
+			return n, err
 		}
 		n, err := c.Conn.Read(b)
 		if c.mode == modeHead && len(c.held) == 0 && c.plain(b[:n]) {
@@ -107,12 +121,13 @@ func (c *trailerFieldConn) Read(b []byte) (int, error) {
 // plain follows the head in p, which starts at a line's beginning, and
 // reports whether p can be returned as it is: it ends the head (not an
 // interim one), has no Trailer field, and no earlier read of the head had
-// one to rewrite. Then what follows is not read.
+// one to rewrite. Then what follows is not read, but for a chunked body's
+// framing (chunks).
 func (c *trailerFieldConn) plain(p []byte) bool {
 	if !c.bol || c.dropped {
 		return false
 	}
-	status, interim := c.status, c.interim
+	status, interim, chunked := c.status, c.interim, c.chunked
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
@@ -130,9 +145,15 @@ func (c *trailerFieldConn) plain(p []byte) bool {
 				return false
 			}
 			c.mode = modeOff
+			if chunked {
+				c.chunks.start()
+				c.chunks.scan(p[i+1:])
+			}
 			return true
 		case isTrailerField(line):
 			return false
+		case !chunked && line[0]|0x20 == 't' && isChunkedCoding(bytes.TrimSuffix(line, []byte{'\r'})):
+			chunked = true
 		}
 		p = p[i+1:]
 	}
@@ -145,6 +166,9 @@ func (c *trailerFieldConn) filter(p []byte) {
 	for len(p) > 0 {
 		switch c.mode {
 		case modeOff:
+			if c.chunks.on {
+				c.chunks.scan(p)
+			}
 			c.out = append(c.out, p...)
 			return
 		case modeData:
@@ -227,9 +251,13 @@ func (c *trailerFieldConn) line(line []byte) {
 		case c.interim:
 			c.status, c.chunked, c.dropped = true, false, false
 		case c.chunked && c.dropped:
+			// Filtered, not counted: no chunk is packed with the next.
 			c.mode = modeSize
 		default:
 			c.mode = modeOff
+			if c.chunked {
+				c.chunks.start()
+			}
 		}
 	case isTrailerField(body):
 		if refusedTrailerName(body) {
