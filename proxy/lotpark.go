@@ -37,6 +37,17 @@ func (p *Proxy) parkInLot(ctx *fasthttp.RequestCtx, r *route.Route, deadline tim
 	e := &park.Entry{Route: r, Head: headWithID(&ctx.Request.Header, x), Start: time.Now(),
 		Owner: lotOwner{p, x.clone()}}
 	x.taken = true
+	if c, ok := ctx.Conn().(*clientConn); ok {
+		if raw, slot := c.detach(); raw != nil {
+			// The common case (a connection's first request, nothing sent
+			// after it): parked here, on fasthttp's goroutine, with no
+			// early bytes to keep. fasthttp closes its side after.
+			ctx.SetConnectionClose()
+			e.Conn, e.Slot = raw, slot
+			p.core.Lot.Add(e, deadline)
+			return true
+		}
+	}
 	ctx.HijackSetNoResponse(true)
 	handOff(ctx, func() { r.Unpark(); r.EndRequest() })
 	ctx.Hijack(func(c net.Conn) {
