@@ -23,8 +23,9 @@ func canPark(ctx *fasthttp.RequestCtx) bool {
 	return !hasBody && len(ctx.Request.Header.RawHeaders()) > 0
 }
 
-// parkInLot hijacks ctx's connection into the core's lot (park.Lot),
-// which watches it without a goroutine. The caller has counted the
+// parkInLot hands ctx's connection to the core's lot (park.Lot), which
+// watches it without a goroutine: detached from fasthttp (clientConn.detach)
+// when it can be, else hijacked. The caller has counted the
 // request as active; the lot's release, timeout or client-gone path ends
 // that. It returns false if the route's max_parked is reached.
 func (p *Proxy) parkInLot(ctx *fasthttp.RequestCtx, r *route.Route, deadline time.Time, x *exchange) bool {
