@@ -117,7 +117,6 @@ func (p *Proxy) Release(e *park.Entry) { p.release(e, nil) }
 
 // release is Release for a request whose record is x (nil: none).
 func (p *Proxy) release(e *park.Entry, x *exchange) {
-	growStack(0)
 	// The replayed head's line is whole; what follows is another.
 	ec := newClientConn(e.Conn)
 	ec.lineOpen = false
@@ -215,21 +214,3 @@ func (c *replayConn) Read(b []byte) (int, error) {
 }
 
 var errNoSyscallConn = errors.New("connection has no file descriptor")
-
-// replayStack is about the stack a replayed request reaches on its way
-// upstream (fasthttp's server, the handler, fasthttp's client). The lot
-// starts each release on a fresh goroutine, whose stack then doubled
-// twice while deep in that path, each time copying and adjusting every
-// frame: 7–10% of the CPU of releasing 10,000 parked requests (issue 13).
-const replayStack = 16 << 10
-
-// growStack grows the calling goroutine's stack to hold replayStack at
-// once, while it is still shallow and cheap to copy. The frame's array
-// is indexed with i (0) so that it is kept.
-//
-//go:noinline
-func growStack(i int) byte {
-	var frame [replayStack]byte
-	frame[i] = 1
-	return frame[i/2]
-}
