@@ -34,14 +34,10 @@ func (h *dueHeap) Pop() any {
 	return e
 }
 
-// waitMillis is epoll_wait's timeout for a wait until t: -1 (none) for
-// the zero time, else the milliseconds left, rounded up so that the loop
-// wakes at or after t, never spinning just before it.
-func waitMillis(t time.Time) int {
-	if t.IsZero() {
-		return -1
-	}
-	d := time.Until(t)
+// waitMillis is epoll_wait's timeout for a wait of d: the milliseconds,
+// rounded up so that the loop wakes at or after a deadline, never
+// spinning just before it.
+func waitMillis(d time.Duration) int {
 	if d <= 0 {
 		return 0
 	}

@@ -39,18 +39,20 @@ func TestDueHeapOrder(t *testing.T) {
 
 func TestWaitMillis(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		at   time.Time
-		want func(int) bool
+		d    time.Duration
+		want int
 	}{
-		{"none", time.Time{}, func(ms int) bool { return ms == -1 }},
-		{"past", time.Now().Add(-time.Second), func(ms int) bool { return ms == 0 }},
+		{-time.Second, 0},
+		{0, 0},
 		// Rounded up: never woken before the deadline.
-		{"sub-millisecond", time.Now().Add(500 * time.Microsecond), func(ms int) bool { return ms == 0 || ms == 1 }},
-		{"seconds", time.Now().Add(2*time.Second + 500*time.Microsecond), func(ms int) bool { return ms == 2001 }},
+		{time.Microsecond, 1},
+		{time.Millisecond, 1},
+		{time.Millisecond + 1, 2},
+		{2 * time.Second, 2000},
+		{1 << 62, 1<<31 - 1},
 	} {
-		if got := waitMillis(tc.at); !tc.want(got) {
-			t.Errorf("%s: waitMillis = %d", tc.name, got)
+		if got := waitMillis(tc.d); got != tc.want {
+			t.Errorf("waitMillis(%v) = %d; want %d", tc.d, got, tc.want)
 		}
 	}
 }

@@ -207,7 +207,10 @@ func (l *Lot) loop() {
 		if len(l.due) > 0 {
 			l.wakeAt = l.due[0].deadline
 		}
-		timeout := waitMillis(l.wakeAt)
+		timeout := -1 // none: until an event
+		if !l.wakeAt.IsZero() {
+			timeout = waitMillis(time.Until(l.wakeAt))
+		}
 		l.mu.Unlock()
 		n, err := unix.EpollWait(l.epfd, events, timeout)
 		if err == unix.EINTR {
