@@ -1,6 +1,7 @@
 package park
 
 import (
+	"container/heap"
 	"net"
 	"sync"
 	"syscall"
@@ -15,7 +16,8 @@ import (
 // without a goroutine, a front end's context or a read buffer each: the
 // front end takes the socket over, keeps what it must replay (an
 // HTTP/1.1 request head, a TLS ClientHello) as bytes, and one epoll loop
-// watches every parked connection for its client leaving. On readiness
+// watches every parked connection for its client leaving and for its
+// deadline (a heap, not a timer each). On readiness
 // the entry's Owner gets the connection back, on a goroutine of the
 // lot's, to serve it as if it had just arrived. A parked request costs
 // ~2 KiB instead of ~26 KiB (issue 5: ≤ 8 KiB per parked request, 10,000
@@ -25,11 +27,16 @@ type Lot struct {
 	epfd     int // epoll set of parked connections, for EPOLLRDHUP
 	wakefd   int // eventfd in the set, to stop the loop
 
-	mu      sync.Mutex // guards entries, byRoute, nextID, closed
+	mu      sync.Mutex // guards entries, byRoute, due, wakeAt, nextID, closed, quit
 	entries map[uint64]*Entry
 	byRoute map[*route.Route]map[uint64]*Entry // a route is here while its releaser runs
-	nextID  uint64
-	closed  bool
+	due     dueHeap                            // by deadline, for the loop's timeout
+	// wakeAt is when the loop wakes next (zero: not before an event):
+	// an entry due earlier wakes it through wakefd to wait less.
+	wakeAt time.Time
+	nextID uint64
+	closed bool
+	quit   bool // the loop ends (Close)
 
 	wg sync.WaitGroup // the epoll loop, releasers, releases and refusals
 }
@@ -65,10 +72,11 @@ type Entry struct {
 	Start time.Time
 	Owner Owner
 
-	id     uint64
-	timer  *time.Timer
-	fd     int
-	closed bool // set under Lot.mu once removed
+	id       uint64
+	deadline time.Time
+	due      int // index in Lot.due
+	fd       int
+	closed   bool // set under Lot.mu once removed
 }
 
 // NewLot starts an empty lot. Parked requests get 503 once stopping is
@@ -133,7 +141,13 @@ func (l *Lot) Add(e *Entry, deadline time.Time) {
 		ev.Fd, ev.Pad = int32(uint32(e.id)), int32(uint32(e.id>>32))
 		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 	}
-	e.timer = time.AfterFunc(time.Until(deadline), func() { l.expire(e.id) })
+	e.deadline = deadline
+	heap.Push(&l.due, e)
+	if l.wakeAt.IsZero() || deadline.Before(l.wakeAt) {
+		// The loop waits longer than this entry may: wake it once.
+		l.wakeAt = deadline
+		l.wake()
+	}
 	rs, running := l.byRoute[e.Route]
 	if !running {
 		rs = make(map[uint64]*Entry)
@@ -157,11 +171,19 @@ func (l *Lot) remove(e *Entry) bool {
 	if e.fd >= 0 {
 		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, e.fd, nil)
 	}
-	e.timer.Stop()
+	heap.Remove(&l.due, e.due)
 	return true
 }
 
-// loop closes the connections of clients that leave while parked.
+// wake interrupts the loop's epoll_wait.
+func (l *Lot) wake() {
+	var one [8]byte
+	one[0] = 1
+	_, _ = unix.Write(l.wakefd, one[:])
+}
+
+// loop closes the connections of clients that leave while parked, and
+// answers the requests whose deadline passes (expire).
 //
 // A half-close (FIN: EPOLLRDHUP alone) does not withdraw a request: RFC
 // 9112 §9.6 lets a client close its sending side once its request is
@@ -176,17 +198,36 @@ func (l *Lot) loop() {
 	defer l.wg.Done()
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(l.epfd, events, -1)
+		l.mu.Lock()
+		if l.quit {
+			l.mu.Unlock()
+			return
+		}
+		l.wakeAt = time.Time{}
+		if len(l.due) > 0 {
+			l.wakeAt = l.due[0].deadline
+		}
+		timeout := -1 // none: until an event
+		if !l.wakeAt.IsZero() {
+			timeout = waitMillis(time.Until(l.wakeAt))
+		}
+		l.mu.Unlock()
+		n, err := unix.EpollWait(l.epfd, events, timeout)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return
 		}
+		l.expire()
 		for _, ev := range events[:n] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if id == 0 {
-				return // woken by close
+				// Woken by Add or Close: empty the eventfd (it is
+				// level-triggered), then look at the deadlines again.
+				var buf [8]byte
+				_, _ = unix.Read(l.wakefd, buf[:])
+				continue
 			}
 			l.mu.Lock()
 			e := l.entries[id]
@@ -260,13 +301,18 @@ func (l *Lot) release(e *Entry) {
 	}()
 }
 
-// expire answers a request still parked at its deadline.
-func (l *Lot) expire(id uint64) {
+// expire answers the requests still parked at their deadline.
+func (l *Lot) expire() {
+	now := time.Now()
+	var late []*Entry
 	l.mu.Lock()
-	e := l.entries[id]
-	ok := e != nil && l.remove(e)
+	for len(l.due) > 0 && !l.due[0].deadline.After(now) {
+		e := l.due[0]
+		l.remove(e)
+		late = append(late, e)
+	}
 	l.mu.Unlock()
-	if ok {
+	for _, e := range late {
 		e.Route.M.Timeouts.Inc()
 		l.finish(e, "service "+e.Route.Host+" did not become ready within "+e.Route.Timeout.String())
 	}
@@ -302,11 +348,9 @@ func (l *Lot) done(e *Entry) {
 // waits for every goroutine of the lot.
 func (l *Lot) Close() {
 	l.mu.Lock()
-	l.closed = true
+	l.closed, l.quit = true, true
 	l.mu.Unlock()
-	var one [8]byte
-	one[0] = 1
-	_, _ = unix.Write(l.wakefd, one[:])
+	l.wake()
 	l.wg.Wait()
 	unix.Close(l.epfd)
 	unix.Close(l.wakefd)

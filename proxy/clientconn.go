@@ -59,6 +59,15 @@ type clientConn struct {
 	lines    int
 	prevBare bool // the last complete line ended in a bare LF
 	prev     byte // the last byte of the previous read
+	// headEnd is set once the first head's blank line has been read;
+	// past counts the bytes read after it (fasthttp holds them in its
+	// buffer, out of a detach's reach).
+	headEnd bool
+	past    int
+	// detached is set once detach has given the socket to a new owner:
+	// fasthttp's goroutine still ends its turn on this connection, but
+	// reads, writes, deadlines and the close no longer reach the socket.
+	detached bool
 	wrote    bool // a byte of a response was written
 	// tls is set for a connection that arrived over TLS (the TLS port):
 	// its requests go upstream with X-Forwarded-Proto: https.
@@ -112,7 +121,13 @@ func overTLS(c net.Conn) bool {
 }
 
 func (c *clientConn) Read(b []byte) (int, error) {
+	if c.detached {
+		return 0, io.EOF
+	}
 	n, err := c.Conn.Read(b)
+	if c.headEnd {
+		c.past += n
+	}
 	if c.lineOpen && bytes.IndexByte(b[:n], '\n') >= 0 {
 		c.lineOpen = false
 	}
@@ -155,6 +170,7 @@ func (c *clientConn) scanFirstHead(b []byte) (hang bool) {
 			// §2.2), as fasthttp does.
 		default: // the blank line that ends the head
 			c.first = false
+			c.headEnd, c.past = true, len(b)-i-1
 			return !cr || c.prevBare
 		}
 		c.lineLen = 0
@@ -164,6 +180,9 @@ func (c *clientConn) scanFirstHead(b []byte) (hang bool) {
 }
 
 func (c *clientConn) Write(b []byte) (int, error) {
+	if c.detached {
+		return len(b), nil // fasthttp's answer to a request now parked
+	}
 	c.lineOpen = true
 	c.wrote = true
 	c.first = false // a response ends the first head, whatever it was
@@ -226,6 +245,9 @@ func (c *clientConn) SyscallConn() (syscall.RawConn, error) {
 // destroy the response before the client has read it. Then it runs a
 // pending hand-off's undo and frees the connection's slot.
 func (c *clientConn) Close() error {
+	if c.detached {
+		return nil
+	}
 	if c.linger || unreadInput(c.Conn) {
 		tunnel.LingerUpload(c.Conn)
 	}
@@ -240,6 +262,50 @@ func (c *clientConn) Close() error {
 
 func (c *clientConn) setUndo(f func()) { c.undo = f }
 func (c *clientConn) setLinger()       { c.linger = true }
+
+// detach gives the socket and the slot of a connection whose first
+// request is being served, and of which nothing past that request's head
+// has been read, to a new owner, without fasthttp's Hijack. fasthttp
+// then ends the connection (the caller sets Connection: close): its
+// answer goes nowhere, its close leaves the socket open, and its read
+// buffer returns to its pool, where a hijack would leave that buffer
+// (max_header_size) to the collector and start a goroutine for the
+// callback. It returns nil if the connection cannot be detached: the
+// caller hijacks it instead.
+func (c *clientConn) detach() (net.Conn, *connSlot) {
+	if !c.headEnd || c.past != 0 || c.wrote || c.undo != nil {
+		return nil, nil
+	}
+	// fasthttp's header timeout is armed on the socket.
+	if c.Conn.SetDeadline(time.Time{}) != nil {
+		return nil, nil
+	}
+	c.detached = true
+	s := c.slot
+	c.slot = nil
+	return c.Conn, s
+}
+
+func (c *clientConn) SetDeadline(t time.Time) error {
+	if c.detached {
+		return nil
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	if c.detached {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *clientConn) SetWriteDeadline(t time.Time) error {
+	if c.detached {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
 
 // handOver is takeOver's: the Hijack callback runs, so a hand-off's undo
 // is not needed, and the slot goes to the connection's new owner.

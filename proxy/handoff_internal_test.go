@@ -127,3 +127,81 @@ func TestReplayNeverHandled(t *testing.T) {
 		})
 	}
 }
+
+// A connection detaches (parks without fasthttp's Hijack) only while its
+// first request's head is all that was read from it: bytes after the head
+// sit in fasthttp's buffer, and a later request may follow a response.
+// Once detached, the socket and the slot are the new owner's: fasthttp's
+// writes and close no longer reach them.
+func TestDetach(t *testing.T) {
+	const head = "GET / HTTP/1.1\r\nHost: x.test\r\n\r\n"
+	for _, tc := range []struct {
+		name     string
+		sent     string
+		answered bool // a response was written before
+		want     bool
+	}{
+		{"first-head", head, false, true},
+		{"empty-lines-first", "\r\n" + head, false, true},
+		{"pipelined", head + "GET /2 HTTP/1.1\r\n", false, false},
+		{"head-unfinished", "GET / HTTP/1.1\r\nHost: x.test\r\n", false, false},
+		{"after-a-response", head, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := socketPair(t)
+			lim := newConnLimit(1, 5)
+			cc := newClientConn(server)
+			cc.slot = lim.acquire()
+			if tc.answered {
+				cc.Write([]byte("HTTP/1.1 204 No Content\r\n\r\n"))
+				io.ReadFull(client, make([]byte, 27))
+			}
+			io.WriteString(client, tc.sent)
+			buf := make([]byte, 4096)
+			for got := 0; got < len(tc.sent); {
+				n, err := cc.Read(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got += n
+			}
+			raw, slot := cc.detach()
+			if got := raw != nil; got != tc.want {
+				t.Fatalf("detached = %v; want %v", got, tc.want)
+			}
+			if !tc.want {
+				if slot != nil {
+					t.Errorf("slot given without the socket")
+				}
+				return
+			}
+			// fasthttp's side after the detach.
+			if n, err := cc.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); n != 19 || err != nil {
+				t.Errorf("write after detach: %d, %v; want 19, nil", n, err)
+			}
+			if n, err := cc.Read(buf); n != 0 || err != io.EOF {
+				t.Errorf("read after detach: %d, %v; want 0, EOF", n, err)
+			}
+			cc.SetReadDeadline(time.Unix(1, 0))
+			cc.Close()
+			if n := lim.open.Load(); n != 1 {
+				t.Errorf("open = %d after fasthttp's close; want 1 until the new owner frees it", n)
+			}
+			// The new owner's socket is open, deadline-free, and unwritten to.
+			io.WriteString(client, "ping")
+			if n, err := raw.Read(buf); err != nil || string(buf[:n]) != "ping" {
+				t.Errorf("new owner read %q, %v; want ping", buf[:n], err)
+			}
+			io.WriteString(raw, "pong")
+			client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := client.Read(buf); err != nil || string(buf[:n]) != "pong" {
+				t.Errorf("client read %q, %v; want pong (nothing of fasthttp's)", buf[:n], err)
+			}
+			raw.Close()
+			slot.Release()
+			if n := lim.open.Load(); n != 0 {
+				t.Errorf("open = %d; want 0", n)
+			}
+		})
+	}
+}

@@ -23,8 +23,9 @@ func canPark(ctx *fasthttp.RequestCtx) bool {
 	return !hasBody && len(ctx.Request.Header.RawHeaders()) > 0
 }
 
-// parkInLot hijacks ctx's connection into the core's lot (park.Lot),
-// which watches it without a goroutine. The caller has counted the
+// parkInLot hands ctx's connection to the core's lot (park.Lot), which
+// watches it without a goroutine: detached from fasthttp (clientConn.detach)
+// when it can be, else hijacked. The caller has counted the
 // request as active; the lot's release, timeout or client-gone path ends
 // that. It returns false if the route's max_parked is reached.
 func (p *Proxy) parkInLot(ctx *fasthttp.RequestCtx, r *route.Route, deadline time.Time, x *exchange) bool {
@@ -37,6 +38,17 @@ func (p *Proxy) parkInLot(ctx *fasthttp.RequestCtx, r *route.Route, deadline tim
 	e := &park.Entry{Route: r, Head: headWithID(&ctx.Request.Header, x), Start: time.Now(),
 		Owner: lotOwner{p, x.clone()}}
 	x.taken = true
+	if c, ok := ctx.Conn().(*clientConn); ok {
+		if raw, slot := c.detach(); raw != nil {
+			// The common case (a connection's first request, nothing sent
+			// after it): parked here, on fasthttp's goroutine, with no
+			// early bytes to keep. fasthttp closes its side after.
+			ctx.SetConnectionClose()
+			e.Conn, e.Slot = raw, slot
+			p.core.Lot.Add(e, deadline)
+			return true
+		}
+	}
 	ctx.HijackSetNoResponse(true)
 	handOff(ctx, func() { r.Unpark(); r.EndRequest() })
 	ctx.Hijack(func(c net.Conn) {
