@@ -164,6 +164,8 @@ func TestTracingTunnelSpan(t *testing.T) {
 	h := startHarness(t, oneService, func(o *proxy.Options) { o.Tracer = tr })
 	up := wsUpstream(t, wsEcho)
 	h.setEndpoints("apps", "app", true, up.addr())
+	// Ready before the handshake: one that parked would add a park span.
+	h.waitReady("app.test")
 	c := h.dialWS(t, "/ws")
 	if err := c.WriteMessage(websocket.TextMessage, []byte("hi")); err != nil {
 		t.Fatal(err)
