@@ -127,7 +127,7 @@ func (t *Tunnel) End() {
 // the I/O error that ended it.
 func (t *Tunnel) Relay(clientPrefix, upstreamPrefix []byte, o Options) error {
 	ch := make(chan error, 1)
-	t.Start(clientPrefix, upstreamPrefix, o, func(err error) { ch <- err })
+	t.begin(clientPrefix, upstreamPrefix, o, func(err error) { ch <- err }, false)
 	return <-ch
 }
 
@@ -141,10 +141,19 @@ func (t *Tunnel) Relay(clientPrefix, upstreamPrefix []byte, o Options) error {
 // No goroutine waits for the two: an idle tunnel costs two stacks, not
 // three. And each starts fresh from this small frame, not below the
 // caller's: an idle goroutine keeps the largest stack it ever needed
-// (the runtime halves a stack only when a quarter of it is in use), so
-// the deep calls of setting a tunnel up and logging its end stay off the
-// stacks that wait, and those stay at the runtime's smallest size, 2 KiB.
+// (the runtime halves a stack only when under a quarter of it is in
+// use), so the deep calls of setting a tunnel up stay off the stacks
+// that wait, and those keep the size new goroutines start with (the
+// average in use at the last GC: 2 KiB, the least, once idle tunnels
+// are most goroutines).
 func (t *Tunnel) Start(clientPrefix, upstreamPrefix []byte, o Options, done func(error)) {
+	t.begin(clientPrefix, upstreamPrefix, o, done, true)
+}
+
+// begin starts the relay, the direction upstream to client on the
+// caller's goroutine unless detached (Relay's caller waits anyway: a
+// third goroutine would only add a stack).
+func (t *Tunnel) begin(clientPrefix, upstreamPrefix []byte, o Options, done func(error), detached bool) {
 	t.mu.Lock()
 	up, closed := t.upstream, t.closed
 	t.mu.Unlock()
@@ -160,7 +169,11 @@ func (t *Tunnel) Start(clientPrefix, upstreamPrefix []byte, o Options, done func
 	r.left.Store(2)
 	idle := newIdleWatch(o.IdleTimeout, t.client, up)
 	go r.run(up, t.client, clientPrefix, o.Up, idle, "up")
-	go r.run(t.client, up, upstreamPrefix, o.Down, idle, "down")
+	if detached {
+		go r.run(t.client, up, upstreamPrefix, o.Down, idle, "down")
+	} else {
+		r.run(t.client, up, upstreamPrefix, o.Down, idle, "down")
+	}
 }
 
 // pair is what a tunnel's two directions share.
