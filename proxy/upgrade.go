@@ -153,25 +153,15 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 	p.answerOnce.Do(func() { ctx.Response.Header.CopyTo(&p.answerHeader) })
 	// Owned by the tunnel: every path of switchTunnel ends with end(),
 	// and the registry's Wait waits for it.
-	go p.awaitSwitch(client, up, t, r, x, early, end)
+	go p.switchTunnel(client, up, t, r, x, early, end)
 }
 
-// awaitSwitch waits for the upstream's answer, holding no buffer
-// meanwhile (awaitAnswer), then switches. It is apart from switchTunnel,
-// its frame small, because a crowd of handshakes waits here: the runtime
-// starts each new goroutine, the tunnels' own, with the average stack in
-// use at the last GC, and under switchTunnel's frame that average would
-// give them 4 KiB stacks rather than 2.
-func (p *Proxy) awaitSwitch(client, up net.Conn, t *tunnel.Tunnel, r *route.Route, x *exchange, early []byte, end func()) {
-	err := awaitAnswer(up, r.UpstreamTimeout)
-	p.switchTunnel(client, up, t, r, x, early, end, err)
-}
-
-// switchTunnel relays the upstream's answer (handshake), awaited with
-// err. On a switch to WebSocket it starts the relay on the tunnel's
-// goroutines and returns.
-func (p *Proxy) switchTunnel(client, up net.Conn, t *tunnel.Tunnel, r *route.Route, x *exchange, early []byte, end func(), err error) {
+// switchTunnel waits for the upstream's answer, holding no buffer
+// meanwhile (awaitAnswer), and relays it (handshake). On a switch to
+// WebSocket it starts the relay on the tunnel's goroutines and returns.
+func (p *Proxy) switchTunnel(client, up net.Conn, t *tunnel.Tunnel, r *route.Route, x *exchange, early []byte, end func()) {
 	var late []byte
+	err := awaitAnswer(up, r.UpstreamTimeout)
 	if err != nil {
 		x.tr.UpstreamDone(0, err)
 		err = fmt.Errorf("read response head: %w", err)
