@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -80,11 +79,6 @@ type Proxy struct {
 	// sendTimeout is the top-level send_timeout, for answers to requests
 	// that match no service (a service's follows reloads with its route).
 	sendTimeout time.Duration
-
-	// answerHeader is a response head as fasthttp's server sets it up,
-	// for answers written once its ctx is gone (switchTunnel).
-	answerOnce   sync.Once
-	answerHeader fasthttp.ResponseHeader
 }
 
 // New builds a Proxy for cfg (already validated) with readiness from r.

@@ -100,18 +100,22 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 }
 
 // startTunnel runs on fasthttp's hijack goroutine: it dials the upstream
-// and sends it the request head, then leaves the rest to switchTunnel on
-// a goroutine of the tunnel's and returns. ctx is valid until then
-// (fasthttp releases a hijacked ctx after the hijack handler), which lets
-// the retry path park on it and the dial's errors get the usual answers.
-// Returning before the upstream answers lets fasthttp drop its read
-// buffer (max_header_size) and recycle ctx at once, instead of holding
-// them while the upstream answers (a crowd of handshakes, as after a
-// deploy, would hold thousands) and then for the tunnel's life: with
+// and relays the handshake, then, if the upstream switched to WebSocket,
+// starts the relay on the tunnel's goroutines and returns. ctx is valid
+// until then (fasthttp releases a hijacked ctx after the hijack handler),
+// which lets the retry path park on it and the error path reuse the usual
+// answers. Returning lets fasthttp drop its read buffer (max_header_size)
+// and recycle ctx instead of holding them for the tunnel's life: with
 // KeepHijackedConns the connection is ours to close, and the tunnel does.
 func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Route, st *watch.State, deadline time.Time, head []byte) {
 	// The connection's record: hijacked, it serves no other request.
 	x := exchangeOf(ctx)
+	defer func() {
+		if x.status == 0 { // unanswered: the client left, or shutdown
+			x.status = statusClientGone
+		}
+		x.emit() // once: the relay's end, if it started, writes it
+	}()
 	client, early, slot := takeOver(hj)
 	t, err := p.tunnels.Open(client)
 	if err != nil {
@@ -123,7 +127,6 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 		client.Close()
 		slot.Release()
 		r.EndRequest()
-		x.emit()
 		return
 	}
 	// The tunnel closes the client's socket; its slot is free after.
@@ -138,48 +141,27 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 	if err == nil {
 		err = t.SetUpstream(up)
 	}
-	if err == nil {
-		// Bounded like a forwarded request's write (upstream_timeout).
-		if err = writeWithin(up, head, r.UpstreamTimeout); err != nil {
-			err = fmt.Errorf("write request head: %w", err)
-		}
-	}
-	if err != nil {
-		p.abandon(ctx, client, t, r, err, x, end)
-		return
-	}
-	// The answers switchTunnel may have to give are built as fasthttp's
-	// server sets a response up (no default Date, Content-Type, Server).
-	p.answerOnce.Do(func() { ctx.Response.Header.CopyTo(&p.answerHeader) })
-	// Owned by the tunnel: every path of switchTunnel ends with end(),
-	// and the registry's Wait waits for it.
-	go p.switchTunnel(client, up, t, r, x, early, end)
-}
-
-// switchTunnel waits for the upstream's answer, holding no buffer
-// meanwhile (awaitAnswer), and relays it (handshake). On a switch to
-// WebSocket it starts the relay on the tunnel's goroutines and returns.
-func (p *Proxy) switchTunnel(client, up net.Conn, t *tunnel.Tunnel, r *route.Route, x *exchange, early []byte, end func()) {
 	var late []byte
-	err := awaitAnswer(up, r.UpstreamTimeout)
-	if err != nil {
-		x.tr.UpstreamDone(0, err)
-		err = fmt.Errorf("read response head: %w", err)
+	if err == nil {
+		err = sendHead(up, r, head, x)
 	}
 	if err == nil {
 		late, err = p.handshake(client, up, r, x)
 	}
 	if err != nil {
-		// fasthttp's ctx is gone: the usual answers are written on one
-		// of ours, the request's record attached.
-		ctx := new(fasthttp.RequestCtx)
-		p.answerHeader.CopyTo(&ctx.Response.Header)
-		ctx.SetUserValue(exchangeKey{}, x)
-		p.abandon(ctx, client, t, r, err, x, end)
+		// A tunnel closed meanwhile (shutdown) has no client left to tell.
+		if !errors.Is(err, errAnswered) && t.Context().Err() == nil {
+			p.handshakeFailed(ctx, client, r, err, x)
+		} else if x.reason == "" && x.status == 0 {
+			x.reason = reasonShutdown
+		}
+		end()
+		r.EndRequest()
 		return
 	}
-	// The line is written at the tunnel's end. With neither log nor span
-	// there is none: no copy to keep.
+	// Owned by the tunnel: the registry's Wait waits for its End. The
+	// line is written at the tunnel's end, not by this function's defer.
+	// With neither log nor span there is none: no copy to keep.
 	var tx *exchange
 	if x.log != nil || x.tr != nil {
 		tx = x.clone()
@@ -209,30 +191,30 @@ func (p *Proxy) switchTunnel(client, up net.Conn, t *tunnel.Tunnel, r *route.Rou
 		})
 }
 
-// abandon ends an upgrade that will not switch: it answers the client as
-// forward would unless that is done (errAnswered) or moot (the tunnel
-// was closed at shutdown, so there is no client left to tell), ends the
-// tunnel and the request, and writes the request's line.
-func (p *Proxy) abandon(ctx *fasthttp.RequestCtx, client net.Conn, t *tunnel.Tunnel, r *route.Route, err error, x *exchange, end func()) {
-	if !errors.Is(err, errAnswered) && t.Context().Err() == nil {
-		p.handshakeFailed(ctx, client, r, err, x)
-	} else if x.reason == "" && x.status == 0 {
-		x.reason = reasonShutdown
-	}
-	end()
-	r.EndRequest()
-	if x.status == 0 { // unanswered: the client left, or shutdown
-		x.status = statusClientGone
-	}
-	x.emit()
-}
-
 var (
 	errNotWebSocket = errors.New("upstream switched to another protocol")
 	// errAnswered: the handshake has already answered the client, or
 	// found it gone.
 	errAnswered = errors.New("upgrade answered")
 )
+
+// sendHead sends the request head upstream and waits for the answer's
+// first bytes (awaitAnswer). It is apart from handshake, its frame small,
+// for where a crowd of handshakes waits: the runtime starts every new
+// goroutine, the tunnels' own, with the average stack in use at the last
+// GC, so waiting under handshake's big frame would give each tunnel
+// started meanwhile 4 KiB stacks instead of 2.
+func sendHead(up net.Conn, r *route.Route, head []byte, x *exchange) error {
+	// Bounded like a forwarded request's write (upstream_timeout).
+	if err := writeWithin(up, head, r.UpstreamTimeout); err != nil {
+		return fmt.Errorf("write request head: %w", err)
+	}
+	if err := awaitAnswer(up, r.UpstreamTimeout); err != nil {
+		x.tr.UpstreamDone(0, err)
+		return fmt.Errorf("read response head: %w", err)
+	}
+	return nil
+}
 
 // handshake reads the upstream's answer. On a 101 to WebSocket it relays
 // the 101 to the client and returns the bytes the upstream sent right
