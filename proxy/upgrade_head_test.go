@@ -12,7 +12,8 @@ import (
 // The upstream's answer to an upgrade, read after waiting for it with no
 // buffer (awaitAnswer): one that never comes is a 504 at upstream_timeout,
 // none at all a 502, a 101 head is read whole up to the forward path's
-// 16 KiB bound, and past it the upgrade fails with a 502 as before.
+// 16 KiB bound, and past it the upgrade fails with a 502; each failure
+// answered as forward answers.
 func TestUpgradeAnswerHead(t *testing.T) {
 	pad := func(n int) string { return "X-Pad: " + strings.Repeat("p", n) + "\r\n" }
 	for _, tc := range []struct {
@@ -58,6 +59,14 @@ func TestUpgradeAnswerHead(t *testing.T) {
 				t.Fatalf("status %d; want %d", resp.StatusCode, tc.status)
 			}
 			if tc.status != 101 {
+				// Agimo's own answer, as forward gives it: its request's ID,
+				// plain text, the connection closed, nothing fasthttp would
+				// add by default (Date, Server).
+				if resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" ||
+					!resp.Close || resp.Header.Get("Date") != "" || resp.Header.Get("Server") != "" {
+					t.Errorf("answer head %v (close %v); want X-Request-Id, Content-Type text/plain; charset=utf-8, "+
+						"Connection: close, no Date nor Server", resp.Header, resp.Close)
+				}
 				return
 			}
 			// The tunnel works: the upstream echoes.
