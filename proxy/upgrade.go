@@ -143,10 +143,7 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 	}
 	var late []byte
 	if err == nil {
-		err = sendHead(up, r, head, x)
-	}
-	if err == nil {
-		late, err = p.handshake(client, up, r, x)
+		late, err = p.handshake(client, up, r, head, x)
 	}
 	if err != nil {
 		// A tunnel closed meanwhile (shutdown) has no client left to tell.
@@ -198,32 +195,21 @@ var (
 	errAnswered = errors.New("upgrade answered")
 )
 
-// sendHead sends the request head upstream and waits for the answer's
-// first bytes (awaitAnswer). It is apart from handshake, its frame small,
-// for where a crowd of handshakes waits: the runtime starts every new
-// goroutine, the tunnels' own, with the average stack in use at the last
-// GC, so waiting under handshake's big frame would give each tunnel
-// started meanwhile 4 KiB stacks instead of 2.
-func sendHead(up net.Conn, r *route.Route, head []byte, x *exchange) error {
-	// Bounded like a forwarded request's write (upstream_timeout).
-	if err := writeWithin(up, head, r.UpstreamTimeout); err != nil {
-		return fmt.Errorf("write request head: %w", err)
+// handshake sends the request head upstream and reads the answer. On a
+// 101 to WebSocket it relays the 101 to the client and returns the bytes
+// the upstream sent right behind it (its first frame may share the 101's
+// segment), which must reach the client before anything spliced.
+func (p *Proxy) handshake(client, up net.Conn, r *route.Route, head []byte, x *exchange) ([]byte, error) {
+	// Bound each read and write like a forwarded request's
+	// (upstream_timeout, as an idle timeout).
+	uc := upstream.WithIdleTimeout(up, r.UpstreamTimeout)
+	if _, err := uc.Write(head); err != nil {
+		return nil, fmt.Errorf("write request head: %w", err)
 	}
 	if err := awaitAnswer(up, r.UpstreamTimeout); err != nil {
 		x.tr.UpstreamDone(0, err)
-		return fmt.Errorf("read response head: %w", err)
+		return nil, fmt.Errorf("read response head: %w", err)
 	}
-	return nil
-}
-
-// handshake reads the upstream's answer. On a 101 to WebSocket it relays
-// the 101 to the client and returns the bytes the upstream sent right
-// behind it (its first frame may share the 101's segment), which must
-// reach the client before anything spliced.
-func (p *Proxy) handshake(client, up net.Conn, r *route.Route, x *exchange) ([]byte, error) {
-	// Bound each read like a forwarded request's (upstream_timeout, as an
-	// idle timeout).
-	uc := upstream.WithIdleTimeout(up, r.UpstreamTimeout)
 	br := acquireHeadReader(upstream.NewTrailerFieldConn(uc))
 	defer releaseHeadReader(br)
 	resp := fasthttp.AcquireResponse()
