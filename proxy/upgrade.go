@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -100,7 +101,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, r *route.Route, st *watch.Stat
 
 // startTunnel runs on fasthttp's hijack goroutine: it dials the upstream
 // and relays the handshake, then, if the upstream switched to WebSocket,
-// starts the relay on a goroutine of its own and returns. ctx is valid
+// starts the relay on the tunnel's goroutines and returns. ctx is valid
 // until then (fasthttp releases a hijacked ctx after the hijack handler),
 // which lets the retry path park on it and the error path reuse the usual
 // answers. Returning lets fasthttp drop its read buffer (max_header_size)
@@ -157,27 +158,34 @@ func (p *Proxy) startTunnel(ctx *fasthttp.RequestCtx, hj net.Conn, r *route.Rout
 	}
 	// Owned by the tunnel: the registry's Wait waits for its End. The
 	// line is written at the tunnel's end, not by this function's defer.
-	tx := x.clone()
-	tx.status = fasthttp.StatusSwitchingProtocols
+	// With neither log nor span there is none: no copy to keep.
+	var tx *exchange
+	if x.log != nil || x.tr != nil {
+		tx = x.clone()
+		tx.status = fasthttp.StatusSwitchingProtocols
+	}
 	x.log, x.tr, x.status = nil, nil, fasthttp.StatusSwitchingProtocols
-	go func() {
-		defer end() // last, so that Wait covers this whole goroutine
-		defer r.EndRequest()
-		m := stats.NewTunnel(p.metrics, r.Host)
-		m.Open.Inc()
-		defer m.Open.Dec()
-		start := time.Now()
-		var in, out atomic.Int64
-		// tunnel_idle_timeout (0: never) closes a tunnel that moved no
-		// byte for that long, pings included, keepalives not.
-		err := t.Relay(early, late, tunnel.Options{
-			Up:          func(n int64) { m.Up.AddInt64(n); in.Add(n) },
-			Down:        func(n int64) { m.Down.AddInt64(n); out.Add(n) },
-			IdleTimeout: r.Svc.TunnelIdleTimeout.Duration})
-		p.log.Debug().Str("host", r.Host).Dur("duration", time.Since(start)).AnErr("reason", err).Msg("tunnel ended")
-		tx.bytesIn, tx.bytesOut = in.Load(), out.Load()
-		tx.emit()
-	}()
+	m := stats.NewTunnel(p.metrics, r.Host)
+	m.Open.Inc()
+	start := time.Now()
+	var in, out atomic.Int64
+	// tunnel_idle_timeout (0: never) closes a tunnel that moved no
+	// byte for that long, pings included, keepalives not. The relay's
+	// goroutines are the tunnel's own (tunnel.Start): this one returns.
+	t.Start(early, late, tunnel.Options{
+		Up:          func(n int64) { m.Up.AddInt64(n); in.Add(n) },
+		Down:        func(n int64) { m.Down.AddInt64(n); out.Add(n) },
+		IdleTimeout: r.Svc.TunnelIdleTimeout.Duration},
+		func(err error) {
+			p.log.Debug().Str("host", r.Host).Dur("duration", time.Since(start)).AnErr("reason", err).Msg("tunnel ended")
+			if tx != nil {
+				tx.bytesIn, tx.bytesOut = in.Load(), out.Load()
+				tx.emit()
+			}
+			m.Open.Dec()
+			r.EndRequest()
+			end() // last, so that Wait covers the relay to its end
+		})
 }
 
 var (
@@ -197,6 +205,10 @@ func (p *Proxy) handshake(client, up net.Conn, r *route.Route, head []byte, x *e
 	uc := upstream.WithIdleTimeout(up, r.UpstreamTimeout)
 	if _, err := uc.Write(head); err != nil {
 		return nil, fmt.Errorf("write request head: %w", err)
+	}
+	if err := awaitAnswer(up, r.UpstreamTimeout); err != nil {
+		x.tr.UpstreamDone(0, err)
+		return nil, fmt.Errorf("read response head: %w", err)
 	}
 	br := acquireHeadReader(upstream.NewTrailerFieldConn(uc))
 	defer releaseHeadReader(br)
@@ -274,10 +286,13 @@ func takeOver(c net.Conn) (net.Conn, []byte, *connSlot) {
 		return c, nil, slot
 	}
 	var early []byte
-	var buf [4096]byte
+	// Pooled: a local array would escape (Read is an interface call) and
+	// be 4 KiB of garbage per tunnel, most often to read nothing.
+	bp := drainBufs.Get().(*[4096]byte)
+	defer drainBufs.Put(bp)
 	for {
-		n, err := c.Read(buf[:])
-		early = append(early, buf[:n]...)
+		n, err := c.Read(bp[:])
+		early = append(early, bp[:n]...)
 		if err != nil {
 			// A timeout means every buffer is empty. EOF or a reset a
 			// reader had stored will be read again from the socket.
@@ -293,6 +308,8 @@ func takeOver(c net.Conn) (net.Conn, []byte, *connSlot) {
 	}
 	return c, early, slot
 }
+
+var drainBufs = sync.Pool{New: func() any { return new([4096]byte) }}
 
 // dialUpstream connects to a ready endpoint of r, round robin as forward
 // does, retrying a refused connection until deadline (issue 2: an

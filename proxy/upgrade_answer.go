@@ -8,9 +8,11 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/agimo/agimo/fields"
 	"github.com/agimo/agimo/route"
@@ -127,6 +129,37 @@ func writeWithin(c net.Conn, b []byte, timeout time.Duration) error {
 // needed only during the handshake. Their size bounds a head as the
 // forward path's ReadBufferSize does.
 var headReaders sync.Pool
+
+// awaitAnswer waits until up has something to read (bytes, an end of
+// stream or an error), within timeout, holding no buffer meanwhile: a
+// crowd of handshakes waiting for their upstreams then takes no head
+// reader each, only those whose answer has come do. up is the raw
+// connection dialled; one that is not a syscall.Conn is read at once.
+// Hand-written, like tunnel's readRaw, because net.Conn.Read needs its
+// buffer before it knows whether it will wait.
+func awaitAnswer(up net.Conn, timeout time.Duration) error {
+	sc, ok := up.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	if err := up.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	var b [1]byte
+	return rc.Read(func(fd uintptr) bool {
+		for {
+			// MSG_PEEK leaves the byte for the head reader.
+			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			if err != unix.EINTR {
+				return err != unix.EAGAIN // false: wait, then try again
+			}
+		}
+	})
+}
 
 func acquireHeadReader(c net.Conn) *bufio.Reader {
 	if br, ok := headReaders.Get().(*bufio.Reader); ok {

@@ -126,26 +126,71 @@ func (t *Tunnel) End() {
 // tunnel ended: nil when both sides closed in turn, ErrIdle, ErrClosed, or
 // the I/O error that ended it.
 func (t *Tunnel) Relay(clientPrefix, upstreamPrefix []byte, o Options) error {
+	ch := make(chan error, 1)
+	t.begin(clientPrefix, upstreamPrefix, o, func(err error) { ch <- err }, false)
+	return <-ch
+}
+
+// Start relays as Relay does, each direction on a goroutine of its own,
+// and returns at once. done gets Relay's result: it runs on the last of
+// the two goroutines to end, both connections closed, and that goroutine
+// ends when done returns, so the caller owns both through done (with
+// Registry.Wait: call End last in done). A tunnel closed or without
+// upstream gets done on the caller's goroutine, before Start returns.
+//
+// No goroutine waits for the two: an idle tunnel costs two stacks, not
+// three. And each starts fresh from this small frame, not below the
+// caller's: an idle goroutine keeps the largest stack it ever needed
+// (the runtime halves a stack only when under a quarter of it is in
+// use), so the deep calls of setting a tunnel up stay off the stacks
+// that wait, and those keep the size new goroutines start with (the
+// average in use at the last GC: 2 KiB, the least, once idle tunnels
+// are most goroutines).
+func (t *Tunnel) Start(clientPrefix, upstreamPrefix []byte, o Options, done func(error)) {
+	t.begin(clientPrefix, upstreamPrefix, o, done, true)
+}
+
+// begin starts the relay, the direction upstream to client on the
+// caller's goroutine unless detached (Relay's caller waits anyway: a
+// third goroutine would only add a stack).
+func (t *Tunnel) begin(clientPrefix, upstreamPrefix []byte, o Options, done func(error), detached bool) {
 	t.mu.Lock()
 	up, closed := t.upstream, t.closed
 	t.mu.Unlock()
 	if closed {
-		return t.reason()
+		done(t.reason())
+		return
 	}
 	if up == nil {
-		return errors.New("relay without upstream")
+		done(errors.New("relay without upstream"))
+		return
 	}
+	r := &pair{t: t, done: done}
+	r.left.Store(2)
 	idle := newIdleWatch(o.IdleTimeout, t.client, up)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t.pipe(up, t.client, clientPrefix, o.Up, idle, "up")
-	}()
-	t.pipe(t.client, up, upstreamPrefix, o.Down, idle, "down")
-	wg.Wait()
-	t.close(nil)
-	return t.reason()
+	go r.run(up, t.client, clientPrefix, o.Up, idle, "up")
+	if detached {
+		go r.run(t.client, up, upstreamPrefix, o.Down, idle, "down")
+	} else {
+		r.run(t.client, up, upstreamPrefix, o.Down, idle, "down")
+	}
+}
+
+// pair is what a tunnel's two directions share.
+type pair struct {
+	t    *Tunnel
+	done func(error)
+	left atomic.Int32 // directions still running
+}
+
+// run relays one direction; the last one to end closes the tunnel and
+// calls done.
+func (r *pair) run(dst, src net.Conn, prefix []byte, count func(int64), idle *idleWatch, dir string) {
+	r.t.pipe(dst, src, prefix, count, idle, dir)
+	if r.left.Add(-1) == 0 {
+		r.t.close(nil)
+		r.done(r.t.reason())
+	}
 }
 
 func (t *Tunnel) reason() error {
