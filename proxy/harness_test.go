@@ -152,6 +152,24 @@ func (h *harness) setEndpoints(ns, name string, ready bool, addrs ...string) {
 	// inspect them; none here does, and the hour-long soak, which flips
 	// readiness every 2.5 s, grew its heap by 4 MiB with them.
 	h.kube.ClearActions()
+	if ready && len(addrs) > 0 {
+		// A request sent next must find the service ready, not park
+		// until the informer catches up: tests that count parks, spans
+		// or log fields would see one more.
+		h.waitServiceReady(ns, name)
+	}
+}
+
+// waitServiceReady waits until the informer has seen every configured
+// entry of service ns/name ready.
+func (h *harness) waitServiceReady(ns, name string) {
+	h.t.Helper()
+	for _, s := range h.cfg.Services {
+		if s.Namespace != ns || s.ServiceName != name {
+			continue
+		}
+		h.waitReadiness(s.Host, name, true)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
