@@ -198,6 +198,16 @@ func (h *harness) setEndpoints(ns, name, appProto string, ready bool, addr strin
 			h.t.Fatalf("create endpointslice: %v", err)
 		}
 	}
+	if ready {
+		// A stream sent next must find the service ready, not park until
+		// the informer catches up: tests that check cold-start fields
+		// would see one.
+		for _, r := range h.core.Routes().All() {
+			if r.Ready != nil && r.Svc.Namespace == ns && r.Svc.ServiceName == name {
+				h.waitRoute(r)
+			}
+		}
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -268,12 +278,18 @@ func (h *harness) waitReadyAt(host, path string) {
 	if r == nil {
 		h.t.Fatalf("no route for %s%s", host, path)
 	}
+	h.waitRoute(r)
+}
+
+// waitRoute waits until the informer has seen r's service ready.
+func (h *harness) waitRoute(r *route.Route) {
+	h.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for st := r.Ready.State(); !st.Ready; st = r.Ready.State() {
 		select {
 		case <-st.Changed():
 		case <-time.After(time.Until(deadline)):
-			h.t.Fatalf("%s not ready", host)
+			h.t.Fatalf("%s not ready", r.Host)
 		}
 	}
 }
