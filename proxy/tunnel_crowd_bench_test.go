@@ -20,50 +20,26 @@ import (
 //	go test -run '^$' -bench TunnelCrowdMemory -benchtime 1x ./proxy
 func BenchmarkTunnelCrowdMemory(b *testing.B) {
 	const n = 1000
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	var (
-		mu      sync.Mutex // guards arrived, release and upConns
+		mu      sync.Mutex // guards arrived and release
 		arrived int
 		release = make(chan struct{})
-		upConns []net.Conn
-		wg      sync.WaitGroup
 	)
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			upConns = append(upConns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				if arrived++; arrived == n {
-					close(release) // the whole crowd is waiting: answer
-				}
-				ch := release
-				mu.Unlock()
-				<-ch
-				io.WriteString(c, switchHead(req.Header.Get("Sec-WebSocket-Key")))
-			})
+	upAddr := listenRaw(b, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	})
-	b.Cleanup(func() {
-		ln.Close()
 		mu.Lock()
-		for _, c := range upConns {
-			c.Close()
+		if arrived++; arrived == n {
+			close(release) // the whole crowd is waiting: answer
 		}
+		ch := release
 		mu.Unlock()
-		wg.Wait()
+		<-ch
+		io.WriteString(c, switchHead(req.Header.Get("Sec-WebSocket-Key")))
+		var one [1]byte
+		c.Read(one[:]) // the tunnel stays open until its client leaves
 	})
 	measure := func(addr string) (heap, stack float64) {
 		h0, s0 := inUse()
@@ -96,9 +72,9 @@ func BenchmarkTunnelCrowdMemory(b *testing.B) {
 		return float64(h1-h0) / n, float64(s1-s0) / n
 	}
 	for range b.N {
-		dHeap, dStack := measure(ln.Addr().String())
+		dHeap, dStack := measure(upAddr)
 		h := startHarness(b, oneService)
-		h.setEndpoints("apps", "app", true, ln.Addr().String())
+		h.setEndpoints("apps", "app", true, upAddr)
 		aHeap, aStack := measure(h.addr)
 		b.ReportMetric(aHeap+aStack-dHeap-dStack, "B/tunnel")
 		b.ReportMetric(aHeap-dHeap, "heapB/tunnel")

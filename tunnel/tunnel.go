@@ -139,13 +139,11 @@ func (t *Tunnel) Relay(clientPrefix, upstreamPrefix []byte, o Options) error {
 // upstream gets done on the caller's goroutine, before Start returns.
 //
 // No goroutine waits for the two: an idle tunnel costs two stacks, not
-// three. And each starts fresh from this small frame, not below the
-// caller's: an idle goroutine keeps the largest stack it ever needed
-// (the runtime halves a stack only when under a quarter of it is in
-// use), so the deep calls of setting a tunnel up stay off the stacks
-// that wait, and those keep the size new goroutines start with (the
-// average in use at the last GC: 2 KiB, the least, once idle tunnels
-// are most goroutines).
+// three. And neither runs below the caller's deep frames: an idle
+// goroutine keeps the largest stack it ever needed (the runtime halves a
+// stack only when under a quarter of it is in use), so the stacks that
+// wait start at the size new goroutines get (the runtime's average in
+// use at the last GC) and stay small.
 func (t *Tunnel) Start(clientPrefix, upstreamPrefix []byte, o Options, done func(error)) {
 	t.begin(clientPrefix, upstreamPrefix, o, done, true)
 }

@@ -60,9 +60,11 @@ const (
 const maxHeldLine = 16 << 10
 
 func NewTrailerFieldConn(c net.Conn) *trailerFieldConn {
-	t := &trailerFieldConn{Conn: c, chunks: new(chunkCount)}
+	t := &trailerFieldConn{Conn: c}
 	if ic, ok := c.(*IdleConn); ok {
 		t.chunks = &ic.chunks
+	} else {
+		t.chunks = new(chunkCount) // followed for nobody: a handshake's
 	}
 	t.startHead()
 	return t
